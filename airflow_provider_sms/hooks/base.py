@@ -1,0 +1,898 @@
+"""What the five vendor hooks share: connection settings, transport, retries, tokens and the send pipeline.
+
+A vendor module only says how its requests and replies look (``_submit``, ``_fetch_reports``,
+``_fetch_inbound``, ``_get_balance``, ``_check_connection``); everything that decides whether a
+request may be retried, how a list of numbers becomes requests, and how secrets stay out of logs
+lives here, once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from functools import cached_property
+from typing import Any, ClassVar, Final, TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+from airflow.sdk import BaseHook
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from airflow_provider_sms.errors import (
+    SmsConfigurationError,
+    SmsError,
+    SmsInvalidNumbersError,
+    SmsInvalidRequestError,
+    SmsNotSupportedError,
+    SmsOutcomeUnknownError,
+    SmsPartialResponseError,
+    SmsResponseError,
+    SmsTransportError,
+    SmsVendorError,
+)
+from airflow_provider_sms.numbers import chunk_mobiles, normalize_mobiles
+from airflow_provider_sms.records import Balance, DeliveryReport, InboundMessage, SendReceipt
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Feature names a hook can support; callers ask ``hook.supports(FEATURE)`` before calling.
+SEND: Final = "send"
+SEND_TEMPLATE: Final = "send_template"
+REPORTS: Final = "reports"
+INBOUND: Final = "inbound"
+BALANCE: Final = "balance"
+
+FEATURE_LABELS: Final = {
+    SEND: "sending messages",
+    SEND_TEMPLATE: "template messages",
+    REPORTS: "delivery reports",
+    INBOUND: "inbound (MO) messages",
+    BALANCE: "balance queries",
+}
+
+# Message kinds by name; vendors take the digit (paasw productId / kind).
+MESSAGE_KINDS: Final = {"verification": "1", "notification": "2", "marketing": "3"}
+
+SEND_OPTIONS: Final = frozenset({"signature", "ext_no", "scheduled_at", "kind", "client_ref", "sender_id"})
+
+DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+DEFAULT_READ_TIMEOUT: Final = 30.0
+DEFAULT_RETRIES: Final = 3
+DEFAULT_RETRY_WAIT: Final = 1.0
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """Per-send options; each vendor hook says which of them it can honour."""
+
+    signature: str | None = None
+    ext_no: str | None = None
+    scheduled_at: datetime | None = None
+    kind: str | None = None
+    client_ref: str | None = None
+    sender_id: str | None = None
+
+    def given(self) -> set[str]:
+        return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) not in (None, "")}
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    """One vendor request planned by ``plan_send``: no I/O has happened yet.
+
+    Planning is deterministic for the same input, so an operator can key each request for
+    idempotency and skip, on a retry, the ones the vendor already accepted.
+    """
+
+    index: int
+    mobiles: tuple[str, ...]
+    content: str | None
+    options: SendOptions
+    template_id: str | None = None
+    params: Any = None
+    client_ref: str | None = None
+
+    @property
+    def description(self) -> str:
+        kind = f"template {self.template_id} request" if self.template_id else "send request"
+        return f"{kind} #{self.index + 1}"
+
+
+@dataclass(frozen=True, repr=False)
+class ConnectionConfig:
+    """The parts of an Airflow connection a hook uses; ``repr`` never shows the password."""
+
+    conn_id: str
+    base_url: str
+    login: str
+    password: str
+    extras: Mapping[str, Any]
+    timezone: ZoneInfo
+    connect_timeout: float
+    read_timeout: float
+
+    def __repr__(self) -> str:
+        return f"ConnectionConfig(conn_id={self.conn_id!r}, base_url={self.base_url!r}, login={self.login!r})"
+
+    def extra(self, name: str, default: Any = None) -> Any:
+        value = self.extras.get(name)
+        return default if value in (None, "") else value
+
+    def extra_bool(self, name: str, default: bool) -> bool:
+        value = self.extras.get(name)
+        if value in (None, ""):
+            return default
+        if isinstance(value, bool):
+            return value
+        return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class _RetryableStatus(Exception):
+    """An HTTP 5xx or 429 reply, or an unreadable reply to a read; raised inside a retry loop only."""
+
+    def __init__(self, response: requests.Response, problem: str = "") -> None:
+        self.problem = problem or f"HTTP {response.status_code}"
+        super().__init__(self.problem)
+        self.response = response
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_exact(data: bytes | str) -> Any:
+    """JSON with exact decimals and integers of any width; NaN and Infinity are refused, as JSON does."""
+    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+
+
+class _RetryAfterOrBackoff:
+    """Exponential backoff with jitter, but never shorter than a 429/503 reply's ``Retry-After`` (capped)."""
+
+    MAX_WAIT = 30.0
+
+    def __init__(self, first_wait: float) -> None:
+        self._backoff = wait_exponential_jitter(
+            multiplier=first_wait, max=max(first_wait, self.MAX_WAIT), jitter=first_wait
+        )
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = float(self._backoff(state))
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableStatus):
+            wait = max(wait, retry_after_seconds(exc.response.headers.get("Retry-After"), self.MAX_WAIT))
+        return wait
+
+
+def retry_after_seconds(value: str | None, cap: float) -> float:
+    """A ``Retry-After`` header (seconds or an HTTP date) as seconds to wait, capped; 0 when absent or unreadable."""
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 0.0
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    return min(max(seconds, 0.0), cap)
+
+
+class _TokenCache:
+    """Process-wide cache of access tokens, keyed by connection identity (never by the secret itself)."""
+
+    REFRESH_MARGIN_SECONDS = 120.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+
+    def get(self, key: tuple[str, ...]) -> str | None:
+        with self._lock:
+            entry = self._tokens.get(key)
+        if entry and entry[1] - self.REFRESH_MARGIN_SECONDS > time.monotonic():
+            return entry[0]
+        return None
+
+    def put(self, key: tuple[str, ...], token: str, expires_in: float) -> None:
+        with self._lock:
+            self._tokens[key] = (token, time.monotonic() + expires_in)
+
+    def invalidate(self, key: tuple[str, ...], token: str) -> None:
+        with self._lock:
+            entry = self._tokens.get(key)
+            if entry and entry[0] == token:
+                del self._tokens[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+
+
+class _PullThrottle:
+    """Process-wide minimum interval between calls with the same key (cloud_mas: 5 s per pull)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next_allowed: dict[tuple[str, ...], float] = {}
+
+    def reserve(self, key: tuple[str, ...], interval: float) -> float:
+        """Book the next slot for ``key``; returns how long the caller must sleep before using it."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_allowed.get(key, 0.0))
+            self._next_allowed[key] = slot + interval
+        return slot - now
+
+    def finished(self, key: tuple[str, ...], interval: float) -> None:
+        """Count the interval from when a call came back: the server saw it arrive no later than that."""
+        with self._lock:
+            self._next_allowed[key] = max(self._next_allowed.get(key, 0.0), time.monotonic() + interval)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._next_allowed.clear()
+
+
+TOKEN_CACHE: Final = _TokenCache()
+PULL_THROTTLE: Final = _PullThrottle()
+
+
+def mask(secret: str | None) -> None:
+    """Register a value with Airflow's secrets masker so that it never shows in task logs."""
+    if not secret:
+        return
+    try:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
+    except Exception:  # masking must never break a send
+        pass
+
+
+def parse_id(value: Any, *, field_name: str) -> str:
+    """Vendor ids as strings; integers of any width are exact, floats would have lost digits."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{field_name} is {value!r}, not an id")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError(f"{field_name} {value!r} is not an integer or string id (a float would lose digits)")
+
+
+class SmsHook(BaseHook):
+    """Base of the five vendor hooks: one ``requests.Session`` per hook, retries, and one interface.
+
+    :param sms_conn_id: the Airflow connection of the vendor account.
+    :param timeout: read timeout in seconds (overrides the connection's ``timeout`` extra).
+    :param retries: attempts after the first for calls that are safe to repeat.
+    :param retry_wait: first backoff interval in seconds; doubles with jitter.
+    """
+
+    conn_name_attr = "sms_conn_id"
+    default_conn_name = "sms_default"
+    conn_type: ClassVar[str] = ""
+    hook_name: ClassVar[str] = ""
+
+    vendor: ClassVar[str] = ""
+    default_host: ClassVar[str | None] = None
+    default_scheme: ClassVar[str] = "http"
+    max_numbers_per_request: ClassVar[int] = 1000
+    max_mobiles_chars: ClassVar[int | None] = None
+    international: ClassVar[bool] = False
+    features: ClassVar[frozenset[str]] = frozenset()
+    supported_options: ClassVar[frozenset[str]] = frozenset()
+    #: "queue": each pull hands out pending reports once; "query": reports are asked for by (batch, mobile).
+    report_mode: ClassVar[str] = "queue"
+    #: how many (batch_id, mobile) pairs one report query takes, for ``report_mode == "query"``.
+    report_query_limit: ClassVar[int] = 0
+    #: how the retry loop waits; tests replace it to observe waits without spending them
+    retry_sleep: ClassVar[staticmethod[[float], None]] = staticmethod(time.sleep)
+
+    def __init__(
+        self,
+        sms_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        retries: int | None = None,
+        retry_wait: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sms_conn_id = sms_conn_id
+        self._timeout_override = timeout
+        self._retries_override = retries
+        self._retry_wait_override = retry_wait
+        self._send_state = threading.local()
+
+    # ------------------------------------------------------------------ connection
+
+    @cached_property
+    def config(self) -> ConnectionConfig:
+        conn = self.get_connection(self.sms_conn_id)
+        extras = dict(conn.extra_dejson or {})
+        if conn.password:
+            mask(conn.password)
+        tz_name = str(extras.get("timezone") or DEFAULT_TIMEZONE)
+        try:
+            tz = ZoneInfo(tz_name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SmsConfigurationError(f"{self.sms_conn_id}: unknown timezone {tz_name!r} in extras") from exc
+        read_timeout = self._timeout_override or _float_extra(extras, "timeout", DEFAULT_READ_TIMEOUT, self.sms_conn_id)
+        return ConnectionConfig(
+            conn_id=self.sms_conn_id,
+            base_url=self._base_url(conn.host, conn.schema, conn.port),
+            login=conn.login or "",
+            password=conn.password or "",
+            extras=extras,
+            timezone=tz,
+            connect_timeout=min(DEFAULT_CONNECT_TIMEOUT, read_timeout),
+            read_timeout=read_timeout,
+        )
+
+    def _base_url(self, host: str | None, schema: str | None, port: int | None) -> str:
+        host = (host or "").strip() or (self.default_host or "")
+        if not host:
+            raise SmsConfigurationError(
+                f"connection {self.sms_conn_id!r} ({self.conn_type}) has no host: "
+                f"set it to the gateway's base URL, e.g. https://gateway.example.com:8443"
+            )
+        if "://" not in host:
+            scheme = (schema or "").strip() or self.default_scheme
+            host = f"{scheme}://{host}"
+        parts = urlsplit(host)
+        if port and not parts.port:
+            host = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
+        return host.rstrip("/")
+
+    def require_login_and_password(self, login_label: str, password_label: str) -> tuple[str, str]:
+        missing = [
+            label
+            for label, value in ((login_label, self.config.login), (password_label, self.config.password))
+            if not value
+        ]
+        if missing:
+            raise SmsConfigurationError(
+                f"connection {self.sms_conn_id!r} ({self.conn_type}) is missing {' and '.join(missing)}"
+            )
+        return self.config.login, self.config.password
+
+    @property
+    def retries(self) -> int:
+        if self._retries_override is not None:
+            return self._retries_override
+        return int(_float_extra(self.config.extras, "retries", DEFAULT_RETRIES, self.sms_conn_id))
+
+    @property
+    def retry_wait(self) -> float:
+        if self._retry_wait_override is not None:
+            return self._retry_wait_override
+        return _float_extra(self.config.extras, "retry_wait", DEFAULT_RETRY_WAIT, self.sms_conn_id)
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["User-Agent"] = "airflow-provider-sms"
+        return session
+
+    def get_conn(self) -> requests.Session:
+        return self.session
+
+    def close(self) -> None:
+        if "session" in self.__dict__:
+            self.session.close()
+            del self.__dict__["session"]
+
+    # ------------------------------------------------------------------ capabilities
+
+    def supports(self, feature: str) -> bool:
+        return feature in self.features
+
+    def _require(self, feature: str) -> None:
+        if feature not in self.features:
+            raise SmsNotSupportedError(self.vendor, FEATURE_LABELS.get(feature, feature))
+
+    # ------------------------------------------------------------------ the vendor-neutral interface
+
+    def send(self, mobiles: str | Iterable[str], content: str, **options: Any) -> list[SendReceipt]:
+        """Send one text to every number; one receipt per request the vendor accepted."""
+        return list(self.iter_send(self.plan_send(mobiles, content, **options)))
+
+    def send_template(
+        self, mobiles: str | Iterable[str], template_id: str, params: Any = None, **options: Any
+    ) -> list[SendReceipt]:
+        """Send a vendor-approved template with its parameters."""
+        return list(self.iter_send(self.plan_send(mobiles, None, template_id=template_id, params=params, **options)))
+
+    def plan_send(
+        self,
+        mobiles: str | Iterable[str],
+        content: str | None,
+        *,
+        template_id: str | None = None,
+        params: Any = None,
+        **options: Any,
+    ) -> list[SendRequest]:
+        """Validate everything that can be known before sending and cut the numbers into requests."""
+        self._require(SEND_TEMPLATE if template_id else SEND)
+        send_options = self._parse_options(options)
+        if template_id is None and not (content and content.strip()):
+            raise SmsInvalidRequestError(f"{self.vendor}: message content is empty")
+        valid, invalid = normalize_mobiles(mobiles, international=self.international)
+        if invalid:
+            raise SmsInvalidNumbersError(self.vendor, invalid, len(valid) + len(invalid))
+        if not valid:
+            raise SmsInvalidRequestError(f"{self.vendor}: no mobile numbers to send to")
+        chunks = list(chunk_mobiles(valid, max_count=self.max_numbers_per_request, max_chars=self.max_mobiles_chars))
+        requests_ = []
+        for index, chunk in enumerate(chunks):
+            if send_options.client_ref:
+                ref = send_options.client_ref if len(chunks) == 1 else f"{send_options.client_ref}-{index + 1}"
+            else:
+                ref = None
+            requests_.append(
+                SendRequest(
+                    index=index,
+                    mobiles=tuple(chunk),
+                    content=content,
+                    options=send_options,
+                    template_id=template_id,
+                    params=params,
+                    client_ref=ref,
+                )
+            )
+        for request in requests_:
+            self._validate_request(request)
+        return requests_
+
+    def iter_send(self, planned: Sequence[SendRequest]) -> Iterator[SendReceipt]:
+        """Submit planned requests in order, yielding each receipt as soon as the vendor accepts it."""
+        total_numbers = sum(len(r.mobiles) for r in planned)
+        done = 0
+        for request in planned:
+            receipt = self.submit(request)
+            done += len(request.mobiles)
+            self.log.info(
+                "%s: %s accepted as batch %s (%d/%d requests, %d/%d numbers)",
+                self.vendor,
+                request.description,
+                receipt.batch_id,
+                request.index + 1,
+                len(planned),
+                done,
+                total_numbers,
+            )
+            yield receipt
+
+    def submit(self, request: SendRequest) -> SendReceipt:
+        """Make one planned request; the vendor module builds the payload.
+
+        A reply that cannot be read (not JSON, a missing batch id) came after the request reached the
+        vendor, so its outcome is unknown rather than failed: resending could send twice.
+        """
+        self._send_state.reached = False
+        try:
+            return self._submit(request)
+        except SmsResponseError as exc:
+            # a token call failing before the send went out, or an HTTP 4xx refusal, is a plain failure
+            if not self._send_state.reached or (exc.status is not None and exc.status >= 400):
+                raise
+            raise SmsOutcomeUnknownError(self.vendor, request.description, request.mobiles, str(exc)) from None
+
+    def fetch_reports(self, pairs: Iterable[tuple[str, str]] | None = None) -> list[DeliveryReport]:
+        """Queue vendors: whatever reports are pending (each handed out once). Query vendors: the given pairs."""
+        self._require(REPORTS)
+        if self.report_mode == "query":
+            wanted = list(pairs or [])
+            reports: list[DeliveryReport] = []
+            for start in range(0, len(wanted), self.report_query_limit):
+                reports.extend(self._fetch_reports(wanted[start : start + self.report_query_limit]))
+            return reports
+        return self._fetch_reports(None)
+
+    def fetch_inbound(self) -> list[InboundMessage]:
+        """Pending inbound (MO) messages; queue vendors hand each out once."""
+        self._require(INBOUND)
+        return self._fetch_inbound()
+
+    def get_balance(self) -> Balance:
+        self._require(BALANCE)
+        return self._get_balance()
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            return True, self._check_connection()
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+
+    # ------------------------------------------------------------------ what a vendor module implements
+
+    def _submit(self, request: SendRequest) -> SendReceipt:
+        raise NotImplementedError
+
+    def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
+        raise NotImplementedError
+
+    def _fetch_inbound(self) -> list[InboundMessage]:
+        raise NotImplementedError
+
+    def _get_balance(self) -> Balance:
+        raise NotImplementedError
+
+    def _check_connection(self) -> str:
+        raise NotImplementedError
+
+    def _validate_request(self, request: SendRequest) -> None:
+        """Vendor-specific checks that can fail before anything is sent (lengths, required fields)."""
+
+    # ------------------------------------------------------------------ helpers for vendor modules
+
+    def _parse_options(self, options: Mapping[str, Any]) -> SendOptions:
+        unknown = set(options) - SEND_OPTIONS
+        if unknown:
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: unknown send option(s) {sorted(unknown)}; known: {sorted(SEND_OPTIONS)}"
+            )
+        parsed = SendOptions(**{k: v for k, v in options.items() if v not in (None, "")})
+        unsupported = parsed.given() - self.supported_options
+        if unsupported:
+            raise SmsInvalidRequestError(
+                f"{self.vendor} does not support the send option(s) {sorted(unsupported)}; "
+                f"it supports {sorted(self.supported_options)}"
+            )
+        if parsed.scheduled_at is not None and (
+            not isinstance(parsed.scheduled_at, datetime) or parsed.scheduled_at.tzinfo is None
+        ):
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: scheduled_at must be a timezone-aware datetime, got {parsed.scheduled_at!r}"
+            )
+        if parsed.ext_no is not None and not (str(parsed.ext_no).isascii() and str(parsed.ext_no).isdigit()):
+            raise SmsInvalidRequestError(f"{self.vendor}: ext_no must be digits, got {parsed.ext_no!r}")
+        if parsed.kind is not None:
+            parsed = dataclasses.replace(parsed, kind=self.kind_code(parsed.kind))
+        return parsed
+
+    def kind_code(self, kind: str) -> str:
+        """``verification``/``notification``/``marketing`` or the vendor digit ``1``/``2``/``3``."""
+        code = MESSAGE_KINDS.get(str(kind).strip().lower(), str(kind).strip())
+        if code not in MESSAGE_KINDS.values():
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: unknown message kind {kind!r}; use one of {sorted(MESSAGE_KINDS)} or 1, 2, 3"
+            )
+        return code
+
+    def signed_content(self, content: str, signature: str | None) -> str:
+        """Content with the 【signature】 these vendors expect at its start, unless it already has one."""
+        signature = signature or self.config.extra("sign")
+        if not signature or content.startswith("【"):
+            return content
+        return f"【{signature.strip('【】')}】{content}"
+
+    def vendor_time(self, value: Any, formats: Sequence[str]) -> datetime | None:
+        """A naive vendor timestamp in the connection's zone, as aware UTC; None when empty."""
+        if value in (None, ""):
+            return None
+        text = str(value).strip()
+        for fmt in formats:
+            try:
+                naive = datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+            return naive.replace(tzinfo=self.config.timezone).astimezone(timezone.utc)
+        raise ValueError(f"time {text!r} matches none of the formats {list(formats)}")
+
+    def format_vendor_time(self, value: datetime, fmt: str) -> str:
+        return value.astimezone(self.config.timezone).strftime(fmt)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def new_client_ref(self) -> str:
+        return uuid.uuid4().hex
+
+    # ------------------------------------------------------------------ transport
+
+    def url(self, path: str) -> str:
+        return f"{self.config.base_url}{path}"
+
+    def request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        *,
+        send: SendRequest | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """One HTTP call with the retry policy that is safe for it.
+
+        Reads are retried on connection errors, timeouts, 5xx and 429. A send (``send`` given) is
+        retried only when the request surely never reached the vendor (connection refused, connect
+        timeout) or the vendor said 429; any other failure raises ``SmsOutcomeUnknownError``.
+        """
+        kwargs.setdefault("timeout", (self.config.connect_timeout, self.config.read_timeout))
+        # explicit, so that REQUESTS_CA_BUNDLE in the environment cannot override a connection's TLS setting
+        kwargs.setdefault("verify", self.session.verify)
+        url = self.url(path)
+
+        def attempt() -> requests.Response:
+            if send is not None:
+                self._send_state.reached = True
+            response = self.session.request(method, url, **kwargs)
+            if response.status_code == 429 or (response.status_code >= 500 and send is None):
+                raise _RetryableStatus(response)
+            if send is None and response.status_code < 400 and not self.reply_is_readable(response):
+                raise _RetryableStatus(response, "the reply is not JSON")
+            return response
+
+        retry_on = _send_retryable if send is not None else _read_retryable
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=_RetryAfterOrBackoff(self.retry_wait),
+            retry=retry_if_exception(retry_on),
+            before_sleep=self._log_retry(operation),
+            sleep=type(self).retry_sleep,
+            reraise=True,
+        )
+        try:
+            response = retrying(attempt)
+        except _RetryableStatus as exc:
+            raise SmsResponseError(
+                self.vendor,
+                operation,
+                f"failed after {self.retries + 1} attempts: {exc.problem}",
+                exc.response.status_code,
+                exc.response.text,
+            ) from None
+        except requests.RequestException as exc:
+            if send is not None and not _surely_not_sent(exc):
+                raise SmsOutcomeUnknownError(self.vendor, send.description, send.mobiles, _describe(exc)) from None
+            attempts = f" after {self.retries + 1} attempts" if retry_on(exc) else ""
+            raise SmsTransportError(f"{self.vendor} {operation}: {_describe(exc)}{attempts}") from None
+        if send is not None and response.status_code >= 500:
+            raise SmsOutcomeUnknownError(
+                self.vendor,
+                send.description,
+                send.mobiles,
+                f"HTTP {response.status_code}, body starts: {response.text[:120]!r}",
+            )
+        return response
+
+    def _log_retry(self, operation: str) -> Callable[[RetryCallState], None]:
+        def log(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            reason = str(exc) if isinstance(exc, _RetryableStatus) else _describe(exc)
+            wait = state.next_action.sleep if state.next_action else 0.0
+            self.log.warning(
+                "%s %s: attempt %d failed (%s); retrying in %.1fs",
+                self.vendor,
+                operation,
+                state.attempt_number,
+                reason,
+                wait,
+            )
+
+        return log
+
+    def reply_is_readable(self, response: requests.Response) -> bool:
+        """Whether a reply parses; reads whose reply does not are retried like a 5xx."""
+        try:
+            loads_exact(response.content)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        return True
+
+    def parse_json(self, response: requests.Response, operation: str) -> Any:
+        """The reply as JSON (decimals exact, integers of any width), or a clear error with the body's start."""
+        if response.status_code >= 400:
+            raise SmsResponseError(
+                self.vendor, operation, "the vendor answered with an HTTP error", response.status_code, response.text
+            )
+        try:
+            return loads_exact(response.content)
+        except (ValueError, UnicodeDecodeError):
+            raise SmsResponseError(
+                self.vendor, operation, "the reply is not JSON", response.status_code, response.text
+            ) from None
+
+    def field(self, data: Any, name: str, operation: str, response: requests.Response | None = None) -> Any:
+        """``data[name]``, or an error that names the missing field instead of a KeyError."""
+        if not isinstance(data, Mapping):
+            raise SmsResponseError(
+                self.vendor,
+                operation,
+                f"expected a JSON object holding {name!r}, got {type(data).__name__}",
+                response.status_code if response is not None else None,
+                response.text if response is not None else "",
+            )
+        if name not in data or data[name] is None:
+            raise SmsResponseError(
+                self.vendor,
+                operation,
+                f"the reply has no {name!r} field",
+                response.status_code if response is not None else None,
+                response.text if response is not None else "",
+            )
+        return data[name]
+
+    def data_list(self, data: Any, operation: str, name: str = "data") -> list[Mapping[str, Any]]:
+        """The list of records a pull returned; ``None`` means nothing is pending."""
+        if data is None:
+            return []
+        if not isinstance(data, list) or not all(isinstance(item, Mapping) for item in data):
+            raise self.bad_reply(operation, f"{name!r} should be a list of objects, got {type(data).__name__}")
+        return data
+
+    def parse_records(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        parse: Callable[[Mapping[str, Any]], R],
+        operation: str,
+        what: str = "record",
+    ) -> list[R]:
+        """Parse every record of a pull; one malformed record does not cost the good ones.
+
+        Raises ``SmsPartialResponseError`` carrying the good records and the rejected raw items,
+        so that the caller can store the former and log the latter before failing.
+        """
+        records: list[R] = []
+        rejected: list[tuple[object, str]] = []
+        for item in items:
+            try:
+                records.append(parse(item))
+            except SmsResponseError as exc:
+                rejected.append((item, exc.problem))
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                rejected.append((item, str(exc)))
+        if rejected:
+            raise SmsPartialResponseError(self.vendor, operation, what, records, rejected)
+        return records
+
+    def bad_reply(self, operation: str, problem: str, response: requests.Response | None = None) -> SmsResponseError:
+        return SmsResponseError(
+            self.vendor,
+            operation,
+            problem,
+            response.status_code if response is not None else None,
+            response.text if response is not None else "",
+        )
+
+    # ------------------------------------------------------------------ tokens and pull limits
+
+    def with_token(self, call: Callable[[str], T], *, is_token_error: Callable[[SmsVendorError], bool]) -> T:
+        """Run ``call`` with a cached token; on a vendor error that may mean a dead token, refresh once and retry.
+
+        An error reply means the vendor did not act, so repeating is safe even for sends.
+        """
+        key = self._token_key()
+        token = TOKEN_CACHE.get(key)
+        from_cache = token is not None
+        if token is None:
+            token = self._new_token(key)
+        try:
+            return call(token)
+        except SmsVendorError as exc:
+            if not from_cache or not is_token_error(exc):
+                raise
+            self.log.info(
+                "%s: call failed with code %s on a cached token; fetching a new token once", self.vendor, exc.code
+            )
+            TOKEN_CACHE.invalidate(key, token)
+            return call(self._new_token(key))
+
+    def _new_token(self, key: tuple[str, ...]) -> str:
+        token, expires_in = self._fetch_token()
+        mask(token)
+        TOKEN_CACHE.put(key, token, expires_in)
+        return token
+
+    def _token_key(self) -> tuple[str, ...]:
+        # a digest of the secret, so that two connections to one appId with different secrets share nothing
+        secret_digest = hashlib.sha256(self.config.password.encode("utf-8")).hexdigest()[:16]
+        return (self.vendor, self.config.base_url, self.config.login, secret_digest)
+
+    def _fetch_token(self) -> tuple[str, float]:
+        raise NotImplementedError
+
+    def pull_finished(self, endpoint: str, interval: float) -> None:
+        """Start the next interval when a pull came back (a slow handshake must not shorten the gap)."""
+        PULL_THROTTLE.finished((self.vendor, self.config.base_url, self.config.login, endpoint), interval)
+
+    def wait_for_pull_slot(self, endpoint: str, interval: float) -> None:
+        """Keep to a vendor's minimum interval between pulls of one account, within this process."""
+        key = (self.vendor, self.config.base_url, self.config.login, endpoint)
+        delay = PULL_THROTTLE.reserve(key, interval)
+        if delay > 0:
+            self.log.info(
+                "%s: waiting %.1fs before %s (vendor allows one call per %.0fs)", self.vendor, delay, endpoint, interval
+            )
+            time.sleep(delay)
+
+    def vendor_error(self, code: Any, message: Any, meanings: Mapping[str, str], operation: str) -> SmsVendorError:
+        code_text = str(code)
+        return SmsVendorError(self.vendor, code_text, str(message or ""), meanings.get(code_text, ""), operation)
+
+
+def _float_extra(extras: Mapping[str, Any], name: str, default: float, conn_id: str) -> float:
+    value = extras.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise SmsConfigurationError(f"connection {conn_id!r}: extra {name!r} must be a number, got {value!r}") from None
+
+
+def _surely_not_sent(exc: BaseException) -> bool:
+    """True only when the request cannot have reached the vendor: no connection was ever made."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.SSLError):
+        return True
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
+        from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
+
+        reason = exc.args[0] if exc.args else None
+        if isinstance(reason, MaxRetryError):
+            reason = reason.reason
+        return isinstance(reason, (NewConnectionError, NameResolutionError))
+    return False
+
+
+def _read_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, (_RetryableStatus, requests.ConnectionError, requests.Timeout)) and not isinstance(
+        exc, requests.exceptions.SSLError
+    )
+
+
+def _send_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, _RetryableStatus):
+        return exc.response.status_code == 429
+    return _surely_not_sent(exc) and not isinstance(exc, requests.exceptions.SSLError)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, requests.ReadTimeout):
+        return "read timeout: no reply in time"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error (set the connection's verify extra to false or a CA bundle path)"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection refused or dropped" if not _surely_not_sent(exc) else "could not connect"
+    return type(exc).__name__
+
+
+__all__ = [
+    "BALANCE",
+    "INBOUND",
+    "REPORTS",
+    "SEND",
+    "SEND_TEMPLATE",
+    "ConnectionConfig",
+    "SendOptions",
+    "SendRequest",
+    "SmsError",
+    "SmsHook",
+    "mask",
+    "parse_id",
+]

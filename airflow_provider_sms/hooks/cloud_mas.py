@@ -1,0 +1,471 @@
+"""China Mobile Cloud MAS, HTTPS interface (``cloud-mas.txt``): MAC-signed base64 JSON bodies, 5-second pulls.
+
+Every request body is the base64 text of a UTF-8 JSON object, sent as ``application/json;charset=utf-8``
+(the document's "json（base64加密）" names no content type; JSON is the data type it states). Sends are
+authenticated by ``mac``, an MD5 over the fields in the document's order, so the secretKey itself never
+travels with a send; the report and inbound pulls, however, carry the secretKey in the body, which is why
+no request body is ever logged. The vendor supplies no certificate and tells clients to skip verification,
+so ``verify`` defaults to off (with a warning), and can be a CA bundle path or on.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cached_property
+from typing import Any, ClassVar
+
+import requests
+from urllib3.exceptions import InsecureRequestWarning
+
+from airflow_provider_sms.errors import (
+    SmsConfigurationError,
+    SmsInvalidNumbersError,
+    SmsInvalidRequestError,
+    SmsResponseError,
+)
+from airflow_provider_sms.hooks.base import (
+    INBOUND,
+    REPORTS,
+    SEND,
+    SEND_TEMPLATE,
+    SendRequest,
+    SmsHook,
+    mask,
+    parse_id,
+)
+from airflow_provider_sms.numbers import normalize_mobiles
+from airflow_provider_sms.records import DELIVERED, FAILED, DeliveryReport, InboundMessage, SendReceipt
+
+SUBMIT_PATH = "/sms/submit"
+TEMPLATE_PATH = "/sms/tmpsubmit"
+REPORT_PATH = "/sms/report"
+INBOUND_PATH = "/sms/deliver"
+
+CONTENT_TYPE = "application/json;charset=utf-8"
+REPORT_TIME_FORMAT = "%Y%m%d%H%M%S"
+INBOUND_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SUCCESS = "success"
+DELIVERED_STATUS = "DELIVRD"
+
+#: "号码数量小于1000个": many-to-many requests take at most 999 numbers.
+MAX_PERSONALIZED_PER_REQUEST = 999
+#: "服务代码加扩展码总长度不能超过20位": the service code is unknown here, so only the overall cap is checked.
+MAX_ADD_SERIAL_DIGITS = 20
+
+#: ``rspcod`` values of the send and template replies, as the document's tables explain them.
+RSPCOD_MEANINGS: dict[str, str] = {
+    "IllegalMac": "MAC check failed (md5 of the fields in document order with the secretKey, lower-case hex)",
+    "IllegalSignId": "invalid signature code (the connection's sign extra or the signature option)",
+    "InvalidMessage": "the request could not be parsed",
+    "InvalidUsrOrPwd": "wrong ecName, apId or secretKey",
+    "NoSignId": "no signature matched the signature code",
+    "TooManyMobiles": "too many mobile numbers (at most 5000; fewer than 1000 in many-to-many mode)",
+}
+
+_FALSE = ("false", "0", "no", "off")
+_TRUE = ("true", "1", "yes", "on")
+_UNDECODABLE: Any = object()
+
+
+@dataclass(frozen=True)
+class PersonalizedSendRequest(SendRequest):
+    """A many-to-many request: each number gets its own text (``texts`` keeps the caller's order)."""
+
+    texts: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def description(self) -> str:
+        return f"personalized send request #{self.index + 1}"
+
+
+class CloudMasHook(SmsHook):
+    """Hook for the ``sms_cloud_mas`` connection: login is the apId, password the secretKey.
+
+    Extras: ``ec_name`` (required), ``sign`` (signature code, required for sends), ``add_serial``
+    (extension code, default ``""``), ``verify`` (``false`` by default as the vendor instructs, ``true``,
+    or a CA bundle path). There is no balance endpoint.
+    """
+
+    conn_type = "sms_cloud_mas"
+    hook_name = "SMS: China Mobile Cloud MAS (HTTPS)"
+    vendor = "cloud_mas"
+    default_host = None
+    default_scheme = "https"
+    max_numbers_per_request = 5000
+    features = frozenset({SEND, SEND_TEMPLATE, REPORTS, INBOUND})
+    supported_options = frozenset({"signature", "ext_no"})
+    report_mode = "queue"
+
+    #: "在获取状态报告和上行短息请求5秒钟内只能请求一次": seconds between two pulls of one endpoint.
+    pull_interval: ClassVar[float] = 5.0
+    #: Added to ``pull_interval``: the vendor times arrivals, we time departures, and the first call of a
+    #: session also pays the TLS handshake, so back-to-back pulls would otherwise land a little early.
+    pull_margin: ClassVar[float] = 0.25
+
+    _tls_warning_logged: bool = False
+
+    # ------------------------------------------------------------------ connection
+
+    @cached_property
+    def ec_name(self) -> str:
+        value = str(self.config.extra("ec_name", "")).strip()
+        if not value:
+            raise SmsConfigurationError(
+                f"connection {self.sms_conn_id!r} ({self.conn_type}) is missing the 'ec_name' extra "
+                "(the enterprise name, ecName, registered with Cloud MAS)"
+            )
+        return value
+
+    def _credentials(self) -> tuple[str, str, str]:
+        ap_id, secret = self.require_login_and_password("apId (login)", "secretKey (password)")
+        return self.ec_name, ap_id, secret
+
+    @cached_property
+    def tls_verify(self) -> bool | str:
+        """``verify`` for requests: off unless the connection says ``true`` or names a CA bundle."""
+        value = self.config.extras.get("verify")
+        if value is None or value == "":
+            return False
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip()
+        if text.lower() in _FALSE:
+            return False
+        if text.lower() in _TRUE:
+            return True
+        if not os.path.isfile(text):
+            raise SmsConfigurationError(
+                f"connection {self.sms_conn_id!r}: extra 'verify' must be false, true or the path of a CA "
+                f"bundle file; {text!r} is not a file"
+            )
+        return text
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = super().session
+        # Also passed on every call: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would override session.verify.
+        session.verify = self.tls_verify
+        if self.tls_verify is False and not self._tls_warning_logged:
+            self._tls_warning_logged = True
+            self.log.warning(
+                "%s: TLS certificate verification is off for %s, as the vendor instructs (it supplies no "
+                "certificate); set the connection's verify extra to a CA bundle path to verify the server",
+                self.vendor,
+                self.config.base_url,
+            )
+        return session
+
+    def _verify_description(self) -> str:
+        if self.tls_verify is False:
+            return "TLS verification off"
+        if self.tls_verify is True:
+            return "TLS verified against the system CA store"
+        return f"TLS verified against {self.tls_verify}"
+
+    @contextlib.contextmanager
+    def _quiet_tls(self) -> Iterator[None]:
+        """Silence urllib3's InsecureRequestWarning for our own unverified calls only, not process-wide."""
+        if self.tls_verify is not False:
+            yield
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+            yield
+
+    # ------------------------------------------------------------------ wire
+
+    def _post(
+        self,
+        path: str,
+        payload: Mapping[str, str],
+        operation: str,
+        send: SendRequest | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, requests.Response]:
+        """POST the base64 text of the JSON payload, which may hold the secretKey: it is never logged."""
+        text = json.dumps(dict(payload), ensure_ascii=False, separators=(",", ":"))
+        body = base64.b64encode(text.encode("utf-8"))
+        with self._quiet_tls():
+            response = self.request(
+                operation,
+                "POST",
+                path,
+                data=body,
+                headers={"Content-Type": CONTENT_TYPE},
+                send=send,
+                verify=self.tls_verify,
+                **kwargs,
+            )
+        return self._decode(response, operation), response
+
+    def reply_is_readable(self, response: requests.Response) -> bool:
+        return super().reply_is_readable(response) or _base64_json(response.content) is not _UNDECODABLE
+
+    def _decode(self, response: requests.Response, operation: str) -> Any:
+        """The reply as JSON; base64-wrapped JSON (like the requests) is accepted too."""
+        try:
+            return self.parse_json(response, operation)
+        except SmsResponseError:
+            decoded = _base64_json(response.content) if response.status_code < 400 else _UNDECODABLE
+            if decoded is _UNDECODABLE:
+                raise
+            return decoded
+
+    def _raise_for_rspcod(self, reply: Any, operation: str, response: requests.Response) -> None:
+        rspcod = self.field(reply, "rspcod", operation, response)
+        if str(rspcod) != SUCCESS:
+            raise self.vendor_error(rspcod, None, RSPCOD_MEANINGS, operation)
+
+    def mac(self, *parts: str) -> str:
+        """md5 of the parts joined without separators, 32 lower-case hex; masked: it digests the secret."""
+        value = hashlib.md5("".join(parts).encode("utf-8")).hexdigest()
+        mask(value)
+        return value
+
+    # ------------------------------------------------------------------ sending
+
+    def send_personalized(self, messages: Mapping[str, str], **options: Any) -> list[SendReceipt]:
+        """Many-to-many: each number gets its own text; one receipt per request of at most 999 numbers."""
+        return list(self.iter_send(self.plan_personalized(messages, **options)))
+
+    def plan_personalized(self, messages: Mapping[str, str], **options: Any) -> list[SendRequest]:
+        """Validate a many-to-many send and cut it into requests, like ``plan_send`` does for one text."""
+        self._require(SEND)
+        send_options = self._parse_options(options)
+        if not isinstance(messages, Mapping):
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: personalized messages must be a mapping of mobile number to text, "
+                f"got {type(messages).__name__}"
+            )
+        texts: dict[str, str] = {}
+        invalid: list[str] = []
+        for raw, text in messages.items():
+            valid, bad = normalize_mobiles([str(raw)], international=self.international)
+            if bad or not valid:
+                invalid.append(str(raw).strip())
+                continue
+            number = valid[0]
+            if not isinstance(text, str) or not text.strip():
+                raise SmsInvalidRequestError(f"{self.vendor}: the message for {number} is empty")
+            if texts.get(number, text) != text:
+                raise SmsInvalidRequestError(f"{self.vendor}: {number} is given twice with different messages")
+            texts[number] = text
+        if invalid:
+            raise SmsInvalidNumbersError(self.vendor, invalid, len(messages))
+        if not texts:
+            raise SmsInvalidRequestError(f"{self.vendor}: no messages to send")
+        items = list(texts.items())
+        planned: list[SendRequest] = []
+        for index, start in enumerate(range(0, len(items), MAX_PERSONALIZED_PER_REQUEST)):
+            chunk = tuple(items[start : start + MAX_PERSONALIZED_PER_REQUEST])
+            planned.append(
+                PersonalizedSendRequest(
+                    index=index,
+                    mobiles=tuple(number for number, _ in chunk),
+                    content=None,
+                    options=send_options,
+                    texts=chunk,
+                )
+            )
+        for request in planned:
+            self._validate_request(request)
+        return planned
+
+    def _sign(self, request: SendRequest) -> str:
+        return str(request.options.signature or self.config.extra("sign", "")).strip()
+
+    def _add_serial(self, request: SendRequest) -> str:
+        return str(request.options.ext_no or self.config.extra("add_serial", "")).strip()
+
+    def _validate_request(self, request: SendRequest) -> None:
+        self._credentials()
+        if not self._sign(request):
+            raise SmsConfigurationError(
+                f"{self.vendor}: no signature code: set the connection's 'sign' extra or pass signature=..."
+            )
+        add_serial = self._add_serial(request)
+        if add_serial and not (
+            add_serial.isascii() and add_serial.isdigit() and len(add_serial) <= MAX_ADD_SERIAL_DIGITS
+        ):
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: the extension code (addSerial) must be digits, "
+                f"at most {MAX_ADD_SERIAL_DIGITS} with the service code, got {add_serial!r}"
+            )
+        if request.template_id is not None:
+            if not str(request.template_id).strip():
+                raise SmsInvalidRequestError(f"{self.vendor}: template id is empty")
+            self._template_params(request.params)
+
+    def _template_params(self, params: Any) -> str:
+        """``params`` as the JSON array string the vendor wants; ``[""]`` for a template without variables."""
+        if params is None:
+            values: list[Any] = []
+        elif isinstance(params, str):
+            try:
+                parsed = json.loads(params)
+            except ValueError:
+                parsed = None
+            if not isinstance(parsed, list) or not all(isinstance(v, str) for v in parsed):
+                raise SmsInvalidRequestError(
+                    f"{self.vendor}: template params given as a string must be a JSON array of strings, "
+                    f'e.g. \'["123456","5"]\'; got {params!r}'
+                )
+            return params if parsed else '[""]'
+        elif isinstance(params, (list, tuple)):
+            values = list(params)
+        else:
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: template params are positional: pass a list of values, not {type(params).__name__}"
+            )
+        if any(isinstance(v, bool) or not isinstance(v, (str, int, Decimal)) for v in values):
+            raise SmsInvalidRequestError(f"{self.vendor}: template params must be strings or numbers, got {values!r}")
+        return json.dumps([str(v) for v in values] or [""], ensure_ascii=False, separators=(",", ":"))
+
+    def _submit(self, request: SendRequest) -> SendReceipt:
+        ec_name, ap_id, secret = self._credentials()
+        sign, add_serial = self._sign(request), self._add_serial(request)
+        operation = request.description
+        if request.template_id is not None:
+            template_id, mobiles = str(request.template_id).strip(), ",".join(request.mobiles)
+            params = self._template_params(request.params)
+            path = TEMPLATE_PATH
+            payload = {
+                "ecName": ec_name,
+                "apId": ap_id,
+                "templateId": template_id,
+                "mobiles": mobiles,
+                "params": params,
+                "sign": sign,
+                "addSerial": add_serial,
+                "mac": self.mac(ec_name, ap_id, secret, template_id, mobiles, params, sign, add_serial),
+            }
+        else:
+            if isinstance(request, PersonalizedSendRequest):
+                mobiles = ""
+                content = json.dumps(dict(request.texts), ensure_ascii=False, separators=(",", ":"))
+            else:
+                mobiles, content = ",".join(request.mobiles), request.content or ""
+            path = SUBMIT_PATH
+            payload = {
+                "ecName": ec_name,
+                "apId": ap_id,
+                "mobiles": mobiles,
+                "content": content,
+                "sign": sign,
+                "addSerial": add_serial,
+                "mac": self.mac(ec_name, ap_id, secret, mobiles, content, sign, add_serial),
+            }
+        reply, response = self._post(path, payload, operation, send=request)
+        self._raise_for_rspcod(reply, operation, response)
+        if reply.get("success") not in (None, True, "true"):
+            raise self.bad_reply(operation, "rspcod is success but success is not true", response)
+        # The document spells the send reply's field "mgsGroup" and the report's "msgGroup"; take either.
+        group = reply.get("mgsGroup") if reply.get("mgsGroup") not in (None, "") else reply.get("msgGroup")
+        try:
+            batch_id = parse_id(group, field_name="mgsGroup")
+        except ValueError as exc:
+            raise self.bad_reply(operation, f"no usable batch id: {exc}", response) from None
+        return SendReceipt(self.vendor, batch_id, request.mobiles, self.now(), raw=dict(reply))
+
+    # ------------------------------------------------------------------ pulls
+
+    def _pull(self, path: str, operation: str) -> list[Mapping[str, Any]]:
+        """One pull: keeps to the 5-second limit here and honours the server's Retry-After if another process
+        pulled first. The body carries the secretKey."""
+        ec_name, ap_id, secret = self._credentials()
+        interval = self.pull_interval + self.pull_margin if self.pull_interval > 0 else 0.0
+        self.wait_for_pull_slot(path, interval)
+        try:
+            reply, response = self._post(path, {"ecName": ec_name, "apId": ap_id, "secretKey": secret}, operation)
+        finally:
+            self.pull_finished(path, interval)
+        if reply is None:
+            return []
+        if isinstance(reply, Mapping):
+            if "rspcod" in reply:
+                self._raise_for_rspcod(reply, operation, response)
+            raise self.bad_reply(operation, "expected a JSON list of records, got an object", response)
+        if not isinstance(reply, list) or not all(isinstance(item, Mapping) for item in reply):
+            raise self.bad_reply(operation, f"expected a JSON list of objects, got {type(reply).__name__}", response)
+        return reply
+
+    def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
+        operation = "delivery report pull"
+
+        def report(item: Mapping[str, Any]) -> DeliveryReport:
+            status = str(self.field(item, "reportStatus", operation)).strip()
+            delivered = status.upper() == DELIVERED_STATUS
+            code = status if delivered else str(item.get("errorCode") or status).strip()
+            return DeliveryReport(
+                vendor=self.vendor,
+                batch_id=parse_id(self.field(item, "msgGroup", operation), field_name="msgGroup"),
+                mobile=str(self.field(item, "mobile", operation)),
+                status=DELIVERED if delivered else FAILED,
+                code=code,
+                description="delivered" if delivered else f"operator code {code}",
+                reported_at=self.vendor_time(item.get("receiveDate") or item.get("submitDate"), [REPORT_TIME_FORMAT]),
+                raw=item,
+            )
+
+        return self.parse_records(self._pull(REPORT_PATH, operation), report, operation, "report")
+
+    def _fetch_inbound(self) -> list[InboundMessage]:
+        operation = "inbound pull"
+
+        def message(item: Mapping[str, Any]) -> InboundMessage:
+            return InboundMessage(
+                vendor=self.vendor,
+                mobile=str(self.field(item, "mobile", operation)),
+                content=str(self.field(item, "smsContent", operation)),
+                received_at=self.vendor_time(item.get("sendTime"), [INBOUND_TIME_FORMAT]),
+                ext_no=str(item.get("addSerial") or ""),
+                raw=item,
+            )
+
+        return self.parse_records(self._pull(INBOUND_PATH, operation), message, operation, "inbound message")
+
+    # ------------------------------------------------------------------ connection test
+
+    def _check_connection(self) -> str:
+        """Cloud MAS has no harmless authenticated call, so check what can be checked without side effects."""
+        ec_name, ap_id, _ = self._credentials()
+        sign = str(self.config.extra("sign", "")).strip()
+        if not sign:
+            raise SmsConfigurationError(
+                f"connection {self.sms_conn_id!r} ({self.conn_type}) is missing the 'sign' extra (the signature code)"
+            )
+        try:
+            with self._quiet_tls():
+                status = self.request("reachability check", "GET", "/", verify=self.tls_verify).status_code
+        except SmsResponseError as exc:
+            if exc.status is None:
+                raise
+            status = exc.status  # any HTTP answer proves the endpoint is there
+        return (
+            f"{self.config.base_url} is reachable ({self._verify_description()}; "
+            f"GET / answered HTTP {status}); ecName {ec_name!r}, apId {ap_id!r}, secretKey and "
+            f"signature code {sign!r} are set. NOT checked: whether Cloud MAS accepts them, because it "
+            "has no side-effect-free authenticated call (a send costs money and a report or inbound pull "
+            "consumes what it returns)."
+        )
+
+
+def _base64_json(body: bytes) -> Any:
+    """JSON inside base64, or ``_UNDECODABLE``."""
+    try:
+        text = base64.b64decode(b"".join(body.split()), validate=True).decode("utf-8-sig")
+        return json.loads(text, parse_float=Decimal)
+    except (binascii.Error, ValueError):
+        return _UNDECODABLE
+
+
+__all__ = ["CloudMasHook", "PersonalizedSendRequest"]

@@ -1,0 +1,212 @@
+"""PaaSW gateway API v2 (``paasw-v2.md``): token from appId + secret, JSON or form bodies, queue pulls."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import requests
+
+from airflow_provider_sms.errors import SmsConfigurationError, SmsInvalidRequestError, SmsResponseError, SmsVendorError
+from airflow_provider_sms.hooks.base import (
+    BALANCE,
+    INBOUND,
+    REPORTS,
+    SEND,
+    SEND_TEMPLATE,
+    SendRequest,
+    SmsHook,
+    parse_id,
+)
+from airflow_provider_sms.records import (
+    DELIVERED,
+    FAILED,
+    Balance,
+    DeliveryReport,
+    InboundMessage,
+    SendReceipt,
+)
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# (json path, form path) per call; the document gives form twins for token, send, template and balance only.
+PATHS: dict[str, tuple[str, str]] = {
+    "token": ("/message/token", "/message/tokenApi"),
+    "send": ("/message/send", "/msg/send"),
+    "template": ("/message/sendTemplate", "/msg/sendTemplate"),
+    "balance": ("/message/balance", "/msg/balance"),
+    "reports": ("/message/deliver", "/message/deliver"),
+    "inbound": ("/message/mo", "/message/mo"),
+}
+
+
+class PaaswV2Hook(SmsHook):
+    """Hook for the ``sms_paasw_v2`` connection: login is the appId, password the secret.
+
+    Extras: ``format`` (``json`` or ``form``), ``product_id`` (default ``"2"``), ``sign``.
+    The document lists no error codes, so any error reply on a cached token triggers one refresh.
+    """
+
+    conn_type = "sms_paasw_v2"
+    hook_name = "SMS: PaaSW gateway v2"
+    vendor = "paasw_v2"
+    default_host = "http://openapi.gateway.paasw.com"
+    max_numbers_per_request = 1000
+    features = frozenset({SEND, SEND_TEMPLATE, REPORTS, INBOUND, BALANCE})
+    supported_options = frozenset({"signature", "ext_no", "scheduled_at", "kind"})
+    report_mode = "queue"
+
+    use_form_for: ClassVar[frozenset[str]] = frozenset({"token", "send", "template", "balance"})
+
+    @property
+    def body_format(self) -> str:
+        value = str(self.config.extra("format", "json")).lower()
+        if value not in ("json", "form"):
+            raise SmsConfigurationError(
+                f"connection {self.sms_conn_id!r}: extra 'format' must be json or form, got {value!r}"
+            )
+        return value
+
+    # ------------------------------------------------------------------ wire
+
+    def _post(self, call: str, payload: Mapping[str, Any], operation: str, send: SendRequest | None = None) -> Any:
+        form = self.body_format == "form" and call in self.use_form_for
+        path = PATHS[call][1 if form else 0]
+        if form:
+            body = {
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in payload.items()
+            }
+            response = self.request(operation, "POST", path, data=body, send=send)
+        else:
+            response = self.request(operation, "POST", path, json=dict(payload), send=send)
+        # a token reply's body holds the token: never quote it in an error
+        return self._data(response, operation, quote_body=call != "token")
+
+    def _data(self, response: requests.Response, operation: str, *, quote_body: bool = True) -> Any:
+        reply = self.parse_json(response, operation) if quote_body else self._parse_quietly(response, operation)
+        code = self.field(reply, "code", operation, response if quote_body else None)
+        if str(code) != "0":
+            raise self.vendor_error(code, reply.get("message"), {}, operation)
+        return reply
+
+    def _parse_quietly(self, response: requests.Response, operation: str) -> Any:
+        try:
+            return self.parse_json(response, operation)
+        except SmsResponseError as exc:
+            raise SmsResponseError(self.vendor, operation, exc.problem, exc.status) from None
+
+    def _fetch_token(self) -> tuple[str, float]:
+        app_id, secret = self.require_login_and_password("App ID (login)", "secret (password)")
+        reply = self._post("token", {"appId": app_id, "secret": secret}, "token request")
+        data = self.field(reply, "data", "token request")
+        token = self.field(data, "token", "token request")
+        if not isinstance(token, str) or not token.strip():
+            raise self.bad_reply("token request", f"'token' should be a non-empty string, got {type(token).__name__}")
+        expires_in = data.get("expires_in") or 7200
+        try:
+            return token, float(expires_in)
+        except (TypeError, ValueError, ArithmeticError):
+            raise self.bad_reply("token request", f"'expires_in' {expires_in!r} is not a number of seconds") from None
+
+    def _with_token(
+        self, call: str, payload: Mapping[str, Any], operation: str, send: SendRequest | None = None
+    ) -> Any:
+        return self.with_token(
+            lambda token: self._post(call, {"token": token, **payload}, operation, send),
+            is_token_error=lambda exc: True,
+        )
+
+    # ------------------------------------------------------------------ interface
+
+    def _validate_request(self, request: SendRequest) -> None:
+        if request.template_id and request.params is not None and not isinstance(request.params, Mapping):
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: template params must be a mapping of variable names to values, "
+                f"got {type(request.params).__name__}"
+            )
+
+    def _submit(self, request: SendRequest) -> SendReceipt:
+        options = request.options
+        payload: dict[str, Any] = {"mobile": ",".join(request.mobiles)}
+        if request.template_id:
+            call, operation = "template", f"{request.description}"
+            payload["templateId"] = str(request.template_id)
+            payload["params"] = dict(request.params or {})
+        else:
+            call, operation = "send", f"{request.description}"
+            payload["msg"] = self.signed_content(request.content or "", options.signature)
+        payload["productId"] = options.kind or self.kind_code(str(self.config.extra("product_id", "2")))
+        if options.ext_no:
+            payload["extNo"] = str(options.ext_no)
+        payload["time"] = self.format_vendor_time(options.scheduled_at, TIME_FORMAT) if options.scheduled_at else ""
+        reply = self._with_token(call, payload, operation, send=request)
+        data = self.field(reply, "data", operation)
+        try:
+            batch_id = parse_id(self.field(data, "batchId", operation), field_name="batchId")
+        except ValueError as exc:
+            raise self.bad_reply(operation, str(exc)) from None
+        return SendReceipt(self.vendor, batch_id, request.mobiles, self.now(), raw=data)
+
+    def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
+        operation = "delivery report pull"
+        reply = self._with_token("reports", {}, operation)
+
+        def report(item: Mapping[str, Any]) -> DeliveryReport:
+            code = str(self.field(item, "chnRptCode", operation))
+            delivered = code.upper() == "DELIVRD"
+            return DeliveryReport(
+                vendor=self.vendor,
+                batch_id=parse_id(self.field(item, "batchId", operation), field_name="batchId"),
+                mobile=str(self.field(item, "mobile", operation)),
+                status=DELIVERED if delivered else FAILED,
+                code=code,
+                description="delivered" if delivered else f"operator code {code}",
+                reported_at=self.vendor_time(item.get("chnRptDate"), [TIME_FORMAT]),
+                raw=item,
+            )
+
+        return self.parse_records(self._pulled(reply, operation), report, operation, "report")
+
+    def _fetch_inbound(self) -> list[InboundMessage]:
+        operation = "inbound pull"
+        reply = self._with_token("inbound", {}, operation)
+
+        def message(item: Mapping[str, Any]) -> InboundMessage:
+            return InboundMessage(
+                vendor=self.vendor,
+                mobile=str(self.field(item, "mobile", operation)),
+                content=str(self.field(item, "content", operation)),
+                received_at=self.vendor_time(item.get("replyDate"), [TIME_FORMAT]),
+                ext_no=str(item.get("extNo") or ""),
+                raw=item,
+            )
+
+        return self.parse_records(self._pulled(reply, operation), message, operation, "inbound message")
+
+    def _pulled(self, reply: Mapping[str, Any], operation: str) -> list[Mapping[str, Any]]:
+        """The pulled records; a reply announcing records (``count`` > 0) without ``data`` is an error, not empty."""
+        items = self.data_list(reply.get("data"), operation)
+        count = reply.get("count")
+        if not items and isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            raise self.bad_reply(operation, f"the reply announces {count} records but carries no 'data'")
+        return items
+
+    def _get_balance(self) -> Balance:
+        operation = "balance query"
+        reply = self._with_token("balance", {}, operation)
+        data = self.field(reply, "data", operation)
+        amount = self.field(data, "balance", operation)
+        try:
+            return Balance(self.vendor, amount, "", raw=data)
+        except (ArithmeticError, ValueError):
+            raise self.bad_reply(operation, f"balance {amount!r} is not a number") from None
+
+    def _check_connection(self) -> str:
+        try:
+            self._fetch_token()
+        except SmsVendorError as exc:
+            raise SmsVendorError(
+                exc.vendor, exc.code, exc.vendor_message, "appId or secret rejected", exc.operation
+            ) from None
+        return f"token issued for appId {self.config.login} at {self.config.base_url}"

@@ -1,0 +1,242 @@
+"""``SmsSendOperator``: send one text or template to up to hundreds of thousands of numbers, exactly once.
+
+Every request the vendor accepts is recorded in the store under an idempotency key derived from
+the task instance and the request's content, before the next request goes out. A retried task
+instance skips what was already accepted, and does not resend a request whose outcome is unknown
+unless the author says so.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_sms.hooks.base import SendRequest, SmsHook
+    from airflow_provider_sms.store import SmsStore, TaskIdentity
+
+
+def parse_mobiles(value: Any) -> str | list[str]:
+    """Numbers as a list or comma string; a rendered list (``"['138…', …]"`` or JSON) is parsed back."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = ast.literal_eval(text)
+            return [str(m) for m in parsed]
+        return text
+    if isinstance(value, Iterable):
+        return [str(m) for m in value]
+    raise TypeError(f"mobiles must be a list of numbers or a comma-separated string, got {type(value).__name__}")
+
+
+def idempotency_key(conn_id: str, task: TaskIdentity, request: SendRequest) -> str:
+    """Same task instance + same request content -> same key, on every try of the task."""
+    digest = hashlib.sha256()
+    for part in (
+        conn_id,
+        task.dag_id,
+        task.run_id,
+        task.task_id,
+        str(task.map_index),
+        str(request.index),
+        ",".join(request.mobiles),
+        request.content or "",
+        request.template_id or "",
+        json.dumps(request.params, sort_keys=True, ensure_ascii=False, default=str),
+        repr(request.options),
+    ):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+class SmsSendOperator(BaseOperator):
+    """Send an SMS (text or template) through any SMS connection; pushes a compact summary to XCom.
+
+    :param sms_conn_id: an ``sms_*`` connection; its type picks the vendor.
+    :param mobiles: numbers as a list, a comma-separated string, or a rendered list from XCom.
+    :param content: the text (vendors that want 【signature】 in the text get it from ``signature``
+        or the connection's ``sign`` extra).
+    :param template_id: send a vendor template instead of ``content``.
+    :param template_params: the template's variables (a mapping, or a list for cloud_mas).
+    :param signature, ext_no, scheduled_at, kind, sender_id: vendor send options (see the README).
+    :param store_conn_id: a ``common.sql`` connection for the message store; default: embedded SQLite.
+    :param resend_unknown: resend requests whose outcome was unknown in an earlier try (risks a double send).
+    """
+
+    template_fields = (
+        "mobiles",
+        "content",
+        "template_id",
+        "template_params",
+        "signature",
+        "ext_no",
+        "scheduled_at",
+        "sms_conn_id",
+        "store_conn_id",
+    )
+    template_fields_renderers: ClassVar[dict[str, str]] = {"template_params": "json"}
+    ui_color = "#e8f4ea"
+
+    def __init__(
+        self,
+        *,
+        sms_conn_id: str,
+        mobiles: Any,
+        content: str | None = None,
+        template_id: str | None = None,
+        template_params: Any = None,
+        signature: str | None = None,
+        ext_no: str | None = None,
+        scheduled_at: datetime | str | None = None,
+        kind: str | None = None,
+        sender_id: str | None = None,
+        store_conn_id: str | None = None,
+        store_table_prefix: str = "sms_",
+        resend_unknown: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (content is None) == (template_id is None):
+            raise ValueError("SmsSendOperator needs exactly one of content and template_id")
+        self.sms_conn_id = sms_conn_id
+        self.mobiles = mobiles
+        self.content = content
+        self.template_id = template_id
+        self.template_params = template_params
+        self.signature = signature
+        self.ext_no = ext_no
+        self.scheduled_at = scheduled_at
+        self.kind = kind
+        self.sender_id = sender_id
+        self.store_conn_id = store_conn_id
+        self.store_table_prefix = store_table_prefix
+        self.resend_unknown = resend_unknown
+
+    def _options(self) -> dict[str, Any]:
+        scheduled = self.scheduled_at
+        if isinstance(scheduled, str) and scheduled:
+            scheduled = datetime.fromisoformat(scheduled)
+        options = {
+            "signature": self.signature,
+            "ext_no": self.ext_no,
+            "scheduled_at": scheduled,
+            "kind": self.kind,
+            "sender_id": self.sender_id,
+        }
+        return {k: v for k, v in options.items() if v not in (None, "")}
+
+    def plan(self, hook: SmsHook) -> list[SendRequest]:
+        """Everything that can fail before sending fails here: numbers, options, lengths."""
+        return hook.plan_send(
+            parse_mobiles(self.mobiles),
+            self.content,
+            template_id=self.template_id,
+            params=self.template_params,
+            **self._options(),
+        )
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_sms.hooks import get_sms_hook
+        from airflow_provider_sms.store import SmsStore, TaskIdentity
+
+        hook = get_sms_hook(self.sms_conn_id)
+        planned = self.plan(hook)
+        task = TaskIdentity.from_context(context)
+        with SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix) as store:
+            return self.send_planned(hook, store, planned, task)
+
+    def send_planned(
+        self, hook: SmsHook, store: SmsStore, planned: Sequence[SendRequest], task: TaskIdentity
+    ) -> dict[str, Any]:
+        """Submit what an earlier try has not, recording each accepted request before the next goes out."""
+        import dataclasses
+
+        from airflow_provider_sms.errors import SmsOutcomeUnknownError
+
+        keys = [idempotency_key(self.sms_conn_id, task, request) for request in planned]
+        earlier = store.accepted_requests(keys)
+        total_numbers = sum(len(r.mobiles) for r in planned)
+        batch_ids: list[str] = []
+        unknown: list[SendRequest] = []
+        skipped = sent = accepted_numbers = 0
+        for planned_request, key in zip(planned, keys, strict=True):
+            request = planned_request
+            record = earlier.get(key)
+            if record is not None and record.state == "accepted" and record.batch_id:
+                batch_ids.append(record.batch_id)
+                accepted_numbers += len(request.mobiles)
+                skipped += 1
+                continue
+            if record is not None and record.state == "unknown" and not self.resend_unknown:
+                self.log.warning(
+                    "%s: outcome of %s (%d numbers) is unknown since an earlier try; not resending it "
+                    "(set resend_unknown=True to resend)",
+                    hook.vendor,
+                    request.description,
+                    len(request.mobiles),
+                )
+                unknown.append(request)
+                continue
+            if hook.vendor == "account_md5":
+                # the vendor keys sends on taskId: a resend with the same key is refused, not delivered twice
+                request = dataclasses.replace(request, client_ref=key[:32])
+            try:
+                receipt = hook.submit(request)
+            except SmsOutcomeUnknownError as exc:
+                store.record_unknown(
+                    key,
+                    vendor=hook.vendor,
+                    conn_id=self.sms_conn_id,
+                    mobiles=request.mobiles,
+                    task=task,
+                    reason=exc.cause,
+                )
+                raise
+            store.record_accepted(key, receipt, conn_id=self.sms_conn_id, task=task)
+            batch_ids.append(receipt.batch_id)
+            sent += 1
+            accepted_numbers += len(request.mobiles)
+            self.log.info(
+                "%s: request %d/%d accepted as batch %s; %d/%d numbers accepted",
+                hook.vendor,
+                request.index + 1,
+                len(planned),
+                receipt.batch_id,
+                accepted_numbers,
+                total_numbers,
+            )
+        if skipped:
+            self.log.info(
+                "%s: %d requests were already accepted in an earlier try and were not resent", hook.vendor, skipped
+            )
+        summary = {
+            "conn_id": self.sms_conn_id,
+            "vendor": hook.vendor,
+            "batch_ids": batch_ids,
+            "requests": len(planned),
+            "sent_requests": sent,
+            "skipped_requests": skipped,
+            "numbers": total_numbers,
+            "accepted_numbers": accepted_numbers,
+            "unknown_requests": [r.description for r in unknown],
+        }
+        if unknown:
+            raise SmsOutcomeUnknownError(
+                hook.vendor,
+                f"{len(unknown)} request(s) from an earlier try ({', '.join(r.description for r in unknown)})",
+                [m for r in unknown for m in r.mobiles],
+                "an earlier try got no clear answer; check delivery reports, or set resend_unknown=True",
+            )
+        return summary

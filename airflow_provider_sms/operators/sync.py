@@ -1,0 +1,214 @@
+"""Operators that pull delivery reports, inbound messages and balances into the store and, optionally,
+into a warehouse table on any ``common.sql`` connection, or into XCom for small results."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_sms.hooks.base import SmsHook
+    from airflow_provider_sms.store import SmsStore
+
+#: columns copied to warehouse tables, in order; the first ones form the table's unique key
+REPORT_COLUMNS = ("vendor", "batch_id", "mobile", "status", "code", "description", "reported_at", "conn_id")
+REPORT_KEY = ("vendor", "batch_id", "mobile")
+INBOUND_COLUMNS = ("vendor", "mobile", "received_at", "content", "ext_no", "conn_id")
+INBOUND_KEY = ("vendor", "mobile", "received_at", "content")
+BALANCE_COLUMNS = ("conn_id", "vendor", "taken_at", "amount", "currency")
+BALANCE_KEY = ("conn_id", "taken_at")
+
+
+class _StoreOperator(BaseOperator):
+    """Shared parameters: the SMS connection, the store, and an optional warehouse target."""
+
+    template_fields: Sequence[str] = ("sms_conn_id", "store_conn_id", "target_conn_id", "target_table")
+    ui_color = "#eef3fb"
+    watermark_name: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        sms_conn_id: str,
+        store_conn_id: str | None = None,
+        store_table_prefix: str = "sms_",
+        target_conn_id: str | None = None,
+        target_table: str | None = None,
+        xcom_max_rows: int = 100,
+        max_pulls: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (target_conn_id is None) != (target_table is None):
+            raise ValueError("target_conn_id and target_table go together")
+        self.sms_conn_id = sms_conn_id
+        self.store_conn_id = store_conn_id
+        self.store_table_prefix = store_table_prefix
+        self.target_conn_id = target_conn_id
+        self.target_table = target_table
+        self.xcom_max_rows = xcom_max_rows
+        self.max_pulls = max_pulls
+
+    def _hook_for(self, feature: str) -> SmsHook:
+        """The connection's hook; the task is skipped, not failed, when the vendor has no such API."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_provider_sms.hooks import get_sms_hook
+        from airflow_provider_sms.hooks.base import FEATURE_LABELS
+
+        hook = get_sms_hook(self.sms_conn_id)
+        if not hook.supports(feature):
+            raise AirflowSkipException(f"{self.sms_conn_id}: {hook.vendor} has no {FEATURE_LABELS[feature]} API")
+        return hook
+
+    def _store(self) -> SmsStore:
+        from airflow_provider_sms.store import SmsStore
+
+        return SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix)
+
+    def _copy_new_rows(
+        self, store: SmsStore, pages: Any, columns: Sequence[str], key: Sequence[str], watermark: str
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Upsert store rows newer than the watermark into the target table; return (count, first rows for XCom)."""
+        from airflow_provider_sms.warehouse import upsert_rows
+
+        copied = 0
+        sample: list[dict[str, Any]] = []
+        last_seq = None
+        for page in pages:
+            if self.target_conn_id and self.target_table:
+                upsert_rows(
+                    self.target_conn_id,
+                    self.target_table,
+                    columns,
+                    key,
+                    [tuple(row.get(c) for c in columns) for row in page],
+                )
+            copied += len(page)
+            last_seq = page[-1]["seq"]
+            if len(sample) < self.xcom_max_rows:
+                sample.extend({c: row.get(c) for c in columns} for row in page[: self.xcom_max_rows - len(sample)])
+        if last_seq is not None:
+            store.set_watermark(watermark, last_seq)
+        return copied, sample
+
+    def _watermark(self, kind: str) -> str:
+        target = f"{self.target_conn_id}.{self.target_table}" if self.target_table else "xcom"
+        return f"{kind}:{self.sms_conn_id}:{target}"
+
+
+class SmsReportsSyncOperator(_StoreOperator):
+    """Pull delivery reports into the store, then copy new and changed reports to ``target_table``.
+
+    Returns counts, plus up to ``xcom_max_rows`` of the new reports when no target table is given.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_sms.sync import pull_reports
+
+        hook = self._hook_for("reports")
+        with self._store() as store:
+            pulled = pull_reports(hook, store, max_pulls=self.max_pulls)
+            self.log.info(
+                "%s: %d reports fetched in %d pulls, %d new, %d updated in the store",
+                self.sms_conn_id,
+                pulled.fetched,
+                pulled.pulls,
+                pulled.inserted,
+                pulled.updated,
+            )
+            watermark = self._watermark("reports")
+            pages = store.iter_reports(
+                vendor=hook.vendor, since_seq=store.get_watermark(watermark), conn_id=self.sms_conn_id
+            )
+            copied, sample = self._copy_new_rows(store, pages, REPORT_COLUMNS, REPORT_KEY, watermark)
+        result: dict[str, Any] = {
+            "conn_id": self.sms_conn_id,
+            "vendor": hook.vendor,
+            **pulled.to_dict(),
+            "copied": copied,
+        }
+        if not self.target_table:
+            result["reports"] = sample
+        return result
+
+
+class SmsInboundSyncOperator(_StoreOperator):
+    """Pull inbound (MO) messages into the store, then copy new ones to ``target_table``."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_sms.sync import pull_inbound
+
+        hook = self._hook_for("inbound")
+        with self._store() as store:
+            pulled = pull_inbound(hook, store, max_pulls=self.max_pulls)
+            self.log.info(
+                "%s: %d inbound messages fetched in %d pulls, %d new",
+                self.sms_conn_id,
+                pulled.fetched,
+                pulled.pulls,
+                pulled.inserted,
+            )
+            watermark = self._watermark("inbound")
+            pages = store.iter_inbound(
+                vendor=hook.vendor, since_seq=store.get_watermark(watermark), conn_id=self.sms_conn_id
+            )
+            copied, sample = self._copy_new_rows(store, pages, INBOUND_COLUMNS, INBOUND_KEY, watermark)
+        result: dict[str, Any] = {
+            "conn_id": self.sms_conn_id,
+            "vendor": hook.vendor,
+            **pulled.to_dict(),
+            "copied": copied,
+        }
+        if not self.target_table:
+            result["messages"] = sample
+        return result
+
+
+class SmsBalanceOperator(_StoreOperator):
+    """Record the account balance; fail the task below ``min_balance`` so that alerting DAGs can page someone."""
+
+    template_fields: Sequence[str] = (*_StoreOperator.template_fields, "min_balance")
+
+    def __init__(self, *, min_balance: Decimal | float | str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.min_balance = min_balance
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from datetime import datetime, timezone
+
+        from airflow_provider_sms.errors import SmsError
+        from airflow_provider_sms.warehouse import upsert_rows
+
+        hook = self._hook_for("balance")
+        balance = hook.get_balance()
+        taken_at = datetime.now(timezone.utc)
+        with self._store() as store:
+            store.save_balance(balance, conn_id=self.sms_conn_id, taken_at=taken_at)
+        row = {
+            "conn_id": self.sms_conn_id,
+            "vendor": balance.vendor,
+            "taken_at": taken_at.isoformat(),
+            "amount": str(balance.amount),
+            "currency": balance.currency,
+        }
+        if self.target_conn_id and self.target_table:
+            upsert_rows(
+                self.target_conn_id,
+                self.target_table,
+                BALANCE_COLUMNS,
+                BALANCE_KEY,
+                [tuple(row[c] for c in BALANCE_COLUMNS)],
+            )
+        self.log.info("%s: balance %s %s", self.sms_conn_id, balance.amount, balance.currency)
+        if self.min_balance not in (None, "") and balance.amount < Decimal(str(self.min_balance)):
+            raise SmsError(
+                f"{self.sms_conn_id} ({balance.vendor}): balance {balance.amount} {balance.currency} "
+                f"is below the minimum {self.min_balance}"
+            )
+        return row

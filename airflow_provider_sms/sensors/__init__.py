@@ -1,0 +1,5 @@
+"""SMS sensors."""
+
+from airflow_provider_sms.sensors.delivery import SmsDeliverySensor
+
+__all__ = ["SmsDeliverySensor"]

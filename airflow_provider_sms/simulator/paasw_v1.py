@@ -1,0 +1,218 @@
+"""Simulated PaaSW gateway v1 (``paasw-v1.md``).
+
+Codes are strings, as the document's ``"code": "10000"`` shows. The document lists no error codes
+("待更新"), so the simulator uses these (the hook keys on none of them):
+``10001`` appId/secret wrong, ``10002`` token invalid or expired, ``10003`` parameter error
+(missing, too long or malformed field, wrong content type), ``10004`` balance insufficient.
+
+Choices where the document is silent:
+
+* Sends take form bodies only (``application/x-www-form-urlencoded``); the GET calls read the query string.
+* ``kind``: an account whose ``extra`` has ``kinds`` with several values (``{"kinds": "1,2,3"}``) must send
+  one of them; a single-kind account (the default) may leave it out, and a given kind must still be valid.
+* The report and inbound pulls answer ``{"code": "10000", "message": ..., "data": [...]}`` (the hook also
+  takes a bare list). Their ``sign`` is checked (≤ 20 characters, no 【】) but does not filter the queue.
+* The signature counts towards the billed length: a message is billed as ``【sign】content`` unless the
+  content already starts with a 【】 signature.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from airflow_provider_sms.numbers import message_parts, normalize_domestic
+from airflow_provider_sms.simulator.core import (
+    BadRequest,
+    Handler,
+    SimRequest,
+    SimResponse,
+    VendorProtocol,
+    vendor_time,
+)
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+SUCCESS = "10000"
+BAD_CREDENTIALS, BAD_TOKEN, BAD_PARAMETER, NO_BALANCE = "10001", "10002", "10003", "10004"
+
+MAX_MOBILES = 1000
+MAX_MOBILES_CHARS = 1500
+MAX_APP_ID, MAX_SECRET = 10, 30
+MAX_SIGN, MAX_CONTENT, MAX_TEMPLATE_ID, MAX_PARAM_JSON = 20, 1000, 20, 100
+KINDS = ("1", "2", "3")
+#: report code for an undelivered message: "4" (failed) in the document's list
+FAILED_CODE = "4"
+PULL_LIMIT = 1000
+
+
+def _reply(code: str = SUCCESS, message: str = "操作成功", **extra: Any) -> SimResponse:
+    return SimResponse.json({"code": code, "message": message, **extra})
+
+
+def _error(code: str, message: str) -> SimResponse:
+    return _reply(code, message)
+
+
+class _Rejected(Exception):
+    """A field check failed; carries the vendor error reply."""
+
+    def __init__(self, response: SimResponse) -> None:
+        super().__init__(response)
+        self.response = response
+
+
+def _param(message: str) -> _Rejected:
+    return _Rejected(_error(BAD_PARAMETER, message))
+
+
+class PaaswV1Protocol(VendorProtocol):
+    vendor = "paasw_v1"
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        return {
+            ("GET", "/api/token"): self._query(self.token),
+            ("POST", "/sms/send"): self._form(self.send),
+            ("POST", "/sms/sendTemplate"): self._form(self.send_template),
+            ("GET", "/sms/deliver"): self._query(self.deliver),
+            ("GET", "/sms/smsUp"): self._query(self.sms_up),
+            ("GET", "/sms/balance"): self._query(self.balance),
+        }
+
+    def _query(self, handler: Callable[[Mapping[str, str]], SimResponse]) -> Handler:
+        def wrapped(request: SimRequest) -> SimResponse:
+            try:
+                return handler(request.query)
+            except _Rejected as exc:
+                return exc.response
+
+        return wrapped
+
+    def _form(self, handler: Callable[[Mapping[str, str]], SimResponse]) -> Handler:
+        def wrapped(request: SimRequest) -> SimResponse:
+            if request.content_type != "application/x-www-form-urlencoded":
+                return _error(BAD_PARAMETER, f"须为表单提交, Content-Type为{request.content_type!r}")
+            try:
+                return handler(request.form())
+            except BadRequest as exc:
+                return _error(BAD_PARAMETER, str(exc))
+            except _Rejected as exc:
+                return exc.response
+
+        return wrapped
+
+    # ------------------------------------------------------------------ field checks
+
+    def _text(self, body: Mapping[str, str], name: str, max_chars: int, *, required: bool = True) -> str:
+        value = str(body.get(name) or "")
+        if required and not value.strip():
+            raise _param(f"缺少参数 {name}")
+        if len(value) > max_chars:
+            raise _param(f"{name}长度超过{max_chars}")
+        return value
+
+    def _require_token(self, body: Mapping[str, str]) -> None:
+        if not self.gateway.token_valid(self.vendor, body.get("token")):
+            raise _Rejected(_error(BAD_TOKEN, "token无效或已过期"))
+
+    def _sign(self, body: Mapping[str, str], *, required: bool) -> str:
+        sign = self._text(body, "sign", MAX_SIGN, required=required)
+        if "【" in sign or "】" in sign:
+            raise _param("sign不包含【】")
+        return sign
+
+    def _mobiles(self, body: Mapping[str, str]) -> list[str]:
+        text = self._text(body, "phoneNumbers", MAX_MOBILES_CHARS)
+        mobiles = text.split(",")
+        if len(mobiles) > MAX_MOBILES:
+            raise _param(f"手机号最多{MAX_MOBILES}个")
+        bad = [m for m in mobiles if normalize_domestic(m) != m]
+        if bad:
+            raise _param(f"手机号格式错误: {','.join(bad[:5])}")
+        return mobiles
+
+    def _kind(self, body: Mapping[str, str]) -> None:
+        configured = [k.strip() for k in str(self.account.extra.get("kinds") or "").split(",") if k.strip()]
+        kind = str(body.get("kind") or "")
+        if len(configured) > 1 and not kind:
+            raise _param("账户支持多种短信类型, kind必传")
+        if kind and kind not in (configured or KINDS):
+            raise _param(f"kind须为{'、'.join(configured or KINDS)}之一")
+
+    # ------------------------------------------------------------------ endpoints
+
+    def token(self, query: Mapping[str, str]) -> SimResponse:
+        app_id = self._text(query, "appId", MAX_APP_ID)
+        secret = self._text(query, "secret", MAX_SECRET)
+        if app_id != self.account.login or secret != self.account.secret:
+            return _error(BAD_CREDENTIALS, "appId或secret错误")
+        token, expires_in = self.gateway.issue_token(self.vendor)
+        return _reply(token=token, expires_in=expires_in)
+
+    def _accept(self, mobiles: list[str], sign: str, content: str) -> SimResponse:
+        text = content if content.startswith("【") else f"【{sign}】{content}"
+        if self.gateway.balances[self.vendor] < message_parts(text) * len(mobiles):
+            return _error(NO_BALANCE, "余额不足")
+        biz_id = self.gateway.next_batch_id()
+        self.gateway.accept(self.vendor, biz_id, ((m, text) for m in mobiles))
+        return _reply(bizId=biz_id)
+
+    def send(self, body: Mapping[str, str]) -> SimResponse:
+        self._require_token(body)
+        mobiles = self._mobiles(body)
+        sign = self._sign(body, required=True)
+        content = self._text(body, "content", MAX_CONTENT)
+        self._kind(body)
+        return self._accept(mobiles, sign, content)
+
+    def send_template(self, body: Mapping[str, str]) -> SimResponse:
+        self._require_token(body)
+        mobiles = self._mobiles(body)
+        self._text(body, "templateId", MAX_TEMPLATE_ID)
+        param_json = self._text(body, "paramJson", MAX_PARAM_JSON)
+        try:
+            params = json.loads(param_json)
+        except ValueError:
+            raise _param("paramJson须为JSON") from None
+        if not isinstance(params, (list, dict)):
+            raise _param("paramJson须为JSON数组或对象")
+        sign = self._sign(body, required=True)
+        content = self._text(body, "content", MAX_CONTENT)
+        return self._accept(mobiles, sign, content)
+
+    def deliver(self, query: Mapping[str, str]) -> SimResponse:
+        self._require_token(query)
+        self._sign(query, required=False)
+        data = [
+            {
+                "phone_number": m.mobile,
+                "send_time": vendor_time(m.submitted_at, TIME_FORMAT),
+                "report_time": vendor_time(m.report_at, TIME_FORMAT),
+                "success": m.delivered,
+                "code": SUCCESS if m.delivered else FAILED_CODE,
+                "message": "用户接收成功" if m.delivered else "失败",
+                "sms_size": str(m.parts),
+                "biz_id": m.batch_id,
+            }
+            for m in self.gateway.take_reports(self.vendor, limit=PULL_LIMIT)
+        ]
+        return _reply(message="请求成功", data=data)
+
+    def sms_up(self, query: Mapping[str, str]) -> SimResponse:
+        self._require_token(query)
+        sign = self._sign(query, required=True)
+        data = [
+            {
+                "phone_number": m.mobile,
+                "send_time": vendor_time(m.received_at, TIME_FORMAT),
+                "content": m.content,
+                "sign": m.sign or sign,
+                "sequence_id": m.sequence_id,
+            }
+            for m in self.gateway.take_inbound(self.vendor, limit=PULL_LIMIT)
+        ]
+        return _reply(message="请求成功", data=data)
+
+    def balance(self, query: Mapping[str, str]) -> SimResponse:
+        self._require_token(query)
+        return _reply(message="请求成功", balance=self.gateway.balances[self.vendor])

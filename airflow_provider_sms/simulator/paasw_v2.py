@@ -1,0 +1,189 @@
+"""Simulated PaaSW gateway v2 (``paasw-v2.md``).
+
+The document lists no error codes, so the simulator uses these (the hook keys on none of them):
+``40001`` appId/secret wrong, ``40002`` token invalid or expired, ``40003`` parameter error,
+``40004`` balance insufficient.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_provider_sms.numbers import message_parts, normalize_domestic
+from airflow_provider_sms.simulator.core import (
+    BadRequest,
+    Handler,
+    SimRequest,
+    SimResponse,
+    VendorProtocol,
+    future_time,
+    vendor_time,
+)
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+MAX_MOBILES = 1000
+BAD_CREDENTIALS, BAD_TOKEN, BAD_PARAMETER, NO_BALANCE = 40001, 40002, 40003, 40004
+
+
+def _reply(data: Any = None, code: int = 0, message: str = "请求成功", **extra: Any) -> SimResponse:
+    body: dict[str, Any] = {"code": code, "message": message, **extra}
+    if data is not None:
+        body["data"] = data
+    return SimResponse.json(body)
+
+
+def _error(code: int, message: str) -> SimResponse:
+    return _reply(None, code, message)
+
+
+class PaaswV2Protocol(VendorProtocol):
+    vendor = "paasw_v2"
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        return {
+            ("POST", "/message/token"): self._json(self.token),
+            ("POST", "/message/tokenApi"): self._form(self.token),
+            ("POST", "/message/send"): self._json(self.send),
+            ("POST", "/msg/send"): self._form(self.send),
+            ("POST", "/message/sendTemplate"): self._json(self.send_template),
+            ("POST", "/msg/sendTemplate"): self._form(self.send_template),
+            ("POST", "/message/deliver"): self._json(self.deliver),
+            ("POST", "/message/mo"): self._json(self.mo),
+            ("POST", "/message/balance"): self._json(self.balance),
+            ("POST", "/msg/balance"): self._form(self.balance),
+        }
+
+    # The JSON endpoints take only JSON, the /msg/* twins only form bodies, as the document splits them.
+    def _json(self, handler: Any) -> Handler:
+        def wrapped(request: SimRequest) -> SimResponse:
+            if request.content_type != "application/json":
+                return _error(BAD_PARAMETER, f"Content-Type must be application/json, got {request.content_type!r}")
+            try:
+                body = request.json()
+            except BadRequest as exc:
+                return _error(BAD_PARAMETER, str(exc))
+            if not isinstance(body, Mapping):
+                return _error(BAD_PARAMETER, "body must be a JSON object")
+            return handler(body, form=False)
+
+        return wrapped
+
+    def _form(self, handler: Any) -> Handler:
+        def wrapped(request: SimRequest) -> SimResponse:
+            if request.content_type != "application/x-www-form-urlencoded":
+                return _error(BAD_PARAMETER, f"form body expected, got {request.content_type!r}")
+            try:
+                return handler(request.form(), form=True)
+            except BadRequest as exc:
+                return _error(BAD_PARAMETER, str(exc))
+
+        return wrapped
+
+    def _token_ok(self, body: Mapping[str, Any]) -> bool:
+        return self.gateway.token_valid(self.vendor, body.get("token"))
+
+    # ------------------------------------------------------------------ endpoints
+
+    def token(self, body: Mapping[str, Any], form: bool) -> SimResponse:
+        if body.get("appId") != self.account.login or body.get("secret") != self.account.secret:
+            return _error(BAD_CREDENTIALS, "appId或secret错误")
+        token, expires_in = self.gateway.issue_token(self.vendor)
+        return _reply({"expires_in": expires_in, "token": token})
+
+    def _check_common(self, body: Mapping[str, Any]) -> tuple[list[str] | None, SimResponse | None]:
+        if not self._token_ok(body):
+            return None, _error(BAD_TOKEN, "token无效或已过期")
+        for name in ("mobile", "productId"):
+            if not str(body.get(name) or "").strip():
+                return None, _error(BAD_PARAMETER, f"缺少参数 {name}")
+        mobiles = str(body["mobile"]).split(",")
+        if len(mobiles) > MAX_MOBILES:
+            return None, _error(BAD_PARAMETER, f"手机号最多{MAX_MOBILES}个")
+        bad = [m for m in mobiles if normalize_domestic(m) != m]
+        if bad:
+            return None, _error(BAD_PARAMETER, f"手机号格式错误: {','.join(bad[:5])}")
+        if str(body["productId"]) not in ("1", "2", "3"):
+            return None, _error(BAD_PARAMETER, "productId必须为1、2或3")
+        ext_no = str(body.get("extNo") or "")
+        if ext_no and not ext_no.isdigit():
+            return None, _error(BAD_PARAMETER, "extNo必须为数字")
+        send_time = str(body.get("time") or "")
+        if send_time and not future_time(send_time, TIME_FORMAT):
+            return None, _error(BAD_PARAMETER, "time格式应为yyyy-MM-dd HH:mm:ss且为将来时间")
+        return mobiles, None
+
+    def _accept(self, mobiles: list[str], text: str, ext_no: str) -> SimResponse:
+        cost = len(mobiles) * message_parts(text)
+        with self.gateway.lock:  # check and charge at once: concurrent sends must not overdraw
+            if self.gateway.balances[self.vendor] < cost:
+                return _error(NO_BALANCE, "余额不足")
+            batch_id = self.gateway.next_batch_id()
+            self.gateway.accept(self.vendor, batch_id, ((m, text) for m in mobiles), ext_no)
+        # batchId is a JSON number in the send reply, and wider than 64 bits: keep it a number on the wire.
+        return _reply({"batchId": int(batch_id)})
+
+    def send(self, body: Mapping[str, Any], form: bool) -> SimResponse:
+        mobiles, error = self._check_common(body)
+        if error:
+            return error
+        assert mobiles is not None
+        text = str(body.get("msg") or "")
+        if not text:
+            return _error(BAD_PARAMETER, "缺少参数 msg")
+        if not (text.startswith("【") and "】" in text):
+            return _error(BAD_PARAMETER, "msg须包含【签名】")
+        return self._accept(mobiles, text, str(body.get("extNo") or ""))
+
+    def send_template(self, body: Mapping[str, Any], form: bool) -> SimResponse:
+        mobiles, error = self._check_common(body)
+        if error:
+            return error
+        assert mobiles is not None
+        if not str(body.get("templateId") or "").strip():
+            return _error(BAD_PARAMETER, "缺少参数 templateId")
+        params = body.get("params")
+        if form and isinstance(params, str):
+            try:
+                params = json.loads(params)
+            except ValueError:
+                return _error(BAD_PARAMETER, "params须为JSON")
+        if not isinstance(params, Mapping):
+            return _error(BAD_PARAMETER, "params须为JSON对象")
+        text = f"【模板{body['templateId']}】" + ",".join(f"{k}={v}" for k, v in params.items())
+        return self._accept(mobiles, text, str(body.get("extNo") or ""))
+
+    def deliver(self, body: Mapping[str, Any], form: bool) -> SimResponse:
+        if not self._token_ok(body):
+            return _error(BAD_TOKEN, "token无效或已过期")
+        reports = self.gateway.take_reports(self.vendor, limit=1000)
+        data = [
+            {
+                "mobile": m.mobile,
+                "chnRptDate": vendor_time(m.report_at, TIME_FORMAT),
+                "chnRptCode": "DELIVRD" if m.delivered else "DB:0141",
+                "batchId": m.batch_id,
+            }
+            for m in reports
+        ]
+        return _reply(data, count=len(data))
+
+    def mo(self, body: Mapping[str, Any], form: bool) -> SimResponse:
+        if not self._token_ok(body):
+            return _error(BAD_TOKEN, "token无效或已过期")
+        data = [
+            {
+                "mobile": m.mobile,
+                "extNo": m.ext_no,
+                "content": m.content,
+                "replyDate": vendor_time(m.received_at, TIME_FORMAT),
+            }
+            for m in self.gateway.take_inbound(self.vendor, limit=1000)
+        ]
+        return _reply(data, count=len(data))
+
+    def balance(self, body: Mapping[str, Any], form: bool) -> SimResponse:
+        if not self._token_ok(body):
+            return _error(BAD_TOKEN, "token无效或已过期")
+        return _reply({"balance": self.gateway.balances[self.vendor]})

@@ -1,0 +1,342 @@
+"""Real HTTP(S) servers for the simulated gateways, plus a small admin API for tests and demos.
+
+Plain HTTP serves paasw_v2, paasw_v1, intl and account_md5 (their paths do not overlap); cloud_mas
+gets its own HTTPS port with a self-signed certificate made at start, as the real Cloud MAS has.
+Admin endpoints live under ``/_sim/`` on the HTTP port.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import json
+import logging
+import ssl
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from airflow_provider_sms.simulator.core import (
+    Account,
+    BadRequest,
+    Fault,
+    Gateway,
+    Handler,
+    SimConfig,
+    SimRequest,
+    SimResponse,
+    VendorProtocol,
+)
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_MODULES = {
+    "paasw_v2": "airflow_provider_sms.simulator.paasw_v2",
+    "paasw_v1": "airflow_provider_sms.simulator.paasw_v1",
+    "intl": "airflow_provider_sms.simulator.intl",
+    "account_md5": "airflow_provider_sms.simulator.account_md5",
+    "cloud_mas": "airflow_provider_sms.simulator.cloud_mas",
+}
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+def load_protocols(gateway: Gateway) -> list[VendorProtocol]:
+    protocols = []
+    for vendor, module_name in PROTOCOL_MODULES.items():
+        module = importlib.import_module(module_name)
+        cls = next(
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, VendorProtocol) and obj.vendor == vendor
+        )
+        protocols.append(cls(gateway))
+    return protocols
+
+
+class _Router:
+    def __init__(self, protocols: list[VendorProtocol]) -> None:
+        self.routes: dict[tuple[str, str], tuple[VendorProtocol, Handler]] = {}
+        for protocol in protocols:
+            for key, handler in protocol.routes().items():
+                if key in self.routes:
+                    raise ValueError(f"route {key} is claimed by two vendors")
+                self.routes[key] = (protocol, handler)
+        self.paths = {path for _, path in self.routes}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # headers and body go out in separate writes: without this, Nagle + delayed ACK stall each reply ~40 ms
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _dispatch(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            self._write(SimResponse.text("body too large", 413))
+            return
+        body = self.rfile.read(length) if length else b""
+        request = SimRequest(
+            method=self.command,
+            path=parts.path,
+            query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+            headers=dict(self.headers.items()),
+            body=body,
+            client=self.client_address[0],
+        )
+        simulator = self.server.simulator
+        if parts.path.startswith("/_sim/") and not self.server.is_https:
+            self._write(simulator.admin(request))
+            return
+        route = self.server.router.routes.get((request.method, request.path))
+        if route is None:
+            status = 405 if request.path in self.server.router.paths else 404
+            self._write(SimResponse.text(f"<html><body><h1>{status}</h1></body></html>", status, "text/html"))
+            return
+        protocol, handler = route
+        gateway = simulator.gateway
+        gateway.count_request(protocol.vendor, request.path)
+        if gateway.config.latency > 0:
+            time.sleep(gateway.config.latency)
+        fault = gateway.take_fault(protocol.vendor, request.path)
+        response = self._faulty(fault, protocol, handler, request) if fault else self._handle(handler, request)
+        self._write(response)
+
+    @staticmethod
+    def _handle(handler: Handler, request: SimRequest) -> SimResponse:
+        try:
+            return handler(request)
+        except BadRequest as exc:
+            return SimResponse.text(f"bad request: {exc}", 400)
+
+    def _faulty(self, fault: Fault, protocol: VendorProtocol, handler: Handler, request: SimRequest) -> SimResponse:
+        if fault.kind == "delay":
+            response = self._handle(handler, request)
+            time.sleep(fault.seconds)
+            return response
+        if fault.kind == "garbage":
+            return protocol.garbage_reply()
+        if fault.kind == "html":
+            return SimResponse.text(
+                "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>", 502, "text/html"
+            )
+        return SimResponse.text(f"<html><body>error {fault.status}</body></html>", fault.status, "text/html")
+
+    def _write(self, response: SimResponse) -> None:
+        try:
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for key, value in response.headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = _dispatch
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        simulator: GatewaySimulator,
+        router: _Router,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.simulator = simulator
+        self.router = router
+        self.tls = tls
+
+    @property
+    def is_https(self) -> bool:
+        return self.tls is not None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """TLS handshakes run here, on the connection's own thread, so a silent client blocks nobody else."""
+        if self.tls is not None:
+            try:
+                request.settimeout(10)
+                request = self.tls.wrap_socket(request, server_side=True)
+                request.settimeout(None)
+            except (OSError, ssl.SSLError):
+                return
+        super().finish_request(request, client_address)
+
+
+def _self_signed_context(directory: Path, host: str) -> ssl.SSLContext:
+    """A throwaway certificate for the HTTPS port, as Cloud MAS ships none a client could verify."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sms-gateway-simulator")])
+    alt_names: list[x509.GeneralName] = [x509.DNSName("localhost")]
+    try:
+        alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        alt_names.append(x509.DNSName(host))
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / "cert.pem"
+    key_path = directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+class GatewaySimulator:
+    """All five simulated gateways in this process, on localhost.
+
+    >>> with GatewaySimulator() as sim:
+    ...     sim.http_url, sim.https_url
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        http_port: int = 0,
+        https_port: int = 0,
+        config: SimConfig | None = None,
+        accounts: dict[str, Account] | None = None,
+    ) -> None:
+        self.host = host
+        self.gateway = Gateway(config, accounts)
+        protocols = load_protocols(self.gateway)
+        self._tmp = tempfile.TemporaryDirectory(prefix="sms-sim-")
+        self.cert_path = str(Path(self._tmp.name) / "cert.pem")
+        self._http = _Server((host, http_port), self, _Router([p for p in protocols if not p.https]))
+        context = _self_signed_context(Path(self._tmp.name), host)
+        self._https = _Server((host, https_port), self, _Router([p for p in protocols if p.https]), context)
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self._http.server_address[1]}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://{self.host}:{self._https.server_address[1]}"
+
+    def base_url(self, vendor: str) -> str:
+        return self.https_url if vendor == "cloud_mas" else self.http_url
+
+    def start(self) -> GatewaySimulator:
+        for server in (self._http, self._https):
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for server in (self._http, self._https):
+            server.shutdown()
+            server.server_close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> GatewaySimulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- what tests and demos use
+
+    def connection_json(self, vendor: str, **extra: Any) -> str:
+        """An Airflow connection (JSON form, for ``AIRFLOW_CONN_*``) for the simulated account of ``vendor``."""
+        account = self.gateway.account(vendor)
+        extras: dict[str, Any] = {**account.extra, **extra}
+        if vendor == "cloud_mas":
+            extras.setdefault("verify", "false")
+        return json.dumps(
+            {
+                "conn_type": f"sms_{vendor}",
+                "host": self.base_url(vendor),
+                "login": account.login,
+                "password": account.secret,
+                "extra": extras,
+            }
+        )
+
+    def admin(self, request: SimRequest) -> SimResponse:
+        """``/_sim/`` endpoints: state, reset, config, faults, tokens, inbound."""
+        try:
+            return self._admin(request)
+        except BadRequest as exc:
+            return SimResponse.json({"error": str(exc)}, 400)
+        except KeyError as exc:
+            return SimResponse.json({"error": f"missing field {exc.args[0]!r}"}, 400)
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            return SimResponse.json({"error": f"bad value: {exc}"}, 400)
+
+    def _admin(self, request: SimRequest) -> SimResponse:
+        gateway = self.gateway
+        action = request.path[len("/_sim/") :]
+        payload = request.json() if request.body else {}
+        if not isinstance(payload, dict):
+            raise BadRequest("admin payloads are JSON objects")
+        if action == "state" and request.method == "GET":
+            return SimResponse.json(gateway.stats())
+        if request.method != "POST":
+            return SimResponse.json({"error": f"unknown admin call {request.method} {request.path}"}, 404)
+        if action == "reset":
+            gateway.reset()
+        elif action == "config":
+            for key, value in payload.items():
+                if not hasattr(gateway.config, key):
+                    return SimResponse.json({"error": f"unknown config key {key!r}"}, 400)
+                setattr(gateway.config, key, type(getattr(gateway.config, key))(value))
+        elif action == "faults":
+            gateway.add_fault(
+                Fault(
+                    kind=str(payload.get("kind", "status")),
+                    remaining=int(payload.get("count", 1)),
+                    vendor=payload.get("vendor"),
+                    path=payload.get("path"),
+                    status=int(payload.get("status", 503)),
+                    seconds=float(payload.get("seconds", 0)),
+                )
+            )
+        elif action == "revoke-tokens":
+            gateway.revoke_tokens(payload.get("vendor"))
+        elif action == "inbound":
+            gateway.add_inbound(
+                payload["vendor"], str(payload["mobile"]), str(payload["content"]), str(payload.get("ext_no", ""))
+            )
+        elif action == "balance":
+            gateway.balances[payload["vendor"]] = Decimal(str(payload["amount"]))
+        else:
+            return SimResponse.json({"error": f"unknown admin call {request.path}"}, 404)
+        return SimResponse.json({"ok": True})

@@ -1,0 +1,1409 @@
+"""The message store: what was sent, and what the vendors reported back, kept in SQL tables.
+
+Vendors hand out each delivery report (DLR) and each inbound message (MO) once only, and a retried
+send must know what already went out. So the store keeps them, in an Airflow ``common.sql``
+connection (SQLite or PostgreSQL) or, without one, in an embedded SQLite file that several task
+processes may share.
+
+Conventions, the same on both databases so that copies to a warehouse look alike:
+
+* Times are ISO-8601 UTC text with microseconds (``2024-05-01T08:00:00.000000+00:00``). The width is
+  fixed, so text order is time order and the "older report" rule can compare the text.
+* Money is text, so a ``Decimal`` comes back exactly. ``raw`` is JSON text.
+* ``seq`` (delivery reports, inbound messages) is drawn from the ``<prefix>counters`` table on every
+  insert *and* update. Every writer locks its counter row before it reads anything and holds it until
+  commit. So seq order is commit order, and a copy that asks for ``seq > last seen`` misses nothing,
+  updates included.
+* Per-batch progress is kept as counters on the request row (``total``, ``delivered``, ``failed``).
+  Each page of reports adjusts them by the change it made, so progress reads cost O(batches), not
+  O(messages).
+* Beyond the tables of the design, ``counters`` holds the seq counters and ``watermarks`` the
+  positions of incremental copies (``get_watermark`` / ``set_watermark``).
+
+One ``SmsStore`` holds one database connection. Calls on it are serialised by a lock, so handing the
+store from thread to thread (``asyncio.to_thread``) is safe. For parallel writers, give each its own store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import json.encoder
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+from airflow_provider_sms.errors import SmsConfigurationError
+from airflow_provider_sms.numbers import mask_matches
+from airflow_provider_sms.records import (
+    DELIVERED,
+    FAILED,
+    FINAL_STATUSES,
+    Balance,
+    DeliveryReport,
+    InboundMessage,
+    SendReceipt,
+)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+#: Table names without the prefix, e.g. for dropping a test's tables.
+# fmt: off
+TABLES: Final = (
+    "requests", "sent_messages", "delivery_reports", "inbound_messages", "balances",
+    "opt_outs", "watermarks", "counters", "schema_version",
+)
+# fmt: on
+ACCEPTED: Final = "accepted"
+UNKNOWN: Final = "unknown"
+
+PAGE_SIZE: Final = 5000
+_IN_CHUNK = 500  # values per IN (...) list: under the 999 bound variables of SQLite builds before 3.32
+_BUSY_TIMEOUT_S = 60.0
+_SCAN_MIN_KEYS = 32  # a batch with this many keys in a page is read whole ...
+_SCAN_FACTOR = 4  # ... unless it holds more than this many rows per key of the page
+_SEEK_CHUNK = 300  # keys per VALUES list in a lookup by key (3 variables each)
+_MASK_CACHE_NUMBERS = 200_000  # sent numbers kept for resolving masked mobiles within one save_reports
+_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
+_MASK = re.compile(r"(\d+)\*+(\d+)")
+
+_T = TypeVar("_T")
+
+
+# --------------------------------------------------------------------------------------------------
+# Public records
+
+
+@dataclass(frozen=True)
+class TaskIdentity:
+    """Which task instance sent: kept with every request for audit and to tie retries together."""
+
+    dag_id: str = ""
+    run_id: str = ""
+    task_id: str = ""
+    map_index: int = -1
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> TaskIdentity:
+        """The identity of the running task instance, from an Airflow task context."""
+        ti = context.get("ti") or context.get("task_instance")
+        if ti is None:
+            return cls()
+        map_index = getattr(ti, "map_index", -1)
+        return cls(
+            dag_id=str(getattr(ti, "dag_id", "") or ""),
+            run_id=str(getattr(ti, "run_id", "") or ""),
+            task_id=str(getattr(ti, "task_id", "") or ""),
+            map_index=int(map_index) if map_index is not None else -1,
+        )
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """What the store knows of one send request, found by its idempotency key.
+
+    ``state`` is ``"accepted"`` (the vendor gave ``batch_id``) or ``"unknown"`` (the request may
+    have gone out; ``batch_id`` is None and resending risks a double send).
+    """
+
+    idempotency_key: str
+    vendor: str
+    conn_id: str
+    state: str
+    batch_id: str | None
+    total: int
+    delivered: int
+    failed: int
+    reason: str | None
+    task: TaskIdentity
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.delivered - self.failed
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """Per input record: newly stored, changed a stored row, or left it as it was."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """Delivery progress summed over some batches, read from the request counters."""
+
+    total: int
+    delivered: int
+    failed: int
+
+    @property
+    def pending(self) -> int:
+        return self.total - self.delivered - self.failed
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure helpers (unit-tested on their own)
+
+# (status, code, description, reported_at text) of a stored or incoming report
+_ReportState = tuple[str, str, str, str | None]
+_Key = tuple[str, str, str]  # (vendor, batch_id, mobile)
+# a delivery_reports row without its seq
+_Row = tuple[Any, ...]
+
+
+def report_replaces(old: _ReportState, new: _ReportState) -> bool:
+    """Whether ``new`` should overwrite the stored ``old`` report for the same message.
+
+    A final report (delivered/failed) replaces a pending one, a pending one never replaces a final
+    one, and between two of the same kind the later ``reported_at`` wins, a missing time counting as
+    earlier than any (on a tie the newer arrival wins); an identical report changes nothing.
+
+    This orders reports totally (kind, then time), so applying a page's reports one by one gives
+    the same row as applying only the page's winner, which lets the upsert's ``WHERE`` clause state
+    the same rule in SQL.
+    """
+    if new == old:
+        return False
+    old_final = old[0] in FINAL_STATUSES
+    new_final = new[0] in FINAL_STATUSES
+    if old_final != new_final:
+        return new_final
+    return old[3] is None or (new[3] is not None and new[3] >= old[3])
+
+
+class _BatchNumbers:
+    """The sent numbers of one batch, indexed by (length, head, tail) for each mask shape seen."""
+
+    __slots__ = ("by_shape", "numbers")
+
+    def __init__(self, numbers: list[str]) -> None:
+        self.numbers = numbers
+        self.by_shape: dict[tuple[int, int], dict[tuple[int, str, str], list[str]]] = {}
+
+    def candidates(self, masked: str) -> list[str]:
+        match = _MASK.fullmatch(masked)
+        if match is None:  # a shape the index does not cover: ask mask_matches about every number
+            return [n for n in self.numbers if mask_matches(masked, n)]
+        head, tail = match.groups()
+        shape = (len(head), len(tail))
+        index = self.by_shape.get(shape)
+        if index is None:
+            index = {}
+            for number in self.numbers:
+                if len(number) >= shape[0] + shape[1]:
+                    key = (len(number), number[: shape[0]], number[len(number) - shape[1] :])
+                    index.setdefault(key, []).append(number)
+            self.by_shape[shape] = index
+        return [n for n in index.get((len(masked), head, tail), ()) if mask_matches(masked, n)]
+
+
+class MaskResolver:
+    """Maps a masked mobile (``135****9831``) to the one sent number of its batch that it can be.
+
+    ``fetch(vendor, batch_id)`` gives the batch's sent numbers; batches are cached (up to a bound
+    on the numbers held), and each lookup costs O(1) after a batch has been indexed, so a page of
+    masked reports costs O(reports + batch sizes), not O(reports x batch size).
+    """
+
+    def __init__(self, max_numbers: int = _MASK_CACHE_NUMBERS) -> None:
+        self._cache: OrderedDict[tuple[str, str], _BatchNumbers] = OrderedDict()
+        self._held = 0
+        self._max_numbers = max_numbers
+
+    def resolve(self, vendor: str, batch_id: str, masked: str, fetch: Callable[[str, str], list[str]]) -> str | None:
+        """The real number, or None when no sent number or more than one matches."""
+        key = (vendor, batch_id)
+        batch = self._cache.get(key)
+        if batch is None:
+            batch = _BatchNumbers(fetch(vendor, batch_id))
+            self._cache[key] = batch
+            self._held += len(batch.numbers)
+            while self._held > self._max_numbers and len(self._cache) > 1:
+                _, dropped = self._cache.popitem(last=False)
+                self._held -= len(dropped.numbers)
+        else:
+            self._cache.move_to_end(key)
+        found = batch.candidates(masked)
+        return found[0] if len(found) == 1 else None
+
+
+def _settle(old: _ReportState | None, rows: Sequence[_Row]) -> tuple[_Row | None, int, int, int]:
+    """Apply several reports for one message in order: the row to write (if any) and the counts."""
+    inserted = updated = unchanged = 0
+    state, winner = old, None
+    for row in rows:
+        new: _ReportState = row[3:7]
+        if state is None:
+            inserted += 1
+        elif report_replaces(state, new):
+            updated += 1
+        else:
+            unchanged += 1
+            continue
+        state, winner = new, row
+    return winner, inserted, updated, unchanged
+
+
+def _count_move(delta: list[int], before: str | None, after: str) -> None:
+    """Move one message's count from its old final status (if any) to its new one (if final)."""
+    if before == DELIVERED:
+        delta[0] -= 1
+    elif before == FAILED:
+        delta[1] -= 1
+    if after == DELIVERED:
+        delta[0] += 1
+    elif after == FAILED:
+        delta[1] += 1
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _pages(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """Consume an iterable a page at a time, so a million records never sit in memory at once."""
+    iterator = iter(items)
+    while page := list(itertools.islice(iterator, size)):
+        yield page
+
+
+def _ts(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given to the SMS store: use a UTC-aware time")
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """``json.dumps(value, default=str, ensure_ascii=False)``, without building an encoder per call.
+
+    A million reports each carry a ``raw`` dict, and json.dumps with keyword arguments builds a new
+    JSONEncoder every time; CPython's C encoder, built once, does the same work in about half the time.
+    """
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - not CPython
+        return json.JSONEncoder(default=str, ensure_ascii=False).encode
+    # markers=None: no cycle check (a cycle ends in RecursionError), so no state is kept between calls
+    try:
+        encode = c_make_encoder(None, str, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+        if "".join(encode({"a": [1.5, None]}, 0)) != '{"a": [1.5, null]}':  # pragma: no cover
+            raise TypeError("unexpected C encoder output")
+    except TypeError:  # pragma: no cover - another CPython's private signature
+        return json.JSONEncoder(default=str, ensure_ascii=False).encode
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode_json = _json_encoder()
+
+
+def _json(raw: Mapping[str, Any] | None) -> str | None:
+    if raw is None:
+        return None
+    return _encode_json(raw if isinstance(raw, dict) else dict(raw))
+
+
+def _inbound_key(vendor: str, mobile: str, received_at: str | None, content: str) -> str:
+    """One fixed-width value for the (vendor, mobile, received_at, content) uniqueness.
+
+    A hash, because content can be long and because a NULL ``received_at`` would otherwise never
+    collide in a unique index.
+    """
+    text = json.dumps([vendor, mobile, received_at, content], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Dialects: everything that differs between SQLite and PostgreSQL is here.
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    name: str
+    param: str  # DB-API placeholder; SQL below is written with "?"
+    serial_pk: str  # auto-numbered integer primary key
+    begin_write: str | None  # opens a write transaction holding the write lock (None: the driver opens one)
+    begin_read: str | None
+    lock_row: str  # appended to the SELECT of a counter row to lock it until commit
+    schema_lock: str | None  # serialises CREATE TABLE IF NOT EXISTS between processes
+    array_params: bool  # bind a page's columns as arrays and unnest() them, instead of a row per statement
+
+
+_SQLITE = _Dialect(
+    name="sqlite",
+    param="?",
+    serial_pk="INTEGER PRIMARY KEY",
+    begin_write="BEGIN IMMEDIATE",
+    begin_read="BEGIN",
+    lock_row="",  # BEGIN IMMEDIATE already holds the database's single write lock
+    schema_lock=None,
+    array_params=False,
+)
+_POSTGRES = _Dialect(
+    name="postgresql",
+    param="%s",
+    serial_pk="BIGSERIAL PRIMARY KEY",
+    begin_write=None,
+    begin_read=None,
+    lock_row=" FOR UPDATE",
+    schema_lock="SELECT pg_advisory_xact_lock(?)",
+    array_params=True,
+)
+_PG_ARRAY_TYPES = {"seq": "bigint", "map_index": "integer"}  # unnest() casts; other columns are text
+
+# DDL; {p} is the table prefix, {serial_pk} the dialect's auto-numbered key. Times and money are text.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS {p}schema_version (
+        id INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL,
+        created_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {p}counters (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {p}requests (
+        idempotency_key TEXT PRIMARY KEY,
+        vendor TEXT NOT NULL,
+        conn_id TEXT NOT NULL,
+        batch_id TEXT,
+        state TEXT NOT NULL,
+        total BIGINT NOT NULL DEFAULT 0,
+        delivered BIGINT NOT NULL DEFAULT 0,
+        failed BIGINT NOT NULL DEFAULT 0,
+        reason TEXT,
+        dag_id TEXT NOT NULL DEFAULT '',
+        run_id TEXT NOT NULL DEFAULT '',
+        task_id TEXT NOT NULL DEFAULT '',
+        map_index INTEGER NOT NULL DEFAULT -1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS {p}requests_batch ON {p}requests (vendor, batch_id)",
+    """CREATE TABLE IF NOT EXISTS {p}sent_messages (
+        vendor TEXT NOT NULL,
+        batch_id TEXT NOT NULL,
+        mobile TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        conn_id TEXT NOT NULL,
+        submitted_at TEXT,
+        dag_id TEXT NOT NULL DEFAULT '',
+        run_id TEXT NOT NULL DEFAULT '',
+        task_id TEXT NOT NULL DEFAULT '',
+        map_index INTEGER NOT NULL DEFAULT -1,
+        PRIMARY KEY (vendor, batch_id, mobile))""",
+    """CREATE TABLE IF NOT EXISTS {p}delivery_reports (
+        vendor TEXT NOT NULL,
+        batch_id TEXT NOT NULL,
+        mobile TEXT NOT NULL,
+        status TEXT NOT NULL,
+        code TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        reported_at TEXT,
+        reported_mobile TEXT,
+        raw TEXT,
+        conn_id TEXT NOT NULL DEFAULT '',
+        fetched_at TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (vendor, batch_id, mobile))""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS {p}delivery_reports_seq ON {p}delivery_reports (seq)",
+    """CREATE TABLE IF NOT EXISTS {p}inbound_messages (
+        dedupe_key TEXT PRIMARY KEY,
+        vendor TEXT NOT NULL,
+        mobile TEXT NOT NULL,
+        content TEXT NOT NULL,
+        received_at TEXT,
+        ext_no TEXT NOT NULL DEFAULT '',
+        raw TEXT,
+        conn_id TEXT NOT NULL DEFAULT '',
+        fetched_at TEXT NOT NULL,
+        seq BIGINT NOT NULL)""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS {p}inbound_messages_seq ON {p}inbound_messages (seq)",
+    """CREATE TABLE IF NOT EXISTS {p}balances (
+        id {serial_pk},
+        conn_id TEXT NOT NULL,
+        vendor TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        currency TEXT NOT NULL DEFAULT '',
+        raw TEXT,
+        taken_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS {p}balances_conn ON {p}balances (conn_id, taken_at)",
+    """CREATE TABLE IF NOT EXISTS {p}watermarks (
+        name TEXT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        updated_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS {p}opt_outs (
+        mobile TEXT PRIMARY KEY,
+        reason TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL)""",
+)
+_COUNTER_NAMES = ("delivery_reports", "inbound_messages")
+
+_REQUEST_COLUMNS = (
+    "idempotency_key, vendor, conn_id, state, batch_id, total, delivered, failed, reason, "
+    "dag_id, run_id, task_id, map_index, created_at, updated_at"
+)
+_UPSERT_REQUEST = """INSERT INTO {p}requests (idempotency_key, vendor, conn_id, batch_id, state, total,
+        reason, dag_id, run_id, task_id, map_index, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (idempotency_key) DO UPDATE SET
+        vendor = excluded.vendor, conn_id = excluded.conn_id, batch_id = excluded.batch_id,
+        state = excluded.state, total = excluded.total,
+        reason = COALESCE(excluded.reason, {p}requests.reason),
+        dag_id = excluded.dag_id, run_id = excluded.run_id, task_id = excluded.task_id,
+        map_index = excluded.map_index, updated_at = excluded.updated_at
+    WHERE {p}requests.state <> 'accepted'"""
+# fmt: off
+_SENT_COLUMNS = (
+    "vendor", "batch_id", "mobile", "idempotency_key", "conn_id", "submitted_at", "dag_id",
+    "run_id", "task_id", "map_index",
+)
+# fmt: on
+# fmt: off
+_REPORT_COLUMNS = (
+    "vendor", "batch_id", "mobile", "status", "code", "description", "reported_at",
+    "reported_mobile", "raw", "conn_id", "fetched_at", "seq",
+)
+# fmt: on
+# The same rule as report_replaces(), so that no writer can turn a final report back to pending.
+_REPORT_UPSERT = """ON CONFLICT (vendor, batch_id, mobile) DO UPDATE SET
+        status = excluded.status, code = excluded.code, description = excluded.description,
+        reported_at = excluded.reported_at, reported_mobile = excluded.reported_mobile,
+        raw = excluded.raw, conn_id = excluded.conn_id, fetched_at = excluded.fetched_at,
+        seq = excluded.seq
+    WHERE ({p}delivery_reports.status = 'pending' AND excluded.status <> 'pending')
+       OR (({p}delivery_reports.status = 'pending') = (excluded.status = 'pending')
+           AND ({p}delivery_reports.reported_at IS NULL
+                OR excluded.reported_at >= {p}delivery_reports.reported_at))"""
+# fmt: off
+_INBOUND_COLUMNS = (
+    "dedupe_key", "vendor", "mobile", "content", "received_at", "ext_no", "raw", "conn_id",
+    "fetched_at", "seq",
+)
+# fmt: on
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+class SmsStore:
+    """Sends, delivery reports, inbound messages, balances and opt-outs in SQL tables.
+
+    :param store_conn_id: an Airflow connection whose hook is a ``common.sql`` ``DbApiHook`` for
+        SQLite or PostgreSQL. None: an embedded SQLite file at ``path``, by default
+        ``$AIRFLOW_HOME/sms_store.db``.
+    :param table_prefix: prepended to every table name, so several stores can share a database.
+    :param path: the embedded SQLite file (only without ``store_conn_id``).
+
+    Nothing connects until the first call; the tables are created then if they are missing.
+    """
+
+    #: records per transaction in save_reports / save_inbound
+    page_size: int = PAGE_SIZE
+
+    def __init__(
+        self, store_conn_id: str | None = None, *, table_prefix: str = "sms_", path: str | None = None
+    ) -> None:
+        if not _PREFIX.fullmatch(table_prefix):
+            raise SmsConfigurationError(
+                f"SMS store table_prefix {table_prefix!r} must be letters, digits and underscores "
+                "(up to 41), not starting with a digit"
+            )
+        if store_conn_id is not None and path is not None:
+            raise SmsConfigurationError(
+                f"SMS store: give either store_conn_id ({store_conn_id!r}) or path ({path!r}), not both"
+            )
+        self.store_conn_id = store_conn_id
+        self.table_prefix = table_prefix
+        if store_conn_id is None:
+            home = os.environ.get("AIRFLOW_HOME") or os.path.join("~", "airflow")
+            path = path or os.path.join(os.path.expanduser(home), "sms_store.db")
+        self.path = path
+        self._conn: Any = None
+        self._dialect = _SQLITE
+        self._psycopg2 = False
+        self._array_param = "%s"  # placeholder for an array parameter: binary ("%b") with psycopg 3
+        self._lock = threading.RLock()
+
+    # ---------------------------------------------------------------------------- connection
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"`` (connects if not yet connected)."""
+        with self._lock:
+            self._connection()
+            return self._dialect.name
+
+    def close(self) -> None:
+        """Close the database connection; the next call opens a new one."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    def __enter__(self) -> SmsStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            conn = self._open_embedded() if self.store_conn_id is None else self._open_hook(self.store_conn_id)
+            self._conn = conn
+            try:
+                self._ensure_schema()
+            except BaseException:
+                self._conn = None
+                conn.close()
+                raise
+        return self._conn
+
+    def _open_embedded(self) -> sqlite3.Connection:
+        assert self.path is not None
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=_BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=self.path.startswith("file:"),
+        )
+        self._setup_sqlite(conn, embedded=True)
+        return conn
+
+    def _setup_sqlite(self, conn: sqlite3.Connection, *, embedded: bool) -> None:
+        # Explicit BEGIN IMMEDIATE for writes: a deferred transaction that reads and then writes
+        # can fail at once with "database is locked" instead of waiting out the busy timeout.
+        conn.isolation_level = None
+        conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        if embedded:
+            # WAL lets task processes read while one writes; NORMAL sync is safe with WAL
+            # (a power cut can lose the last commits, never corrupt the file).
+            _enable_wal(conn)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -32768")
+        self._dialect = _SQLITE
+        self._psycopg2 = False
+
+    def _open_hook(self, conn_id: str) -> Any:
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+        from airflow.sdk import BaseHook
+
+        try:
+            hook = BaseHook.get_hook(conn_id)
+        except Exception as err:
+            raise SmsConfigurationError(f"SMS store connection {conn_id!r} cannot be used: {err}") from err
+        if not isinstance(hook, DbApiHook):
+            raise SmsConfigurationError(
+                f"SMS store connection {conn_id!r} has type {getattr(hook, 'conn_type', '?')!r}, whose hook "
+                "is not a common.sql DbApiHook; use a SQLite or PostgreSQL connection"
+            )
+        conn_type = str(getattr(hook, "conn_type", "") or "")
+        try:
+            dialect_name = str(hook.dialect_name or "")
+        except Exception:
+            dialect_name = ""
+        kind = f"{conn_type} {dialect_name}".lower()
+        if "sqlite" not in kind and "postgres" not in kind:
+            raise SmsConfigurationError(
+                f"SMS store connection {conn_id!r} has type {conn_type!r}; "
+                "the SMS store supports SQLite and PostgreSQL connections only"
+            )
+        conn = hook.get_conn()
+        if isinstance(conn, sqlite3.Connection):
+            self._setup_sqlite(conn, embedded=False)
+            return conn
+        if "postgres" not in kind:
+            conn.close()
+            raise SmsConfigurationError(
+                f"SMS store connection {conn_id!r} ({conn_type!r}) did not give a SQLite connection"
+            )
+        self._dialect = _POSTGRES
+        driver = type(conn).__module__.split(".")[0]
+        self._psycopg2 = driver == "psycopg2"
+        self._array_param = "%b" if driver == "psycopg" else "%s"
+        # Plain tuple rows, whatever cursor the connection's extras ask for.
+        if self._psycopg2:
+            import psycopg2.extensions
+
+            conn.cursor_factory = psycopg2.extensions.cursor
+        elif driver == "psycopg":
+            from psycopg.rows import tuple_row
+
+            conn.row_factory = tuple_row
+        if getattr(conn, "autocommit", False):
+            conn.autocommit = False
+        return conn
+
+    def _ensure_schema(self) -> None:
+        version = self._schema_version()
+        if version is None:
+            with self._transaction(write=True) as cur:
+                if self._dialect.schema_lock:
+                    cur.execute(self._sql(self._dialect.schema_lock), (zlib.crc32(self.table_prefix.encode()),))
+                for ddl in _SCHEMA:
+                    cur.execute(self._sql(ddl))
+                cur.execute(
+                    self._sql(
+                        "INSERT INTO {p}schema_version (id, version, created_at) VALUES (1, ?, ?) "
+                        "ON CONFLICT (id) DO NOTHING"
+                    ),
+                    (SCHEMA_VERSION, _now()),
+                )
+                for name in _COUNTER_NAMES:
+                    cur.execute(
+                        self._sql("INSERT INTO {p}counters (name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING"),
+                        (name,),
+                    )
+            version = self._schema_version()
+        if version != SCHEMA_VERSION:
+            raise SmsConfigurationError(
+                f"SMS store tables {self.table_prefix}* ({self._where()}) have schema version {version}; "
+                f"this provider reads version {SCHEMA_VERSION}: upgrade airflow-provider-sms"
+            )
+
+    def _schema_version(self) -> int | None:
+        try:
+            with self._transaction(write=False) as cur:
+                cur.execute(self._sql("SELECT version FROM {p}schema_version WHERE id = 1"))
+                row = cur.fetchone()
+        except Exception:  # no table yet: the driver's own error class, whichever driver it is
+            return None
+        return int(row[0]) if row else None
+
+    def _where(self) -> str:
+        return f"connection {self.store_conn_id!r}" if self.store_conn_id else f"file {self.path}"
+
+    def _sql(self, sql: str) -> str:
+        """Fill in the table prefix, and the placeholders: ``?`` a value, ``{a}`` an array (PostgreSQL)."""
+        text = sql.replace("{p}", self.table_prefix).replace("{serial_pk}", self._dialect.serial_pk)
+        if self._dialect.param != "?":
+            text = text.replace("?", self._dialect.param)
+        return text.replace("{a}", self._array_param)
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[Any]:
+        """A cursor in one transaction, committed on success and rolled back on any error."""
+        with self._lock:
+            conn = self._connection()
+            cur = conn.cursor()
+            try:
+                begin = self._dialect.begin_write if write else self._dialect.begin_read
+                if begin:
+                    cur.execute(begin)
+                yield cur
+                conn.commit()
+            except BaseException:
+                try:
+                    conn.rollback()
+                except Exception:
+                    log.warning("SMS store: rollback failed", exc_info=True)
+                raise
+            finally:
+                cur.close()
+
+    def _insert_many(
+        self, cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], suffix: str = ""
+    ) -> None:
+        """INSERT many rows in the current transaction, with the driver's fastest batch call."""
+        if not rows:
+            return
+        head = f"INSERT INTO {self.table_prefix}{table} ({', '.join(columns)}) VALUES "
+        tail = " " + self._sql(suffix) if suffix else ""
+        if self._psycopg2:
+            from psycopg2.extras import execute_values
+
+            execute_values(cur, head + "%s" + tail, rows, page_size=1000)
+        elif self._dialect.array_params:
+            # psycopg 3 and other PostgreSQL drivers: one statement per page, each column one array
+            # parameter, costs far less per row than executemany's statement per row.
+            arrays = ", ".join(f"{{a}}::{_PG_ARRAY_TYPES.get(c, 'text')}[]" for c in columns)
+            select = f"SELECT * FROM unnest({arrays})"
+            cur.execute(head[: -len("VALUES ")] + self._sql(select) + tail, [list(c) for c in zip(*rows, strict=True)])
+        else:
+            cur.executemany(head + "(" + ", ".join([self._dialect.param] * len(columns)) + ")" + tail, rows)
+
+    def _execute_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        if self._psycopg2:
+            from psycopg2.extras import execute_batch
+
+            execute_batch(cur, self._sql(sql), rows, page_size=500)
+        else:
+            cur.executemany(self._sql(sql), rows)
+
+    def _lock_counter(self, cur: Any, name: str) -> int:
+        """Take the counter row (held to commit: writers of one kind go one at a time) and read it."""
+        cur.execute(self._sql("SELECT value FROM {p}counters WHERE name = ?" + self._dialect.lock_row), (name,))
+        return int(cur.fetchone()[0])
+
+    def _set_counter(self, cur: Any, name: str, value: int) -> None:
+        cur.execute(self._sql("UPDATE {p}counters SET value = ? WHERE name = ?"), (value, name))
+
+    def _select_in(
+        self, cur: Any, sql: str, head_params: Sequence[Any], values: Sequence[Any]
+    ) -> Iterator[tuple[Any, ...]]:
+        """Run ``sql`` (with one ``IN ({in})``) per chunk of ``values``, yielding all rows."""
+        for chunk in _chunks(values, _IN_CHUNK):
+            cur.execute(self._sql(sql.replace("{in}", ", ".join("?" * len(chunk)))), (*head_params, *chunk))
+            yield from cur.fetchall()
+
+    # ---------------------------------------------------------------------------- sends
+
+    def accepted_requests(self, keys: Sequence[str]) -> dict[str, RequestRecord]:
+        """The keys already recorded (accepted or unknown), so a retry does not send them again."""
+        wanted = list(dict.fromkeys(keys))
+        sql = f"SELECT {_REQUEST_COLUMNS} FROM {{p}}requests WHERE idempotency_key IN ({{in}})"
+        with self._transaction(write=False) as cur:
+            rows = list(self._select_in(cur, sql, (), wanted))
+        return {row[0]: _request_record(row) for row in rows}
+
+    def record_accepted(self, key: str, receipt: SendReceipt, *, conn_id: str, task: TaskIdentity) -> None:
+        """Record, in one transaction, that the vendor accepted ``key`` as ``receipt.batch_id``.
+
+        Recording a key that is already accepted changes nothing; an ``unknown`` one is upgraded.
+        Reports that arrived before this call are counted into the new request's counters.
+        """
+        mobiles = list(dict.fromkeys(receipt.mobiles))
+        now = _now()
+        submitted = _ts(receipt.submitted_at)
+        with self._transaction(write=True) as cur:
+            # The report counter row serialises this with save_reports, so no report slips between
+            # the sent rows going in and the counters being set.
+            self._lock_counter(cur, "delivery_reports")
+            cur.execute(self._sql("SELECT state, batch_id FROM {p}requests WHERE idempotency_key = ?"), (key,))
+            row = cur.fetchone()
+            if row is not None and row[0] == ACCEPTED:
+                if row[1] != receipt.batch_id:
+                    log.warning(
+                        "SMS store: request %s is already recorded as %s batch %s; batch %s not recorded",
+                        key,
+                        receipt.vendor,
+                        row[1],
+                        receipt.batch_id,
+                    )
+                return
+            cur.execute(
+                self._sql(_UPSERT_REQUEST),
+                (
+                    key,
+                    receipt.vendor,
+                    conn_id,
+                    receipt.batch_id,
+                    ACCEPTED,
+                    len(mobiles),
+                    None,
+                    task.dag_id,
+                    task.run_id,
+                    task.task_id,
+                    task.map_index,
+                    now,
+                    now,
+                ),
+            )
+            rows = [
+                (
+                    receipt.vendor,
+                    receipt.batch_id,
+                    mobile,
+                    key,
+                    conn_id,
+                    submitted,
+                    task.dag_id,
+                    task.run_id,
+                    task.task_id,
+                    task.map_index,
+                )
+                for mobile in mobiles
+            ]
+            self._insert_many(
+                cur, "sent_messages", _SENT_COLUMNS, rows, "ON CONFLICT (vendor, batch_id, mobile) DO NOTHING"
+            )
+            count = """(SELECT COUNT(*) FROM {p}sent_messages s JOIN {p}delivery_reports d
+                ON d.vendor = s.vendor AND d.batch_id = s.batch_id AND d.mobile = s.mobile
+                WHERE s.vendor = ? AND s.batch_id = ? AND s.idempotency_key = ? AND d.status = ?)"""
+            cur.execute(
+                self._sql(f"UPDATE {{p}}requests SET delivered = {count}, failed = {count} WHERE idempotency_key = ?"),
+                (
+                    receipt.vendor,
+                    receipt.batch_id,
+                    key,
+                    DELIVERED,
+                    receipt.vendor,
+                    receipt.batch_id,
+                    key,
+                    FAILED,
+                    key,
+                ),
+            )
+
+    def record_unknown(
+        self,
+        key: str,
+        *,
+        vendor: str,
+        conn_id: str,
+        mobiles: Sequence[str],
+        task: TaskIdentity,
+        reason: str,
+    ) -> None:
+        """Record that ``key`` may have gone out with no answer, so nothing resends it blindly.
+
+        Never downgrades an accepted request; a later ``record_accepted`` upgrades this one.
+        """
+        now = _now()
+        with self._transaction(write=True) as cur:
+            cur.execute(
+                self._sql(_UPSERT_REQUEST),
+                (
+                    key,
+                    vendor,
+                    conn_id,
+                    None,
+                    UNKNOWN,
+                    len(set(mobiles)),
+                    reason,
+                    task.dag_id,
+                    task.run_id,
+                    task.task_id,
+                    task.map_index,
+                    now,
+                    now,
+                ),
+            )
+
+    # ---------------------------------------------------------------------------- delivery reports
+
+    def save_reports(self, reports: Iterable[DeliveryReport], *, conn_id: str = "") -> SaveResult:
+        """Store reports idempotently, a page per transaction, keeping the batch counters exact.
+
+        Keyed on (vendor, batch_id, mobile); see ``report_replaces`` for which report wins. A masked
+        mobile is stored under the one sent number of its batch that it matches, if exactly one does
+        (the masked form goes to ``reported_mobile``). Reports for messages the store did not send are
+        stored too, but touch no counter.
+        """
+        inserted = updated = unchanged = 0
+        resolver = MaskResolver()
+        for page in _pages(reports, max(1, self.page_size)):
+            ins, upd, unch = self._save_report_page(page, conn_id, resolver)
+            inserted += ins
+            updated += upd
+            unchanged += unch
+        return SaveResult(inserted, updated, unchanged)
+
+    def _save_report_page(
+        self, page: list[DeliveryReport], conn_id: str, resolver: MaskResolver
+    ) -> tuple[int, int, int]:
+        fetched_at = _now()
+        first, repeats = self._report_rows(page, conn_id, fetched_at, resolver)
+        inserted = updated = unchanged = 0
+        rows: list[tuple[Any, ...]] = []
+        deltas: dict[str, list[int]] = {}
+        with self._transaction(write=True) as cur:
+            seq = self._lock_counter(cur, "delivery_reports")
+            stored, sent = self._stored_reports(cur, list(first))
+            for key, candidate in first.items():
+                old = stored.get(key)
+                row: _Row | None = candidate
+                if key in repeats:  # rare: one message twice in a page
+                    row, ins, upd, unch = _settle(old, (candidate, *repeats[key]))
+                    inserted, updated, unchanged = inserted + ins, updated + upd, unchanged + unch
+                elif old is None:
+                    inserted += 1
+                elif report_replaces(old, candidate[3:7]):
+                    updated += 1
+                else:
+                    unchanged += 1
+                    row = None
+                if row is None:
+                    continue
+                seq += 1
+                rows.append((*row, seq))
+                request_key = sent.get(key)
+                if request_key is not None:
+                    before = None if old is None else old[0]
+                    if before != row[3]:
+                        delta = deltas.get(request_key)
+                        if delta is None:
+                            delta = deltas[request_key] = [0, 0]
+                        _count_move(delta, before, row[3])
+            if rows:
+                self._insert_many(cur, "delivery_reports", _REPORT_COLUMNS, rows, _REPORT_UPSERT)
+                self._set_counter(cur, "delivery_reports", seq)
+            self._execute_many(
+                cur,
+                "UPDATE {p}requests SET delivered = delivered + ?, failed = failed + ?, updated_at = ? "
+                "WHERE idempotency_key = ?",
+                [(d, f, fetched_at, k) for k, (d, f) in deltas.items() if d or f],
+            )
+        return inserted, updated, unchanged
+
+    def _report_rows(
+        self, page: list[DeliveryReport], conn_id: str, fetched_at: str, resolver: MaskResolver
+    ) -> tuple[dict[_Key, _Row], dict[_Key, list[_Row]]]:
+        """Rows for a page, keyed by message; built before the write lock, to hold it briefly."""
+        first: dict[_Key, _Row] = {}
+        repeats: dict[_Key, list[_Row]] = {}
+        for report in page:
+            vendor, batch_id, mobile = report.vendor, report.batch_id, report.mobile
+            reported = None
+            if "*" in mobile:
+                real = resolver.resolve(vendor, batch_id, mobile, self._sent_numbers)
+                if real is not None:
+                    mobile, reported = real, mobile
+            when, raw = report.reported_at, report.raw
+            at: str | None = None  # _ts and _json inlined for the usual UTC time and dict: runs per report
+            if when is not None:
+                at = when.isoformat(timespec="microseconds") if when.tzinfo is timezone.utc else _ts(when)
+            raw_text = None if raw is None else _encode_json(raw) if type(raw) is dict else _json(raw)
+            row: _Row = (
+                vendor,
+                batch_id,
+                mobile,
+                report.status,
+                report.code,
+                report.description,
+                at,
+                reported,
+                raw_text,
+                conn_id,
+                fetched_at,
+            )
+            key = (vendor, batch_id, mobile)
+            if key in first:
+                repeats.setdefault(key, []).append(row)
+            else:
+                first[key] = row
+        return first, repeats
+
+    def _sent_numbers(self, vendor: str, batch_id: str) -> list[str]:
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql("SELECT mobile FROM {p}sent_messages WHERE vendor = ? AND batch_id = ?"),
+                (vendor, batch_id),
+            )
+            return [r[0] for r in cur.fetchall()]
+
+    def _stored_reports(self, cur: Any, keys: list[_Key]) -> tuple[dict[_Key, _ReportState], dict[_Key, str]]:
+        """For the keys of one page: the stored reports, and the requests that sent the messages.
+
+        Keys are grouped by batch. A batch with many keys in the page is read whole (a range scan on
+        the primary key is cheaper than a seek per key), unless it turns out much larger than its
+        share of the page; the rest are looked up by key, a few hundred per query.
+        """
+        by_batch: dict[tuple[str, str], list[str]] = {}
+        for vendor, batch_id, mobile in keys:
+            by_batch.setdefault((vendor, batch_id), []).append(mobile)
+        reports: dict[_Key, _ReportState] = {}
+        sent: dict[_Key, str] = {}
+        seek: list[_Key] = []
+        scan_reports = self._sql(
+            "SELECT mobile, status, code, description, reported_at FROM {p}delivery_reports "
+            "WHERE vendor = ? AND batch_id = ? LIMIT ?"
+        )
+        scan_sent = self._sql(
+            "SELECT mobile, idempotency_key FROM {p}sent_messages WHERE vendor = ? AND batch_id = ? LIMIT ?"
+        )
+        for (vendor, batch_id), mobiles in by_batch.items():
+            if len(mobiles) < _SCAN_MIN_KEYS:
+                seek.extend((vendor, batch_id, m) for m in mobiles)
+                continue
+            limit = _SCAN_FACTOR * len(mobiles)
+            cur.execute(scan_reports, (vendor, batch_id, limit + 1))
+            found_reports = cur.fetchall()
+            cur.execute(scan_sent, (vendor, batch_id, limit + 1))
+            found_sent = cur.fetchall()
+            if len(found_reports) > limit or len(found_sent) > limit:
+                seek.extend((vendor, batch_id, m) for m in mobiles)
+                continue
+            wanted = set(mobiles)
+            for mobile, *state in found_reports:
+                if mobile in wanted:
+                    reports[(vendor, batch_id, mobile)] = tuple(state)
+            for mobile, request_key in found_sent:
+                if mobile in wanted:
+                    sent[(vendor, batch_id, mobile)] = request_key
+        arrays = self._dialect.array_params
+        for chunk in _chunks(seek, PAGE_SIZE if arrays else _SEEK_CHUNK):
+            params: list[Any]
+            if arrays:
+                source = "unnest({a}::text[], {a}::text[], {a}::text[]) AS k (column1, column2, column3)"
+                params = [list(column) for column in zip(*chunk, strict=True)]
+            else:
+                source = "(VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk)) + ") AS k"
+                params = [v for key in chunk for v in key]
+            cur.execute(
+                self._sql(
+                    f"""SELECT k.column1, k.column2, k.column3, d.status, d.code, d.description,
+                            d.reported_at, s.idempotency_key
+                    FROM {source}
+                    LEFT JOIN {{p}}delivery_reports d
+                        ON d.vendor = k.column1 AND d.batch_id = k.column2 AND d.mobile = k.column3
+                    LEFT JOIN {{p}}sent_messages s
+                        ON s.vendor = k.column1 AND s.batch_id = k.column2 AND s.mobile = k.column3
+                    WHERE d.status IS NOT NULL OR s.idempotency_key IS NOT NULL"""
+                ),
+                params,
+            )
+            for (
+                vendor,
+                batch_id,
+                mobile,
+                status,
+                code,
+                description,
+                reported_at,
+                request_key,
+            ) in cur.fetchall():
+                key = (vendor, batch_id, mobile)
+                if status is not None:
+                    reports[key] = (status, code, description, reported_at)
+                if request_key is not None:
+                    sent[key] = request_key
+        return reports, sent
+
+    def batch_progress(self, vendor: str, batch_ids: Sequence[str]) -> BatchProgress:
+        """Progress of the batches from their request counters: O(batches), however many messages."""
+        sql = """SELECT COALESCE(SUM(total), 0), COALESCE(SUM(delivered), 0), COALESCE(SUM(failed), 0)
+            FROM {p}requests WHERE vendor = ? AND state = 'accepted' AND batch_id IN ({in})"""
+        total = delivered = failed = 0
+        with self._transaction(write=False) as cur:
+            for t, d, f in self._select_in(cur, sql, (vendor,), list(dict.fromkeys(batch_ids))):
+                total += int(t)
+                delivered += int(d)
+                failed += int(f)
+        return BatchProgress(total, delivered, failed)
+
+    def pending_pairs(
+        self, vendor: str, batch_ids: Sequence[str] | None, limit: int | None = None
+    ) -> list[tuple[str, str]]:
+        """(batch_id, mobile) of sent messages with no final report yet, in batch order.
+
+        ``batch_ids=None``: every batch of the vendor whose counters say it still has pending
+        messages, oldest request first.
+        """
+        if limit is not None and limit <= 0:
+            return []
+        if batch_ids is None:
+            with self._transaction(write=False) as cur:
+                cur.execute(
+                    self._sql(
+                        "SELECT batch_id FROM {p}requests WHERE vendor = ? AND state = 'accepted' "
+                        "AND total > delivered + failed ORDER BY created_at, batch_id"
+                    ),
+                    (vendor,),
+                )
+                batch_ids = [r[0] for r in cur.fetchall()]
+        sql = """SELECT s.batch_id, s.mobile FROM {p}sent_messages s
+            LEFT JOIN {p}delivery_reports d
+                ON d.vendor = s.vendor AND d.batch_id = s.batch_id AND d.mobile = s.mobile
+            WHERE s.vendor = ? AND s.batch_id = ? AND (d.status IS NULL OR d.status = 'pending')
+            ORDER BY s.mobile"""
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        pairs: list[tuple[str, str]] = []
+        with self._transaction(write=False) as cur:
+            for batch_id in dict.fromkeys(batch_ids):
+                cur.execute(self._sql(sql), (vendor, batch_id))
+                pairs.extend((str(b), str(m)) for b, m in cur.fetchall())
+                if limit is not None and len(pairs) >= limit:
+                    return pairs[:limit]
+        return pairs
+
+    def status_counts(self, vendor: str, batch_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Final reports by status and by vendor code, and sent messages still pending.
+
+        ``by_code`` counts final reports only, so its values add up to delivered + failed.
+        """
+        ids = list(dict.fromkeys(batch_ids))
+        by_status = {DELIVERED: 0, FAILED: 0, "pending": 0}
+        by_code: dict[str, int] = {}
+        finals = """SELECT status, code, COUNT(*) FROM {p}delivery_reports
+            WHERE vendor = ? AND status <> 'pending' AND batch_id IN ({in}) GROUP BY status, code"""
+        pending = """SELECT COUNT(*) FROM {p}sent_messages s
+            LEFT JOIN {p}delivery_reports d
+                ON d.vendor = s.vendor AND d.batch_id = s.batch_id AND d.mobile = s.mobile
+            WHERE s.vendor = ? AND s.batch_id IN ({in}) AND (d.status IS NULL OR d.status = 'pending')"""
+        with self._transaction(write=False) as cur:
+            for status, code, count in self._select_in(cur, finals, (vendor,), ids):
+                by_status[status] = by_status.get(status, 0) + int(count)
+                by_code[code] = by_code.get(code, 0) + int(count)
+            for (count,) in self._select_in(cur, pending, (vendor,), ids):
+                by_status["pending"] += int(count)
+        return {"by_status": by_status, "by_code": by_code}
+
+    def iter_reports(
+        self,
+        *,
+        vendor: str | None = None,
+        since_id: int = 0,
+        page_size: int = PAGE_SIZE,
+        since_seq: int | None = None,
+        conn_id: str | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of stored reports with ``seq > since_id``, in seq order, for incremental copies.
+
+        An updated report gets a new, larger ``seq``, so copying from the last seq seen picks up
+        updates as well as new reports. ``since_seq`` is the same as ``since_id`` (the name
+        ``iter_inbound`` uses); ``conn_id`` keeps only reports pulled through that connection.
+        Times are the stored ISO text, ``raw`` the stored JSON text.
+        """
+        since = since_id if since_seq is None else since_seq
+        filters = {"vendor": vendor, "conn_id": conn_id}
+        return self._iter_rows("delivery_reports", _REPORT_COLUMNS, filters, since, page_size)
+
+    def _iter_rows(
+        self,
+        table: str,
+        columns: Sequence[str],
+        filters: Mapping[str, str | None],
+        since: int,
+        page_size: int,
+    ) -> Iterator[list[dict[str, Any]]]:
+        page_size = max(1, int(page_size))
+        wanted = [(name, value) for name, value in filters.items() if value is not None]
+        where = "".join(f" AND {name} = ?" for name, _ in wanted)
+        sql = f"SELECT {', '.join(columns)} FROM {{p}}{table} WHERE seq > ?{where} ORDER BY seq LIMIT ?"
+        last = int(since)
+        while True:
+            with self._transaction(write=False) as cur:
+                cur.execute(self._sql(sql), (last, *(value for _, value in wanted), page_size))
+                rows = cur.fetchall()
+            if not rows:
+                return
+            page = [dict(zip(columns, row, strict=True)) for row in rows]
+            last = int(page[-1]["seq"])
+            yield page
+            if len(rows) < page_size:
+                return
+
+    # ---------------------------------------------------------------------------- inbound
+
+    def save_inbound(self, messages: Iterable[InboundMessage], *, conn_id: str = "") -> SaveResult:
+        """Store replies once each: the same (vendor, mobile, received_at, content) adds no row."""
+        inserted = unchanged = 0
+        for page in _pages(messages, max(1, self.page_size)):
+            fetched_at = _now()
+            unique: dict[str, tuple[Any, ...]] = {}
+            for message in page:
+                received = _ts(message.received_at)
+                key = _inbound_key(message.vendor, message.mobile, received, message.content)
+                if key not in unique:
+                    unique[key] = (
+                        key,
+                        message.vendor,
+                        message.mobile,
+                        message.content,
+                        received,
+                        message.ext_no,
+                        _json(message.raw),
+                        conn_id,
+                        fetched_at,
+                    )
+            with self._transaction(write=True) as cur:
+                base = self._lock_counter(cur, "inbound_messages")
+                rows = [(*row, base + i) for i, row in enumerate(unique.values(), start=1)]
+                self._insert_many(
+                    cur, "inbound_messages", _INBOUND_COLUMNS, rows, "ON CONFLICT (dedupe_key) DO NOTHING"
+                )
+                top = base + len(rows)
+                cur.execute(
+                    self._sql("SELECT COUNT(*) FROM {p}inbound_messages WHERE seq > ? AND seq <= ?"),
+                    (base, top),
+                )
+                added = int(cur.fetchone()[0])
+                self._set_counter(cur, "inbound_messages", top)
+            inserted += added
+            unchanged += len(page) - added
+        return SaveResult(inserted, 0, unchanged)
+
+    def iter_inbound(
+        self,
+        *,
+        vendor: str | None = None,
+        since_seq: int = 0,
+        page_size: int = PAGE_SIZE,
+        conn_id: str | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of stored inbound messages with ``seq > since_seq``, in seq order."""
+        filters = {"vendor": vendor, "conn_id": conn_id}
+        return self._iter_rows("inbound_messages", _INBOUND_COLUMNS, filters, since_seq, page_size)
+
+    # ---------------------------------------------------------------------------- copy watermarks
+
+    def get_watermark(self, name: str) -> int:
+        """The last ``seq`` an incremental copy named ``name`` has taken (0 before its first run)."""
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql("SELECT seq FROM {p}watermarks WHERE name = ?"), (name,))
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def set_watermark(self, name: str, seq: int) -> None:
+        """Remember how far the copy ``name`` got, once its rows are safely in the target."""
+        with self._transaction(write=True) as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {p}watermarks (name, seq, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_at = excluded.updated_at"
+                ),
+                (name, int(seq), _now()),
+            )
+
+    # ---------------------------------------------------------------------------- balance
+
+    def save_balance(self, balance: Balance, *, conn_id: str, taken_at: datetime | None = None) -> None:
+        """Keep a balance reading (amount as text, so the Decimal comes back exactly)."""
+        with self._transaction(write=True) as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {p}balances (conn_id, vendor, amount, currency, raw, taken_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)"
+                ),
+                (
+                    conn_id,
+                    balance.vendor,
+                    str(balance.amount),
+                    balance.currency,
+                    _json(balance.raw),
+                    _ts(taken_at) or _now(),
+                ),
+            )
+
+    def latest_balance(self, conn_id: str) -> Balance | None:
+        """The most recent reading for the connection, or None if there is none."""
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT vendor, amount, currency, raw FROM {p}balances WHERE conn_id = ? "
+                    "ORDER BY taken_at DESC, id DESC LIMIT 1"
+                ),
+                (conn_id,),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        vendor, amount, currency, raw = row
+        return Balance(vendor=vendor, amount=Decimal(amount), currency=currency, raw=json.loads(raw) if raw else None)
+
+    # ---------------------------------------------------------------------------- opt-outs
+
+    def add_opt_outs(self, mobiles: Iterable[str], *, reason: str = "", source: str = "") -> int:
+        """Add numbers that must not be messaged; returns how many were not already listed."""
+        added = 0
+        for page in _pages(mobiles, max(1, self.page_size)):
+            now = _now()
+            with self._transaction(write=True) as cur:
+                wanted = list(dict.fromkeys(page))
+                present = {
+                    r[0]
+                    for r in self._select_in(cur, "SELECT mobile FROM {p}opt_outs WHERE mobile IN ({in})", (), wanted)
+                }
+                rows = [(m, reason, source, now) for m in wanted if m not in present]
+                self._insert_many(
+                    cur,
+                    "opt_outs",
+                    ("mobile", "reason", "source", "created_at"),
+                    rows,
+                    "ON CONFLICT (mobile) DO NOTHING",
+                )
+                added += len(rows)
+        return added
+
+    def opted_out(self, mobiles: Sequence[str]) -> set[str]:
+        """Which of the numbers are opted out (chunked IN lookups on the primary key)."""
+        wanted = list(dict.fromkeys(mobiles))
+        with self._transaction(write=False) as cur:
+            return {
+                r[0] for r in self._select_in(cur, "SELECT mobile FROM {p}opt_outs WHERE mobile IN ({in})", (), wanted)
+            }
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting for other processes as long as a busy timeout would.
+
+    The switch needs the database to itself, and SQLite answers "database is locked" at once
+    instead of calling the busy handler while another connection is creating the tables.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+    if str(mode).lower() != "wal":
+        log.debug("SMS store: SQLite journal mode is %s, not WAL", mode)
+
+
+def _request_record(row: Sequence[Any]) -> RequestRecord:
+    (key, vendor, conn_id, state, batch_id, total, delivered, failed, reason) = row[:9]
+    dag_id, run_id, task_id, map_index, created_at, updated_at = row[9:]
+    return RequestRecord(
+        idempotency_key=key,
+        vendor=vendor,
+        conn_id=conn_id,
+        state=state,
+        batch_id=batch_id,
+        total=int(total),
+        delivered=int(delivered),
+        failed=int(failed),
+        reason=reason,
+        task=TaskIdentity(dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=int(map_index)),
+        created_at=datetime.fromisoformat(created_at),
+        updated_at=datetime.fromisoformat(updated_at),
+    )
+
+
+__all__ = [
+    "ACCEPTED",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "UNKNOWN",
+    "BatchProgress",
+    "MaskResolver",
+    "RequestRecord",
+    "SaveResult",
+    "SmsStore",
+    "TaskIdentity",
+    "report_replaces",
+]

@@ -1,0 +1,53 @@
+"""Pytest fixtures for DAG authors and for this provider's own tests (registered as a pytest plugin).
+
+``sms_simulator`` gives a running ``GatewaySimulator`` with fresh state for each test, and
+``sms_connections`` points ``AIRFLOW_CONN_SMS_<VENDOR>`` at it, so hooks and operators talk to it
+over real sockets exactly as they would to a vendor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from airflow_provider_sms.simulator import GatewaySimulator
+
+VENDORS = ("paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas")
+
+
+@pytest.fixture(scope="session")
+def sms_simulator_server() -> Iterator[GatewaySimulator]:
+    from airflow_provider_sms.simulator import GatewaySimulator
+
+    simulator = GatewaySimulator().start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def sms_simulator(sms_simulator_server: GatewaySimulator) -> Iterator[GatewaySimulator]:
+    """The simulator with fresh state, fast reports, and this process's token cache and pull limits cleared."""
+    from airflow_provider_sms.hooks.base import PULL_THROTTLE, TOKEN_CACHE
+    from airflow_provider_sms.simulator import SimConfig
+
+    sms_simulator_server.gateway.config = SimConfig(pull_interval=0.0)
+    sms_simulator_server.gateway.reset()
+    TOKEN_CACHE.clear()
+    PULL_THROTTLE.clear()
+    yield sms_simulator_server
+    TOKEN_CACHE.clear()
+    PULL_THROTTLE.clear()
+
+
+@pytest.fixture
+def sms_connections(sms_simulator: GatewaySimulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """``AIRFLOW_CONN_SMS_<VENDOR>`` for all five simulated accounts; returns vendor -> conn_id."""
+    conn_ids = {}
+    for vendor in VENDORS:
+        conn_id = f"sms_{vendor}"
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", sms_simulator.connection_json(vendor, retry_wait=0.01))
+        conn_ids[vendor] = conn_id
+    return conn_ids

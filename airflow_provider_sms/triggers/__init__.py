@@ -1,0 +1,1 @@
+"""SMS triggers (imported by class path in the triggerer)."""

@@ -1,0 +1,69 @@
+"""``SmsDeliveryTrigger``: the deferrable form of ``SmsDeliverySensor``'s check, run in the triggerer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class SmsDeliveryTrigger(BaseTrigger):
+    """Check delivery every ``poll_interval`` seconds until no number of the batches is pending.
+
+    The check (vendor pull + store write) is blocking I/O, so it runs in a worker thread; the
+    triggerer's event loop is never blocked.
+    """
+
+    def __init__(
+        self,
+        sms_conn_id: str,
+        batch_ids: list[str],
+        store_conn_id: str | None = None,
+        store_table_prefix: str = "sms_",
+        poll_interval: float = 30.0,
+        max_pulls_per_check: int = 20,
+    ) -> None:
+        super().__init__()
+        self.sms_conn_id = sms_conn_id
+        self.batch_ids = list(batch_ids)
+        self.store_conn_id = store_conn_id
+        self.store_table_prefix = store_table_prefix
+        self.poll_interval = poll_interval
+        self.max_pulls_per_check = max_pulls_per_check
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "sms_conn_id": self.sms_conn_id,
+                "batch_ids": self.batch_ids,
+                "store_conn_id": self.store_conn_id,
+                "store_table_prefix": self.store_table_prefix,
+                "poll_interval": self.poll_interval,
+                "max_pulls_per_check": self.max_pulls_per_check,
+            },
+        )
+
+    def _check(self) -> dict[str, int]:
+        from airflow_provider_sms.sync import check_delivery
+
+        return check_delivery(
+            self.sms_conn_id,
+            self.batch_ids,
+            store_conn_id=self.store_conn_id,
+            store_table_prefix=self.store_table_prefix,
+            max_pulls=self.max_pulls_per_check,
+        ).to_dict()
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from asgiref.sync import sync_to_async
+
+        while True:
+            progress = await sync_to_async(self._check)()
+            self.log.info("delivery progress of %d batches: %s", len(self.batch_ids), progress)
+            if progress["pending"] <= 0 and (progress["total"] > 0 or not self.batch_ids):
+                yield TriggerEvent({"status": "done", "batch_ids": self.batch_ids, **progress})
+                return
+            await asyncio.sleep(self.poll_interval)

@@ -1,0 +1,82 @@
+"""Send a batch, wait until every number has a delivery report, then write a summary.
+
+Runs against any SMS connection; the quick start points ``sms_paasw_v2`` at the bundled simulator.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from airflow.sdk import DAG, Param, task
+
+from airflow_provider_sms.operators import SmsSendOperator
+from airflow_provider_sms.sensors import SmsDeliverySensor
+
+with DAG(
+    dag_id="sms_send_and_track",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["sms", "example"],
+    params={
+        "sms_conn_id": Param("sms_paasw_v2", type="string", description="Any sms_* connection"),
+        "recipients": Param(2500, type="integer", minimum=1, description="How many demo numbers to send to"),
+        "warehouse_conn_id": Param("sms_warehouse", type="string", description="common.sql connection"),
+    },
+) as dag:
+
+    @task
+    def recipients(params: dict[str, Any]) -> list[str]:
+        """Demo numbers; in a real DAG they come from a query or an upstream task."""
+        return [f"138{i:08d}" for i in range(int(params["recipients"]))]
+
+    send = SmsSendOperator(
+        task_id="send",
+        sms_conn_id="{{ params.sms_conn_id }}",
+        mobiles=recipients(),
+        content="您的订单已发货，请注意查收。",
+        signature="示例",
+        kind="notification",
+    )
+
+    wait = SmsDeliverySensor(
+        task_id="wait_for_delivery",
+        sms_conn_id="{{ params.sms_conn_id }}",
+        send_task_id="send",
+        min_delivered_share=0.5,
+        poke_interval=2,
+        timeout=600,
+        deferrable=True,
+    )
+
+    @task
+    def write_summary(outcome: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """One row per run in the warehouse: what was sent and what became of it."""
+        from airflow.sdk import get_current_context
+
+        from airflow_provider_sms.warehouse import upsert_rows
+
+        run_id = get_current_context()["run_id"]
+        by_status = outcome["by_status"]
+        row = (
+            run_id,
+            outcome["conn_id"],
+            outcome["vendor"],
+            outcome["total"],
+            by_status.get("delivered", 0),
+            by_status.get("failed", 0),
+            by_status.get("pending", 0),
+        )
+        upsert_rows(
+            params["warehouse_conn_id"],
+            "sms_send_summary",
+            ("run_id", "conn_id", "vendor", "total", "delivered", "failed", "pending"),
+            ("run_id",),
+            [row],
+        )
+        print(f"summary: {outcome}")
+        return outcome
+
+    send >> wait
+    write_summary(wait.output)

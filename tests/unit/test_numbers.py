@@ -1,0 +1,264 @@
+"""Number normalisation, batch splitting and part counting: the rules every hook and the simulator share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_sms.numbers import (
+    MULTI_PART_CHARS,
+    SINGLE_PART_CHARS,
+    chunk_mobiles,
+    mask_matches,
+    message_parts,
+    normalize_domestic,
+    normalize_international,
+    normalize_mobiles,
+    split_mobiles,
+)
+
+# ---------------------------------------------------------------------------- domestic numbers
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("13800138000", "13800138000"),
+        ("138 0013 8000", "13800138000"),
+        ("138-0013-8000", "13800138000"),
+        ("(138) 0013.8000", "13800138000"),
+        ("+8613800138000", "13800138000"),
+        ("+86 138 0013 8000", "13800138000"),
+        ("+86-138-0013-8000", "13800138000"),
+        ("008613800138000", "13800138000"),
+        ("0086 138 0013 8000", "13800138000"),
+        ("8613800138000", "13800138000"),
+        ("86 138 0013 8000", "13800138000"),
+        ("19912345678", "19912345678"),
+    ],
+)
+def test_normalize_domestic_accepts_common_spellings(raw: str, expected: str) -> None:
+    assert normalize_domestic(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "1380013800",  # 10 digits
+        "138001380001",  # 12 digits
+        "12800138000",  # second digit 2 is no mobile range
+        "10800138000",
+        "23800138000",  # does not start with 1
+        "1380013800a",
+        "+85213800138000",  # Hong Kong prefix is not mainland
+        "+1 415 555 0100",
+        "86138001380001",  # 14 digits starting with 86
+        "+86",
+        "abcdefghijk",
+    ],
+)
+def test_normalize_domestic_rejects_invalid_numbers(raw: str) -> None:
+    assert normalize_domestic(raw) is None
+
+
+def test_86_prefix_is_stripped_only_from_13_digit_numbers() -> None:
+    # An 11-digit number that happens to start with 86 is not a country prefix (and not a mobile).
+    assert normalize_domestic("86138001380") is None
+    assert normalize_domestic("8613800138000") == "13800138000"
+
+
+@pytest.mark.parametrize(
+    ("normalize", "raw"),
+    [
+        (normalize_domestic, "13８00138000"),
+        (normalize_domestic, "138٠٠١٣٨٠٠٠"),
+        (normalize_international, "+86 13８00138000"),
+    ],
+)
+def test_non_ascii_digits_are_rejected(normalize: Any, raw: str) -> None:
+    assert normalize(raw) is None
+
+
+# ---------------------------------------------------------------------------- international numbers
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("+8613800138000", "8613800138000"),
+        ("8613800138000", "8613800138000"),
+        ("008613800138000", "8613800138000"),
+        ("+1 (415) 555-0100", "14155550100"),
+        ("+44 20 7946 0958", "442079460958"),
+        ("+65 6123 4567", "6561234567"),
+        ("1234567", "1234567"),  # 7 digits: the shortest accepted
+        ("123456789012345", "123456789012345"),  # 15 digits: the longest E.164 number
+    ],
+)
+def test_normalize_international_keeps_country_code_without_plus(raw: str, expected: str) -> None:
+    assert normalize_international(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "+",
+        "123456",  # too short
+        "1234567890123456",  # 16 digits: longer than E.164
+        "+0123456789",  # country codes never start with 0
+        "0123456789",
+        "+86 138 0013 800x",
+        "++8613800138000",
+    ],
+)
+def test_normalize_international_rejects_invalid_numbers(raw: str) -> None:
+    assert normalize_international(raw) is None
+
+
+# ---------------------------------------------------------------------------- lists
+
+
+def test_split_mobiles_accepts_every_documented_separator() -> None:
+    text = "13800138000,13800138001;13800138002\n13800138003，13800138004"
+    assert split_mobiles(text) == [f"1380013800{i}" for i in range(5)]
+
+
+def test_split_mobiles_drops_empty_items_but_keeps_iterables_as_given() -> None:
+    assert split_mobiles(",, 13800138000 ;\n\n") == [" 13800138000 "]
+    assert split_mobiles(["13800138000", 13800138001]) == ["13800138000", "13800138001"]  # type: ignore[list-item]
+    assert split_mobiles(iter(("13800138000",))) == ["13800138000"]
+
+
+def test_normalize_mobiles_deduplicates_keeping_first_occurrence_order() -> None:
+    valid, invalid = normalize_mobiles(
+        ["13800138002", "+86 138 0013 8000", "13800138001", "13800138000", "008613800138002"],
+        international=False,
+    )
+    assert valid == ["13800138002", "13800138000", "13800138001"]
+    assert invalid == []
+
+
+def test_normalize_mobiles_reports_invalid_numbers_in_input_order() -> None:
+    valid, invalid = normalize_mobiles("123, 13800138000 ,bad;12800138000,13800138000", international=False)
+    assert valid == ["13800138000"]
+    assert invalid == ["123", "bad", "12800138000"]
+
+
+def test_normalize_mobiles_international_mode_uses_international_rules() -> None:
+    valid, invalid = normalize_mobiles("+8613800138000\n+1 415 555 0100\n13800138000\n12", international=True)
+    # A bare domestic number is taken as digits with a country code ("13800138000" is a valid E.164 shape).
+    assert valid == ["8613800138000", "14155550100", "13800138000"]
+    assert invalid == ["12"]
+    valid, invalid = normalize_mobiles("+1 415 555 0100", international=False)
+    assert (valid, invalid) == ([], ["+1 415 555 0100"])
+
+
+def test_normalize_mobiles_of_chinese_comma_string() -> None:
+    valid, invalid = normalize_mobiles("13800138000，13900139000，13800138000", international=False)
+    assert valid == ["13800138000", "13900139000"]
+    assert invalid == []
+
+
+# ---------------------------------------------------------------------------- chunking
+
+
+def _numbers(count: int) -> list[str]:
+    return [f"1380000{i:04d}" for i in range(count)]
+
+
+def test_chunk_by_count_exact_boundaries() -> None:
+    numbers = _numbers(2500)
+    chunks = list(chunk_mobiles(numbers, max_count=1000))
+    assert [len(c) for c in chunks] == [1000, 1000, 500]
+    assert [m for c in chunks for m in c] == numbers  # order kept, nothing lost or duplicated
+    assert [len(c) for c in chunk_mobiles(_numbers(1000), max_count=1000)] == [1000]
+    assert [len(c) for c in chunk_mobiles(_numbers(1001), max_count=1000)] == [1000, 1]
+
+
+def test_chunk_of_nothing_is_no_chunk() -> None:
+    assert list(chunk_mobiles([], max_count=10)) == []
+
+
+def test_chunk_by_characters_allows_exactly_max_chars() -> None:
+    numbers = _numbers(10)
+    # n numbers of 11 digits joined by commas take 12 * n - 1 characters.
+    exact = 12 * 3 - 1
+    chunks = list(chunk_mobiles(numbers, max_count=1000, max_chars=exact))
+    assert [len(c) for c in chunks] == [3, 3, 3, 1]
+    assert all(len(",".join(c)) <= exact for c in chunks)
+    assert len(",".join(chunks[0])) == exact
+
+
+def test_chunk_by_characters_one_char_less_splits_earlier() -> None:
+    numbers = _numbers(10)
+    chunks = list(chunk_mobiles(numbers, max_count=1000, max_chars=12 * 3 - 2))
+    assert [len(c) for c in chunks] == [2, 2, 2, 2, 2]
+    assert [m for c in chunks for m in c] == numbers
+
+
+def test_chunk_by_characters_paasw_v1_caps() -> None:
+    # 1500 characters of 11-digit numbers: 125 numbers take 1499 characters, a 126th would need 1511.
+    numbers = _numbers(300)
+    chunks = list(chunk_mobiles(numbers, max_count=1000, max_chars=1500))
+    assert [len(c) for c in chunks] == [125, 125, 50]
+    assert max(len(",".join(c)) for c in chunks) == 1499
+
+
+def test_chunk_respects_both_caps_whichever_is_tighter() -> None:
+    numbers = _numbers(10)
+    assert [len(c) for c in chunk_mobiles(numbers, max_count=2, max_chars=1000)] == [2, 2, 2, 2, 2]
+    assert [len(c) for c in chunk_mobiles(numbers, max_count=4, max_chars=12 * 3 - 1)] == [3, 3, 3, 1]
+
+
+def test_chunk_by_characters_with_mixed_lengths() -> None:
+    numbers = ["1234567", "12345678901", "123456789012345", "1234567"]
+    chunks = list(chunk_mobiles(numbers, max_count=100, max_chars=20))
+    # 7 + 1 + 11 = 19 fits; adding ",123456789012345" does not; then 15 + 1 + 7 = 23 does not fit either.
+    assert chunks == [["1234567", "12345678901"], ["123456789012345"], ["1234567"]]
+
+
+# ---------------------------------------------------------------------------- message parts
+
+
+@pytest.mark.parametrize(
+    ("length", "parts"),
+    [(0, 1), (1, 1), (70, 1), (71, 2), (134, 2), (135, 3), (201, 3), (202, 4)],
+)
+def test_message_parts_boundaries(length: int, parts: int) -> None:
+    assert message_parts("短" * length) == parts
+
+
+def test_message_part_constants_are_the_documented_ones() -> None:
+    assert (SINGLE_PART_CHARS, MULTI_PART_CHARS) == (70, 67)
+
+
+def test_message_parts_counts_the_signature() -> None:
+    body = "x" * 67
+    assert message_parts(body) == 1
+    assert message_parts("【签名】" + body) == 2  # 4 + 67 = 71: the signature tips it over
+    assert message_parts("【签名】" + body[:-1]) == 1
+
+
+# ---------------------------------------------------------------------------- masks
+
+
+@pytest.mark.parametrize(
+    ("mask", "mobile", "matches"),
+    [
+        ("135****9831", "13512349831", True),
+        ("135****9831", "13500009831", True),
+        ("13512349831", "13512349831", True),
+        ("135****9831", "13612349831", False),  # head differs
+        ("135****9831", "13512349832", False),  # tail differs
+        ("135****9831", "135123498310", False),  # length differs
+        ("135***9831", "13512349831", False),  # a mask hides as many digits as it has stars
+        ("13512349831", "13512349832", False),
+        ("135xxxx9831", "13512349831", False),  # not a star mask
+        ("***", "135", False),
+    ],
+)
+def test_mask_matches(mask: str, mobile: str, matches: bool) -> None:
+    assert mask_matches(mask, mobile) is matches
