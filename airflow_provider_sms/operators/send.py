@@ -73,6 +73,7 @@ class SmsSendOperator(BaseOperator):
     :param signature, ext_no, scheduled_at, kind, sender_id: vendor send options (see the README).
     :param store_conn_id: a ``common.sql`` connection for the message store; default: embedded SQLite.
     :param resend_unknown: resend requests whose outcome was unknown in an earlier try (risks a double send).
+    :param skip_opted_out: leave out numbers in the store's opt-out table (``TD``/``STOP`` replies).
     """
 
     template_fields = (
@@ -105,6 +106,7 @@ class SmsSendOperator(BaseOperator):
         store_conn_id: str | None = None,
         store_table_prefix: str = "sms_",
         resend_unknown: bool = False,
+        skip_opted_out: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,6 +125,7 @@ class SmsSendOperator(BaseOperator):
         self.store_conn_id = store_conn_id
         self.store_table_prefix = store_table_prefix
         self.resend_unknown = resend_unknown
+        self.skip_opted_out = skip_opted_out
 
     def _options(self) -> dict[str, Any]:
         scheduled = self.scheduled_at
@@ -137,10 +140,10 @@ class SmsSendOperator(BaseOperator):
         }
         return {k: v for k, v in options.items() if v not in (None, "")}
 
-    def plan(self, hook: SmsHook) -> list[SendRequest]:
+    def plan(self, hook: SmsHook, mobiles: str | list[str] | None = None) -> list[SendRequest]:
         """Everything that can fail before sending fails here: numbers, options, lengths."""
         return hook.plan_send(
-            parse_mobiles(self.mobiles),
+            parse_mobiles(self.mobiles) if mobiles is None else mobiles,
             self.content,
             template_id=self.template_id,
             params=self.template_params,
@@ -152,10 +155,37 @@ class SmsSendOperator(BaseOperator):
         from airflow_provider_sms.store import SmsStore, TaskIdentity
 
         hook = get_sms_hook(self.sms_conn_id)
-        planned = self.plan(hook)
         task = TaskIdentity.from_context(context)
         with SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix) as store:
-            return self.send_planned(hook, store, planned, task)
+            mobiles, opted_out = self.without_opt_outs(hook, store, parse_mobiles(self.mobiles))
+            if opted_out and not mobiles:
+                self.log.warning("%s: all %d numbers have opted out; nothing to send", hook.vendor, opted_out)
+                return {
+                    "conn_id": self.sms_conn_id,
+                    "vendor": hook.vendor,
+                    "batch_ids": [],
+                    "requests": 0,
+                    "numbers": 0,
+                    "accepted_numbers": 0,
+                    "opted_out": opted_out,
+                }
+            planned = self.plan(hook, mobiles)
+            summary = self.send_planned(hook, store, planned, task)
+        summary["opted_out"] = opted_out
+        return summary
+
+    def without_opt_outs(self, hook: SmsHook, store: SmsStore, mobiles: str | list[str]) -> tuple[list[str], int]:
+        """Leave out numbers in the store's opt-out table (unless ``skip_opted_out=False``)."""
+        from airflow_provider_sms.numbers import normalize_mobiles, split_mobiles
+
+        if not self.skip_opted_out:
+            return split_mobiles(mobiles), 0
+        valid, invalid = normalize_mobiles(mobiles, international=hook.international)
+        opted = store.opted_out(valid) if valid else set()
+        if opted:
+            self.log.info("%s: leaving out %d opted-out numbers", hook.vendor, len(opted))
+        # invalid numbers stay in, so that planning names them and fails before anything is sent
+        return [m for m in valid if m not in opted] + invalid, len(opted)
 
     def send_planned(
         self, hook: SmsHook, store: SmsStore, planned: Sequence[SendRequest], task: TaskIdentity

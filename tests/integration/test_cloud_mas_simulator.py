@@ -401,6 +401,7 @@ def test_reads_give_up_after_retries(hook: CloudMasHook, sms_simulator: GatewayS
 def test_garbage_is_retried_like_a_5xx(hook: CloudMasHook, sms_simulator: GatewaySimulator) -> None:
     sms_simulator.gateway.config.report_delay = 0
     hook.send("13800138000", "hi")
+    assert hook.retries >= 2  # so that the faults below are really retried
     sms_simulator.gateway.add_fault(Fault(kind="garbage", remaining=hook.retries, vendor=VENDOR, path=REPORT))
     assert len(hook.fetch_reports()) == 1  # every retry spent on garbage, the last attempt reads the report
     assert requests_seen(sms_simulator, REPORT) == hook.retries + 1

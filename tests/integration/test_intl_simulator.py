@@ -288,6 +288,7 @@ def test_reads_give_up_after_retries(hook: IntlSmsHook, sms_simulator: GatewaySi
 def test_garbage_is_retried_like_a_5xx(hook: IntlSmsHook, sms_simulator: GatewaySimulator) -> None:
     sms_simulator.gateway.config.report_delay = 0
     (receipt,) = hook.send("2348031000010", "hi", signature="Acme")
+    assert hook.retries >= 2  # so that the faults below are really retried
     sms_simulator.gateway.add_fault(Fault(kind="garbage", remaining=hook.retries, vendor="intl", path=BALANCE_PATH))
     assert hook.get_balance().currency == "CNY"
     assert requests_seen(sms_simulator, BALANCE_PATH) == hook.retries + 1

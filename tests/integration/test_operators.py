@@ -341,3 +341,23 @@ def test_balance_threshold_and_target(sim: GatewaySimulator, monkeypatch: pytest
     assert amounts[-1] == Decimal("3.5") and len(amounts) == 2
     with pytest.raises(AirflowSkipException, match="cloud_mas has no balance"):
         SmsBalanceOperator(task_id="b", sms_conn_id="sms_cloud_mas").execute(context())
+
+
+def test_opted_out_numbers_are_left_out_and_counted(sim: GatewaySimulator) -> None:
+    with SmsStore() as store:
+        store.add_opt_outs(["13800000001", "13800000003"], reason="TD", source="test")
+    summary = send_op(mobiles=["+86 138 0000 0001", *numbers(5)]).execute(context())
+    assert summary["opted_out"] == 2 and summary["accepted_numbers"] == 3
+    sent = {mobile for _, mobile in sim.gateway.messages["paasw_v2"]}
+    assert sent == {"13800000000", "13800000002", "13800000004"}
+    everyone = send_op(mobiles=numbers(5), skip_opted_out=False).execute(context(FakeTaskInstance(run_id="r2")))
+    assert everyone["accepted_numbers"] == 5 and everyone["opted_out"] == 0
+
+
+def test_all_opted_out_sends_nothing(sim: GatewaySimulator) -> None:
+    with SmsStore() as store:
+        store.add_opt_outs(["13800000001"])
+    assert send_op(mobiles="13800000001").execute(context())["requests"] == 0
+    assert sends_seen(sim) == 0
+    with pytest.raises(SmsInvalidNumbersError):  # invalid numbers still fail, opt-outs or not
+        send_op(mobiles="13800000001,999").execute(context())

@@ -205,6 +205,7 @@ def test_reads_retried_through_5xx(hook: PaaswV1Hook, sms_simulator: GatewaySimu
 
 def test_garbage_reads_are_retried_like_a_5xx(hook: PaaswV1Hook, sms_simulator: GatewaySimulator) -> None:
     hook.send(MOBILES[:1], "hello")
+    assert hook.retries >= 2  # so that the faults below are really retried
     for path in ("/sms/balance", "/sms/deliver", "/sms/smsUp"):
         sms_simulator.gateway.add_fault(Fault(kind="garbage", remaining=hook.retries, vendor=VENDOR, path=path))
     sms_simulator.gateway.add_inbound(VENDOR, MOBILES[0], "ok")

@@ -538,20 +538,51 @@ def test_reads_retry_and_succeed(hook: AccountMd5Hook, requests_mock: Any) -> No
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
-        ("<<not json>> upstream said: ok?", "the reply is not JSON"),
         ('{"data": [], "message": "成功"}', "the reply has no 'code' field"),
         ('["00"]', "expected a JSON object holding 'code', got list"),
-        ("", "the reply is not JSON"),
     ],
 )
 @pytest.mark.parametrize("read", READS)
-def test_reads_garbage_200(
+def test_reads_malformed_json_200(
     hook: AccountMd5Hook, requests_mock: Any, read: tuple[str, str, str], body: str, problem: str
 ) -> None:
     url, method, operation = read
     requests_mock.post(url, text=body)
     with pytest.raises(SmsResponseError, match=f"{operation}: {problem}"):
         getattr(hook, method)()
+    assert requests_mock.call_count == 1  # readable JSON is an answer, even a wrong one: not retried
+
+
+@pytest.mark.parametrize(
+    ("body", "preview"),
+    [
+        ("<<not json>> upstream said: ok?", " (HTTP 200; body starts: '<<not json>> upstream said: ok?')"),
+        ("", " (HTTP 200)"),
+        ('{"code": "00", "data": {"balance": NaN}}', " (HTTP 200; body starts: "),
+    ],
+)
+@pytest.mark.parametrize("read", READS)
+def test_reads_garbage_200_are_retried_then_a_clear_error(
+    hook: AccountMd5Hook, requests_mock: Any, read: tuple[str, str, str], body: str, preview: str
+) -> None:
+    url, method, operation = read
+    hook = AccountMd5Hook(CONN_ID, retry_wait=0.01, retries=2)
+    requests_mock.post(url, text=body)
+    with pytest.raises(SmsResponseError) as info:
+        getattr(hook, method)()
+    assert str(info.value).startswith(f"account_md5 {operation}: failed after 3 attempts: the reply is not JSON{preview}")
+    assert info.value.status == 200
+    assert requests_mock.call_count == 3
+
+
+@pytest.mark.parametrize("read", READS)
+def test_reads_garbage_200_then_a_good_reply(hook: AccountMd5Hook, requests_mock: Any, read: tuple[str, str, str]) -> None:
+    url, method, _operation = read
+    good = ok({"balance": 5, "payment": 1, "paymentName": "后付"}) if method == "get_balance" else ok([])
+    requests_mock.post(url, [{"text": "<html>maintenance</html>"}, {"text": "Infinity"}, {"json": good}])
+    result = getattr(hook, method)()
+    assert result == [] if method != "get_balance" else result.amount == Decimal(5)
+    assert requests_mock.call_count == 3
 
 
 # --- secrets
