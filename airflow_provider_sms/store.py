@@ -65,7 +65,7 @@ SCHEMA_VERSION: Final = 1
 # fmt: off
 TABLES: Final = (
     "requests", "sent_messages", "delivery_reports", "inbound_messages", "balances",
-    "opt_outs", "watermarks", "counters", "schema_version",
+    "opt_outs", "watermarks", "counters", "schema_version", "notifications",
 )
 # fmt: on
 ACCEPTED: Final = "accepted"
@@ -381,6 +381,14 @@ _POSTGRES = _Dialect(
 )
 _PG_ARRAY_TYPES = {"seq": "bigint", "map_index": "integer"}  # unnest() casts; other columns are text
 
+# Added after schema version 1 shipped: a version-1 database gets it on first use (CREATE IF NOT EXISTS).
+_NOTIFICATIONS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS {p}notifications (
+        quiet_key TEXT PRIMARY KEY,
+        sent_at TEXT NOT NULL,
+        suppressed BIGINT NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL)""",
+)
 # DDL; {p} is the table prefix, {serial_pk} the dialect's auto-numbered key. Times and money are text.
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS {p}schema_version (
@@ -464,6 +472,7 @@ _SCHEMA = (
         reason TEXT NOT NULL DEFAULT '',
         source TEXT NOT NULL DEFAULT '',
         created_at TEXT NOT NULL)""",
+    *_NOTIFICATIONS_SCHEMA,
 )
 _COUNTER_NAMES = ("delivery_reports", "inbound_messages")
 
@@ -1352,6 +1361,83 @@ class SmsStore:
             return {
                 r[0] for r in self._select_in(cur, "SELECT mobile FROM {p}opt_outs WHERE mobile IN ({in})", (), wanted)
             }
+
+    # ---------------------------------------------------------------------------- positions and quiet periods
+
+    def find_watermark(self, name: str) -> int | None:
+        """Like ``get_watermark``, but None when ``name`` was never set, so a first run can be told apart."""
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql("SELECT seq FROM {p}watermarks WHERE name = ?"), (name,))
+            row = cur.fetchone()
+        return int(row[0]) if row else None
+
+    def max_inbound_seq(self, conn_id: str | None = None) -> int:
+        """The highest ``seq`` among stored inbound messages (0 if none): where "only new messages" begins.
+
+        Every later insert gets a larger seq (seq order is commit order), so ``seq > max_inbound_seq()``
+        is exactly what arrives from now on.
+        """
+        sql = "SELECT MAX(seq) FROM {p}inbound_messages" + ("" if conn_id is None else " WHERE conn_id = ?")
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql(sql), () if conn_id is None else (conn_id,))
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    _notifications_ready = False
+
+    def _ensure_notifications(self) -> None:
+        """Create the notifications table in a version-1 store made before the table existed."""
+        if self._notifications_ready:
+            return
+        with self._transaction(write=True) as cur:
+            if self._dialect.schema_lock:
+                cur.execute(self._sql(self._dialect.schema_lock), (zlib.crc32(self.table_prefix.encode()),))
+            for ddl in _NOTIFICATIONS_SCHEMA:
+                cur.execute(self._sql(ddl))
+        self._notifications_ready = True
+
+    def claim_quiet_period(self, key: str, seconds: float, *, now: datetime | None = None) -> bool:
+        """True for exactly one caller per ``seconds`` and ``key``, across every process sharing the store.
+
+        One upsert whose ``WHERE`` lets it through only when the last claim is at least ``seconds``
+        old; whether it changed a row tells the winner. SQLite runs it under the database write
+        lock, PostgreSQL under the row lock of ``ON CONFLICT DO UPDATE``, so two callers can never
+        both win. A loser is counted in the row's ``suppressed`` column.
+        """
+        at = now or datetime.now(timezone.utc)
+        claimed_at = _ts(at)
+        cutoff = _ts(datetime.fromtimestamp(at.timestamp() - max(0.0, float(seconds)), tz=timezone.utc))
+        self._ensure_notifications()
+        with self._transaction(write=True) as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {p}notifications (quiet_key, sent_at, suppressed, updated_at) VALUES (?, ?, 0, ?) "
+                    "ON CONFLICT (quiet_key) DO UPDATE SET sent_at = excluded.sent_at, suppressed = 0, "
+                    "updated_at = excluded.updated_at WHERE {p}notifications.sent_at <= ?"
+                ),
+                (key, claimed_at, claimed_at, cutoff),
+            )
+            claimed = cur.rowcount == 1
+            if not claimed:
+                cur.execute(
+                    self._sql(
+                        "UPDATE {p}notifications SET suppressed = suppressed + 1, updated_at = ? WHERE quiet_key = ?"
+                    ),
+                    (claimed_at, key),
+                )
+        return claimed
+
+    def release_quiet_period(self, key: str, claimed_at: datetime) -> bool:
+        """Give back the claim made at ``claimed_at`` (nothing was sent), so the next caller may notify.
+
+        Only that claim is removed: a later one, made after the period ran out, is left alone.
+        """
+        self._ensure_notifications()
+        with self._transaction(write=True) as cur:
+            cur.execute(
+                self._sql("DELETE FROM {p}notifications WHERE quiet_key = ? AND sent_at = ?"), (key, _ts(claimed_at))
+            )
+            return bool(cur.rowcount == 1)
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

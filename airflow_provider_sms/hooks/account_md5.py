@@ -173,38 +173,42 @@ class AccountMd5Hook(SmsHook):
     def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
         operation = "delivery report pull"
         reply = self._post("reports", {}, operation)
+        return self.parse_records(self._pull_items(reply, operation), self.report_from_record, operation, "report")
 
-        def report(item: Mapping[str, Any]) -> DeliveryReport:
-            status = str(self.field(item, "status", operation)).strip()
-            delivered = status.upper() in DELIVERED_STATUSES
-            return DeliveryReport(
-                vendor=self.vendor,
-                batch_id=parse_id(self.field(item, "sendId", operation), field_name="sendId"),
-                mobile=str(self.field(item, "mobile", operation)),
-                status=DELIVERED if delivered else FAILED,
-                code=status,
-                description="delivered" if delivered else status,
-                reported_at=self.vendor_time(item.get("times"), [TIME_FORMAT]),
-                raw=item,
-            )
-
-        return self.parse_records(self._pull_items(reply, operation), report, operation, "report")
+    def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
+        """One ``{sendId, mobile, times, status}`` record (pulls add ``extNo``); ``mobile`` is masked."""
+        operation = "delivery report push" if pushed else "delivery report pull"
+        status = str(self.field(item, "status", operation)).strip()
+        delivered = status.upper() in DELIVERED_STATUSES
+        return DeliveryReport(
+            vendor=self.vendor,
+            batch_id=parse_id(self.field(item, "sendId", operation), field_name="sendId"),
+            mobile=str(self.field(item, "mobile", operation)),
+            status=DELIVERED if delivered else FAILED,
+            code=status,
+            description="delivered" if delivered else status,
+            reported_at=self.vendor_time(item.get("times"), [TIME_FORMAT]),
+            raw=item,
+        )
 
     def _fetch_inbound(self) -> list[InboundMessage]:
         operation = "inbound pull"
         reply = self._post("inbound", {}, operation)
+        return self.parse_records(
+            self._pull_items(reply, operation), self.inbound_from_record, operation, "inbound message"
+        )
 
-        def message(item: Mapping[str, Any]) -> InboundMessage:
-            return InboundMessage(
-                vendor=self.vendor,
-                mobile=str(self.field(item, "mobile", operation)),
-                content=str(self.field(item, "content", operation)),
-                received_at=self.vendor_time(item.get("times"), [TIME_FORMAT]),
-                ext_no=_ext_no(item.get("extNo")),
-                raw=item,
-            )
-
-        return self.parse_records(self._pull_items(reply, operation), message, operation, "inbound message")
+    def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:
+        """One ``{mobile, content, times, extNo}`` record, pulled or pushed; ``mobile`` is masked."""
+        operation = "inbound push" if pushed else "inbound pull"
+        return InboundMessage(
+            vendor=self.vendor,
+            mobile=str(self.field(item, "mobile", operation)),
+            content=str(self.field(item, "content", operation)),
+            received_at=self.vendor_time(item.get("times"), [TIME_FORMAT]),
+            ext_no=_ext_no(item.get("extNo")),
+            raw=item,
+        )
 
     def _get_balance(self) -> Balance:
         operation = "balance query"

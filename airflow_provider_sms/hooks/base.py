@@ -8,6 +8,7 @@ lives here, once.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from functools import cached_property
-from typing import Any, ClassVar, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,6 +42,9 @@ from airflow_provider_sms.errors import (
 )
 from airflow_provider_sms.numbers import chunk_mobiles, normalize_mobiles
 from airflow_provider_sms.records import Balance, DeliveryReport, InboundMessage, SendReceipt
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -395,6 +399,19 @@ class SmsHook(BaseHook):
     def get_conn(self) -> requests.Session:
         return self.session
 
+    def for_thread(self) -> Self:
+        """A copy of this hook for another thread: the same settings and parsed connection, its own session.
+
+        A ``requests.Session`` is not documented as safe to share between threads (its cookie jar and, for
+        some adapters, its connection handling are not), so concurrent sends give each thread its own
+        copy. The connection is resolved once, here, rather than looked up again by every copy.
+        """
+        self.config  # noqa: B018  (resolve once, so that the copies share it)
+        clone = copy.copy(self)
+        clone.__dict__.pop("session", None)
+        clone._send_state = threading.local()
+        return clone
+
     def close(self) -> None:
         if "session" in self.__dict__:
             self.session.close()
@@ -428,19 +445,34 @@ class SmsHook(BaseHook):
         *,
         template_id: str | None = None,
         params: Any = None,
+        normalized: bool = False,
         **options: Any,
     ) -> list[SendRequest]:
-        """Validate everything that can be known before sending and cut the numbers into requests."""
+        """Validate everything that can be known before sending and cut the numbers into requests.
+
+        ``normalized=True`` says ``mobiles`` is already the valid list ``normalize_mobiles`` returned for
+        this hook (normalised, de-duplicated), so it is not normalised a second time: that costs about
+        as much as the rest of planning together on a list of a million numbers.
+        """
         self._require(SEND_TEMPLATE if template_id else SEND)
         send_options = self._parse_options(options)
         if template_id is None and not (content and content.strip()):
             raise SmsInvalidRequestError(f"{self.vendor}: message content is empty")
-        valid, invalid = normalize_mobiles(mobiles, international=self.international)
+        valid: list[str]
+        invalid: list[str] = []
+        if normalized and not isinstance(mobiles, str):
+            valid = mobiles if isinstance(mobiles, list) else list(mobiles)
+        else:
+            valid, invalid = normalize_mobiles(mobiles, international=self.international)
         if invalid:
             raise SmsInvalidNumbersError(self.vendor, invalid, len(valid) + len(invalid))
         if not valid:
             raise SmsInvalidRequestError(f"{self.vendor}: no mobile numbers to send to")
-        chunks = list(chunk_mobiles(valid, max_count=self.max_numbers_per_request, max_chars=self.max_mobiles_chars))
+        # tuples straight away: holding the chunk lists as well would double the planner's memory
+        chunks = [
+            tuple(chunk)
+            for chunk in chunk_mobiles(valid, max_count=self.max_numbers_per_request, max_chars=self.max_mobiles_chars)
+        ]
         requests_ = []
         for index, chunk in enumerate(chunks):
             if send_options.client_ref:
@@ -450,7 +482,7 @@ class SmsHook(BaseHook):
             requests_.append(
                 SendRequest(
                     index=index,
-                    mobiles=tuple(chunk),
+                    mobiles=chunk,
                     content=content,
                     options=send_options,
                     template_id=template_id,

@@ -55,8 +55,12 @@ CODE_MEANINGS: dict[str, str] = {
     "9999": "other: unknown error, contact the vendor",
 }
 
-#: ``status`` of a queried report: 0 delivered, 1 no report yet, 2 failed.
+#: ``status`` of a queried report (§4.5): 0 delivered, 1 no report yet, 2 failed.
 REPORT_STATUSES: dict[str, DeliveryStatus] = {"0": DELIVERED, "1": PENDING, "2": FAILED}
+#: ``status`` of a pushed report. §5.4 says "0 delivered, 1 failed"; its sample (copied from §4.6)
+#: shows a failure as 2. A push is made only once the gateway has a report (§5.2), so the query's
+#: "1 = no report yet" cannot occur in one: 1 and 2 both mean failed.
+PUSH_REPORT_STATUSES: dict[str, DeliveryStatus] = {"0": DELIVERED, "1": FAILED, "2": FAILED}
 
 
 class IntlSmsHook(SmsHook):
@@ -157,25 +161,30 @@ class IntlSmsHook(SmsHook):
             if exc.code == NO_REPORT:  # none of the pairs is known (yet, or any more): not an error
                 return []
             raise
+        return self.parse_records(self.data_list(data, operation), self.report_from_record, operation, "report")
 
-        def report(item: Mapping[str, Any]) -> DeliveryReport:
-            status = self.field(item, "status", operation)
-            state = REPORT_STATUSES.get(str(status)) if not isinstance(status, (bool, float, Decimal)) else None
-            if state is None:
-                raise ValueError(f"status {status!r} is not 0, 1 or 2")
-            code = str(item.get("errorCode") or "")
-            return DeliveryReport(
-                vendor=self.vendor,
-                batch_id=parse_id(self.field(item, "msgId", operation), field_name="msgId"),
-                mobile=str(self.field(item, "mobile", operation)),
-                status=state,
-                code=code,
-                description=str(item.get("desc") or "") or _describe(state, code),
-                reported_at=None if state == PENDING else self._report_time(item.get("timestamp")),
-                raw=item,
-            )
+    def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
+        """One ``{mobile, msgId, timestamp, status, desc, errorCode}`` record, queried or pushed.
 
-        return self.parse_records(self.data_list(data, operation), report, operation, "report")
+        The two differ in ``status`` only: see ``REPORT_STATUSES`` and ``PUSH_REPORT_STATUSES``.
+        """
+        operation = "delivery report push" if pushed else "status query"
+        statuses = PUSH_REPORT_STATUSES if pushed else REPORT_STATUSES
+        status = self.field(item, "status", operation)
+        state = statuses.get(str(status)) if not isinstance(status, (bool, float, Decimal)) else None
+        if state is None:
+            raise ValueError(f"status {status!r} is not 0, 1 or 2")
+        code = str(item.get("errorCode") or "")
+        return DeliveryReport(
+            vendor=self.vendor,
+            batch_id=parse_id(self.field(item, "msgId", operation), field_name="msgId"),
+            mobile=str(self.field(item, "mobile", operation)),
+            status=state,
+            code=code,
+            description=str(item.get("desc") or "") or _describe(state, code),
+            reported_at=None if state == PENDING else self._report_time(item.get("timestamp")),
+            raw=item,
+        )
 
     def _report_time(self, value: Any) -> datetime | None:
         text = "" if value is None else str(value).strip()

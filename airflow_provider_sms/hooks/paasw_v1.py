@@ -276,39 +276,45 @@ class PaaswV1Hook(SmsHook):
 
     def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
         operation = "delivery report pull"
+        return self.parse_records(self._pull("reports", {}, operation), self.report_from_record, operation, "report")
 
-        def report(item: Mapping[str, Any]) -> DeliveryReport:
-            code = str(self.field(item, "code", operation))
-            meaning = REPORT_CODES.get(code, f"undocumented code {code}")
-            message = str(item.get("message") or "")
-            return DeliveryReport(
-                vendor=self.vendor,
-                batch_id=parse_id(self.field(item, "biz_id", operation), field_name="biz_id"),
-                mobile=str(self.field(item, "phone_number", operation)),
-                status=DELIVERED if code == SUCCESS else FAILED,
-                code=code,
-                description=f"{meaning} (vendor: {message})" if message and code != SUCCESS else meaning,
-                reported_at=self.vendor_time(item.get("report_time"), [TIME_FORMAT]),
-                raw=item,
-            )
-
-        return self.parse_records(self._pull("reports", {}, operation), report, operation, "report")
+    def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
+        """One ``{phone_number, report_time, code, message, biz_id, ...}`` record: the document's push format,
+        which the pull is read with too."""
+        operation = "delivery report push" if pushed else "delivery report pull"
+        code = str(self.field(item, "code", operation))
+        meaning = REPORT_CODES.get(code, f"undocumented code {code}")
+        message = str(item.get("message") or "")
+        return DeliveryReport(
+            vendor=self.vendor,
+            batch_id=parse_id(self.field(item, "biz_id", operation), field_name="biz_id"),
+            mobile=str(self.field(item, "phone_number", operation)),
+            status=DELIVERED if code == SUCCESS else FAILED,
+            code=code,
+            description=f"{meaning} (vendor: {message})" if message and code != SUCCESS else meaning,
+            reported_at=self.vendor_time(item.get("report_time"), [TIME_FORMAT]),
+            raw=item,
+        )
 
     def _fetch_inbound(self) -> list[InboundMessage]:
         operation = "inbound pull"
-
-        def message(item: Mapping[str, Any]) -> InboundMessage:
-            return InboundMessage(
-                vendor=self.vendor,
-                mobile=str(self.field(item, "phone_number", operation)),
-                content=str(self.field(item, "content", operation)),
-                received_at=self.vendor_time(item.get("send_time"), [TIME_FORMAT]),
-                ext_no="",
-                raw=item,
-            )
-
         return self.parse_records(
-            self._pull("inbound", {"sign": self._sign(None)}, operation), message, operation, "inbound message"
+            self._pull("inbound", {"sign": self._sign(None)}, operation),
+            self.inbound_from_record,
+            operation,
+            "inbound message",
+        )
+
+    def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:
+        """One ``{phone_number, send_time, content, sign, sequence_id}`` record, pulled or pushed."""
+        operation = "inbound push" if pushed else "inbound pull"
+        return InboundMessage(
+            vendor=self.vendor,
+            mobile=str(self.field(item, "phone_number", operation)),
+            content=str(self.field(item, "content", operation)),
+            received_at=self.vendor_time(item.get("send_time"), [TIME_FORMAT]),
+            ext_no="",
+            raw=item,
         )
 
     def _get_balance(self) -> Balance:

@@ -151,38 +151,42 @@ class PaaswV2Hook(SmsHook):
     def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
         operation = "delivery report pull"
         reply = self._with_token("reports", {}, operation)
+        return self.parse_records(self._pulled(reply, operation), self.report_from_record, operation, "report")
 
-        def report(item: Mapping[str, Any]) -> DeliveryReport:
-            code = str(self.field(item, "chnRptCode", operation))
-            delivered = code.upper() == "DELIVRD"
-            return DeliveryReport(
-                vendor=self.vendor,
-                batch_id=parse_id(self.field(item, "batchId", operation), field_name="batchId"),
-                mobile=str(self.field(item, "mobile", operation)),
-                status=DELIVERED if delivered else FAILED,
-                code=code,
-                description="delivered" if delivered else f"operator code {code}",
-                reported_at=self.vendor_time(item.get("chnRptDate"), [TIME_FORMAT]),
-                raw=item,
-            )
-
-        return self.parse_records(self._pulled(reply, operation), report, operation, "report")
+    def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
+        """One ``{batchId, mobile, chnRptDate, chnRptCode}`` record: pulls and pushes carry the same fields."""
+        operation = "delivery report push" if pushed else "delivery report pull"
+        code = str(self.field(item, "chnRptCode", operation))
+        delivered = code.upper() == "DELIVRD"
+        return DeliveryReport(
+            vendor=self.vendor,
+            batch_id=parse_id(self.field(item, "batchId", operation), field_name="batchId"),
+            mobile=str(self.field(item, "mobile", operation)),
+            status=DELIVERED if delivered else FAILED,
+            code=code,
+            description="delivered" if delivered else f"operator code {code}",
+            reported_at=self.vendor_time(item.get("chnRptDate"), [TIME_FORMAT]),
+            raw=item,
+        )
 
     def _fetch_inbound(self) -> list[InboundMessage]:
         operation = "inbound pull"
         reply = self._with_token("inbound", {}, operation)
+        return self.parse_records(
+            self._pulled(reply, operation), self.inbound_from_record, operation, "inbound message"
+        )
 
-        def message(item: Mapping[str, Any]) -> InboundMessage:
-            return InboundMessage(
-                vendor=self.vendor,
-                mobile=str(self.field(item, "mobile", operation)),
-                content=str(self.field(item, "content", operation)),
-                received_at=self.vendor_time(item.get("replyDate"), [TIME_FORMAT]),
-                ext_no=str(item.get("extNo") or ""),
-                raw=item,
-            )
-
-        return self.parse_records(self._pulled(reply, operation), message, operation, "inbound message")
+    def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:
+        """One ``{mobile, extNo, replyDate, content}`` record, pulled or pushed."""
+        operation = "inbound push" if pushed else "inbound pull"
+        return InboundMessage(
+            vendor=self.vendor,
+            mobile=str(self.field(item, "mobile", operation)),
+            content=str(self.field(item, "content", operation)),
+            received_at=self.vendor_time(item.get("replyDate"), [TIME_FORMAT]),
+            ext_no=str(item.get("extNo") or ""),
+            raw=item,
+        )
 
     def _pulled(self, reply: Mapping[str, Any], operation: str) -> list[Mapping[str, Any]]:
         """The pulled records; a reply announcing records (``count`` > 0) without ``data`` is an error, not empty."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -74,6 +75,12 @@ class SmsSendOperator(BaseOperator):
     :param store_conn_id: a ``common.sql`` connection for the message store; default: embedded SQLite.
     :param resend_unknown: resend requests whose outcome was unknown in an earlier try (risks a double send).
     :param skip_opted_out: leave out numbers in the store's opt-out table (``TD``/``STOP`` replies).
+    :param max_concurrency: how many requests may be in flight to the vendor at once. ``1`` (the
+        default) is safe for every vendor: one request at a time, each recorded before the next goes
+        out. More overlaps the vendor's latency (each thread has its own HTTP session) and still
+        records every accepted request the moment it is accepted; raise it only as far as the vendor
+        account's rate limit allows. A failure stops new requests, lets those in flight finish and
+        be recorded, then fails the task.
     """
 
     template_fields = (
@@ -107,11 +114,14 @@ class SmsSendOperator(BaseOperator):
         store_table_prefix: str = "sms_",
         resend_unknown: bool = False,
         skip_opted_out: bool = True,
+        max_concurrency: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if (content is None) == (template_id is None):
             raise ValueError("SmsSendOperator needs exactly one of content and template_id")
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be a whole number of at least 1, got {max_concurrency!r}")
         self.sms_conn_id = sms_conn_id
         self.mobiles = mobiles
         self.content = content
@@ -126,6 +136,7 @@ class SmsSendOperator(BaseOperator):
         self.store_table_prefix = store_table_prefix
         self.resend_unknown = resend_unknown
         self.skip_opted_out = skip_opted_out
+        self.max_concurrency = max_concurrency
 
     def _options(self) -> dict[str, Any]:
         scheduled = self.scheduled_at
@@ -140,39 +151,72 @@ class SmsSendOperator(BaseOperator):
         }
         return {k: v for k, v in options.items() if v not in (None, "")}
 
-    def plan(self, hook: SmsHook, mobiles: str | list[str] | None = None) -> list[SendRequest]:
-        """Everything that can fail before sending fails here: numbers, options, lengths."""
+    def plan(
+        self, hook: SmsHook, mobiles: str | list[str] | None = None, *, normalized: bool = False
+    ) -> list[SendRequest]:
+        """Everything that can fail before sending fails here: numbers, options, lengths.
+
+        ``normalized=True``: ``mobiles`` is the valid list ``normalize_mobiles`` gave for this hook.
+        """
         return hook.plan_send(
             parse_mobiles(self.mobiles) if mobiles is None else mobiles,
             self.content,
             template_id=self.template_id,
             params=self.template_params,
+            normalized=normalized,
             **self._options(),
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_sms.errors import SmsInvalidNumbersError
         from airflow_provider_sms.hooks import get_sms_hook
+        from airflow_provider_sms.numbers import normalize_mobiles
         from airflow_provider_sms.store import SmsStore, TaskIdentity
 
         hook = get_sms_hook(self.sms_conn_id)
         task = TaskIdentity.from_context(context)
-        with SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix) as store:
-            mobiles, opted_out = self.without_opt_outs(hook, store, parse_mobiles(self.mobiles))
-            if opted_out and not mobiles:
-                self.log.warning("%s: all %d numbers have opted out; nothing to send", hook.vendor, opted_out)
-                return {
-                    "conn_id": self.sms_conn_id,
-                    "vendor": hook.vendor,
-                    "batch_ids": [],
-                    "requests": 0,
-                    "numbers": 0,
-                    "accepted_numbers": 0,
-                    "opted_out": opted_out,
-                }
-            planned = self.plan(hook, mobiles)
-            summary = self.send_planned(hook, store, planned, task)
+        try:
+            with SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix) as store:
+                # Normalised once: a second pass over a million numbers costs as much as the rest of planning.
+                valid, invalid = normalize_mobiles(parse_mobiles(self.mobiles), international=hook.international)
+                if invalid:
+                    self.plan(hook)  # raises SmsInvalidNumbersError naming them, after the usual option checks
+                    raise SmsInvalidNumbersError(hook.vendor, invalid, len(valid) + len(invalid))
+                opted_out = 0
+                if self.skip_opted_out and valid:
+                    opted = self.opted_out_numbers(store, valid)
+                    if opted:
+                        self.log.info("%s: leaving out %d opted-out numbers", hook.vendor, len(opted))
+                        valid = [m for m in valid if m not in opted]
+                        opted_out = len(opted)
+                if opted_out and not valid:
+                    self.log.warning("%s: all %d numbers have opted out; nothing to send", hook.vendor, opted_out)
+                    return {
+                        "conn_id": self.sms_conn_id,
+                        "vendor": hook.vendor,
+                        "batch_ids": [],
+                        "requests": 0,
+                        "numbers": 0,
+                        "accepted_numbers": 0,
+                        "opted_out": opted_out,
+                    }
+                planned = self.plan(hook, valid, normalized=True)
+                del valid  # the planned requests hold the numbers now
+                summary = self.send_planned(hook, store, planned, task)
+        finally:
+            hook.close()
         summary["opted_out"] = opted_out
         return summary
+
+    #: numbers per opt-out lookup: bounds the lookup's own memory on very large lists
+    OPT_OUT_LOOKUP_CHUNK: ClassVar[int] = 50_000
+
+    def opted_out_numbers(self, store: SmsStore, valid: Sequence[str]) -> set[str]:
+        """Which of the (normalised) numbers are in the store's opt-out table, looked up a slice at a time."""
+        opted: set[str] = set()
+        for start in range(0, len(valid), self.OPT_OUT_LOOKUP_CHUNK):
+            opted |= store.opted_out(valid[start : start + self.OPT_OUT_LOOKUP_CHUNK])
+        return opted
 
     def without_opt_outs(self, hook: SmsHook, store: SmsStore, mobiles: str | list[str]) -> tuple[list[str], int]:
         """Leave out numbers in the store's opt-out table (unless ``skip_opted_out=False``)."""
@@ -181,7 +225,7 @@ class SmsSendOperator(BaseOperator):
         if not self.skip_opted_out:
             return split_mobiles(mobiles), 0
         valid, invalid = normalize_mobiles(mobiles, international=hook.international)
-        opted = store.opted_out(valid) if valid else set()
+        opted = self.opted_out_numbers(store, valid) if valid else set()
         if opted:
             self.log.info("%s: leaving out %d opted-out numbers", hook.vendor, len(opted))
         # invalid numbers stay in, so that planning names them and fails before anything is sent
@@ -190,7 +234,10 @@ class SmsSendOperator(BaseOperator):
     def send_planned(
         self, hook: SmsHook, store: SmsStore, planned: Sequence[SendRequest], task: TaskIdentity
     ) -> dict[str, Any]:
-        """Submit what an earlier try has not, recording each accepted request before the next goes out."""
+        """Submit what an earlier try has not, recording each accepted request as soon as it is accepted.
+
+        With ``max_concurrency == 1`` each request is recorded before the next one goes out.
+        """
         import dataclasses
 
         from airflow_provider_sms.errors import SmsOutcomeUnknownError
@@ -198,14 +245,15 @@ class SmsSendOperator(BaseOperator):
         keys = [idempotency_key(self.sms_conn_id, task, request) for request in planned]
         earlier = store.accepted_requests(keys)
         total_numbers = sum(len(r.mobiles) for r in planned)
-        batch_ids: list[str] = []
+        batch_by_index: dict[int, str] = {}
         unknown: list[SendRequest] = []
-        skipped = sent = accepted_numbers = 0
+        to_send: list[tuple[SendRequest, str]] = []
+        skipped = accepted_numbers = 0
         for planned_request, key in zip(planned, keys, strict=True):
             request = planned_request
             record = earlier.get(key)
             if record is not None and record.state == "accepted" and record.batch_id:
-                batch_ids.append(record.batch_id)
+                batch_by_index[request.index] = record.batch_id
                 accepted_numbers += len(request.mobiles)
                 skipped += 1
                 continue
@@ -222,12 +270,21 @@ class SmsSendOperator(BaseOperator):
             if hook.vendor == "account_md5":
                 # the vendor keys sends on taskId: a resend with the same key is refused, not delivered twice
                 request = dataclasses.replace(request, client_ref=key[:32])
+            to_send.append((request, key))
+        if skipped:
+            self.log.info(
+                "%s: %d requests were already accepted in an earlier try and were not resent", hook.vendor, skipped
+            )
+        progress = _Progress(self, hook.vendor, len(planned), total_numbers, accepted_numbers)
+
+        def send_one(sender: SmsHook, request: SendRequest, key: str) -> str:
+            """One request, recorded the moment its outcome is known (accepted, or unknown)."""
             try:
-                receipt = hook.submit(request)
+                receipt = sender.submit(request)
             except SmsOutcomeUnknownError as exc:
                 store.record_unknown(
                     key,
-                    vendor=hook.vendor,
+                    vendor=sender.vendor,
                     conn_id=self.sms_conn_id,
                     mobiles=request.mobiles,
                     task=task,
@@ -235,31 +292,23 @@ class SmsSendOperator(BaseOperator):
                 )
                 raise
             store.record_accepted(key, receipt, conn_id=self.sms_conn_id, task=task)
-            batch_ids.append(receipt.batch_id)
-            sent += 1
-            accepted_numbers += len(request.mobiles)
-            self.log.info(
-                "%s: request %d/%d accepted as batch %s; %d/%d numbers accepted",
-                hook.vendor,
-                request.index + 1,
-                len(planned),
-                receipt.batch_id,
-                accepted_numbers,
-                total_numbers,
-            )
-        if skipped:
-            self.log.info(
-                "%s: %d requests were already accepted in an earlier try and were not resent", hook.vendor, skipped
-            )
+            progress.accepted(request, receipt.batch_id)
+            return receipt.batch_id
+
+        if self.max_concurrency == 1 or len(to_send) <= 1:
+            for request, key in to_send:
+                batch_by_index[request.index] = send_one(hook, request, key)
+        else:
+            batch_by_index.update(self._send_concurrently(hook, to_send, send_one))
         summary = {
             "conn_id": self.sms_conn_id,
             "vendor": hook.vendor,
-            "batch_ids": batch_ids,
+            "batch_ids": [batch_by_index[r.index] for r in planned if r.index in batch_by_index],
             "requests": len(planned),
-            "sent_requests": sent,
+            "sent_requests": len(to_send),
             "skipped_requests": skipped,
             "numbers": total_numbers,
-            "accepted_numbers": accepted_numbers,
+            "accepted_numbers": progress.accepted_numbers,
             "unknown_requests": [r.description for r in unknown],
         }
         if unknown:
@@ -270,3 +319,96 @@ class SmsSendOperator(BaseOperator):
                 "an earlier try got no clear answer; check delivery reports, or set resend_unknown=True",
             )
         return summary
+
+    def _send_concurrently(
+        self,
+        hook: SmsHook,
+        to_send: Sequence[tuple[SendRequest, str]],
+        send_one: Callable[[SmsHook, SendRequest, str], str],
+    ) -> dict[int, str]:
+        """Keep up to ``max_concurrency`` requests in flight, each thread on its own copy of the hook.
+
+        The first failure stops new requests; those already in flight finish and are recorded (accepted
+        or unknown) before the failure is raised, so the store misses no request the vendor accepted.
+        """
+        from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+        local = threading.local()
+        copies: list[SmsHook] = []
+        copies_lock = threading.Lock()
+
+        def in_thread(request: SendRequest, key: str) -> str:
+            sender = getattr(local, "hook", None)
+            if sender is None:
+                sender = local.hook = hook.for_thread()
+                with copies_lock:
+                    copies.append(sender)
+            return send_one(sender, request, key)
+
+        batch_by_index: dict[int, str] = {}
+        failure: BaseException | None = None
+        pending = iter(to_send)
+        in_flight: dict[Future[str], SendRequest] = {}
+        workers = min(self.max_concurrency, len(to_send))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sms-send-{self.task_id}")
+        try:
+            while True:
+                while failure is None and len(in_flight) < workers:
+                    item = next(pending, None)
+                    if item is None:
+                        break
+                    in_flight[pool.submit(in_thread, *item)] = item[0]
+                if not in_flight:
+                    break
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    request = in_flight.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        batch_by_index[request.index] = future.result()
+                    elif failure is None:
+                        failure = error
+                        if in_flight:
+                            self.log.warning(
+                                "%s: %s failed; sending no more requests, waiting for the %d in flight",
+                                hook.vendor,
+                                request.description,
+                                len(in_flight),
+                            )
+                    else:
+                        self.log.error("%s: %s also failed: %s", hook.vendor, request.description, error)
+        finally:
+            # also on an exception in this thread (the task being stopped): what is in flight finishes and
+            # is recorded, nothing new starts
+            pool.shutdown(wait=True, cancel_futures=True)
+            for clone in copies:
+                clone.close()
+        if failure is not None:
+            raise failure
+        return batch_by_index
+
+
+class _Progress:
+    """Counts accepted requests and logs each one; safe to call from the sending threads."""
+
+    def __init__(self, op: SmsSendOperator, vendor: str, requests: int, numbers: int, accepted_numbers: int) -> None:
+        self._op = op
+        self._vendor = vendor
+        self._requests = requests
+        self._numbers = numbers
+        self.accepted_numbers = accepted_numbers
+        self._lock = threading.Lock()
+
+    def accepted(self, request: SendRequest, batch_id: str) -> None:
+        with self._lock:
+            self.accepted_numbers += len(request.mobiles)
+            done = self.accepted_numbers
+        self._op.log.info(
+            "%s: request %d/%d accepted as batch %s; %d/%d numbers accepted",
+            self._vendor,
+            request.index + 1,
+            self._requests,
+            batch_id,
+            done,
+            self._numbers,
+        )

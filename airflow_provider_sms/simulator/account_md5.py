@@ -13,21 +13,30 @@ rather than sent twice), ``07`` balance insufficient, ``08`` extNo not a positiv
 
 A send without ``taskId`` gets one made up. Report and inbound pulls are queues: each item is handed out
 once, at most 1000 per pull, with numbers masked as the vendor does (``135****9831``).
+
+Push: one JSON object per POST, reports ``{sendId, mobile, times, status}`` with ``DELIVRD`` for success
+(the push section's word; pulls say ``DELIVER``) and inbound ``{mobile, content, times, extNo}``, numbers
+masked. Each is pushed once, whatever the answer, as the document says; only HTTP 200 counts as received.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_sms.numbers import message_parts, normalize_domestic
 from airflow_provider_sms.simulator.core import (
+    PUSH_KINDS,
     BadRequest,
     Handler,
+    Inbound,
+    Message,
+    PushPayload,
     SimRequest,
     SimResponse,
     VendorProtocol,
+    json_push,
     md5_hex,
     vendor_time,
 )
@@ -57,6 +66,7 @@ def masked(mobile: str) -> str:
 
 class AccountMd5Protocol(VendorProtocol):
     vendor = "account_md5"
+    push_kinds = frozenset(PUSH_KINDS)
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -152,3 +162,33 @@ class AccountMd5Protocol(VendorProtocol):
 
     def query_balance(self, form: Form) -> SimResponse:
         return _reply({"balance": self.gateway.balances[self.vendor], "payment": 0, "paymentName": "预付"})
+
+    # ------------------------------------------------------------------ push
+
+    def push_reports(self, messages: Sequence[Message]) -> list[PushPayload]:
+        return [
+            json_push(
+                {
+                    "sendId": m.batch_id,
+                    "mobile": masked(m.mobile),
+                    "times": vendor_time(m.report_at, TIME_FORMAT),
+                    "status": "DELIVRD" if m.delivered else FAILED_STATUS,
+                },
+                1,
+            )
+            for m in messages
+        ]
+
+    def push_inbound(self, messages: Sequence[Inbound]) -> list[PushPayload]:
+        return [
+            json_push(
+                {
+                    "mobile": masked(m.mobile),
+                    "content": m.content,
+                    "times": vendor_time(m.received_at, TIME_FORMAT),
+                    "extNo": m.ext_no,
+                },
+                1,
+            )
+            for m in messages
+        ]

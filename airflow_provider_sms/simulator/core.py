@@ -2,6 +2,12 @@
 
 Vendor protocol modules (one per vendor, beside this file) translate their wire format to calls on
 ``Gateway``; nothing here knows a vendor's field names.
+
+Push: four vendors can POST reports and inbound messages to a customer's URL instead of queueing
+them for pulls. ``Gateway.configure_push(vendor, kind, url)`` turns that on for one vendor and kind
+(``"reports"`` or ``"inbound"``); from then on what falls due waits in a push queue, which pulls do
+not see, until ``Gateway.push_due()`` POSTs it over real HTTP in the vendor's push format (built by
+the protocol module) and retries as the vendor's document says.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -24,6 +30,11 @@ from zoneinfo import ZoneInfo
 from airflow_provider_sms.numbers import message_parts
 
 VENDOR_ZONE = ZoneInfo("Asia/Shanghai")
+PUSH_KINDS = ("reports", "inbound")
+#: seconds a push waits for the customer's answer
+PUSH_TIMEOUT = 10.0
+#: pushes kept in ``Gateway.push_log``
+PUSH_LOG_SIZE = 1000
 
 
 class BadRequest(Exception):
@@ -152,6 +163,44 @@ class Fault:
 
 
 @dataclass
+class PushPayload:
+    """One POST a vendor makes to a push URL: the body as the vendor encodes it, and its headers."""
+
+    body: bytes
+    headers: dict[str, str]
+    records: int
+
+
+@dataclass
+class PushOutcome:
+    """What became of one push payload: how often it was POSTed and whether the customer acknowledged it.
+
+    ``target`` is the push URL without its query string (which may carry the customer's secret).
+    """
+
+    vendor: str
+    kind: str
+    target: str
+    records: int
+    attempts: int = 0
+    status: int | None = None
+    acknowledged: bool = False
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "vendor": self.vendor,
+            "kind": self.kind,
+            "target": self.target,
+            "records": self.records,
+            "attempts": self.attempts,
+            "status": self.status,
+            "acknowledged": self.acknowledged,
+            "error": self.error,
+        }
+
+
+@dataclass
 class SimConfig:
     report_delay: float = 0.0
     failure_rate: float = 0.0
@@ -174,6 +223,8 @@ class Gateway:
         self.accounts: dict[str, Account] = dict(accounts or DEFAULT_ACCOUNTS)
         self.lock = threading.RLock()
         self._counter = itertools.count(1)  # never reset: batch ids stay unique across resets
+        #: vendor -> its protocol; each VendorProtocol registers itself here, for pushes in its format
+        self.protocols: dict[str, VendorProtocol] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -191,6 +242,9 @@ class Gateway:
             self.client_refs: dict[str, set[str]] = defaultdict(set)
             self._last_pull: dict[tuple[str, str], float] = {}
             self.push_urls: dict[tuple[str, str], str] = {}
+            self._push_reports: dict[str, deque[Message]] = defaultdict(deque)
+            self._push_inbound: dict[str, deque[Inbound]] = defaultdict(deque)
+            self.push_log: deque[PushOutcome] = deque(maxlen=PUSH_LOG_SIZE)
 
     # ---------------------------------------------------------------- accounts and tokens
 
@@ -259,12 +313,13 @@ class Gateway:
         now = time.monotonic()
         due = self._due[vendor]
         ready = self._ready[vendor]
+        pushed = (vendor, "reports") in self.push_urls
         while due and due[0][0] <= now:
             message = heapq.heappop(due)[2]
             message.report_at = datetime.now(timezone.utc)
-            ready.append(message)
+            (self._push_reports[vendor] if pushed else ready).append(message)
             if message.delivered and self.config.reply_rate > 0 and self._replies(message):
-                self.inbound[vendor].append(
+                self._queue_inbound(
                     Inbound(vendor, message.mobile, self.config.reply_text, message.ext_no, message.report_at)
                 )
 
@@ -298,8 +353,15 @@ class Gateway:
     def add_inbound(self, vendor: str, mobile: str, content: str, ext_no: str = "", sign: str = "") -> Inbound:
         with self.lock:
             message = Inbound(vendor, mobile, content, ext_no, datetime.now(timezone.utc), sign, next(self._counter))
-            self.inbound[vendor].append(message)
+            self._queue_inbound(message)
             return message
+
+    def _queue_inbound(self, message: Inbound) -> None:
+        """Into the push queue when inbound push is on for the vendor, else the pull queue."""
+        if (message.vendor, "inbound") in self.push_urls:
+            self._push_inbound[message.vendor].append(message)
+        else:
+            self.inbound[message.vendor].append(message)
 
     def take_inbound(self, vendor: str, limit: int | None = None) -> list[Inbound]:
         with self.lock:
@@ -307,6 +369,87 @@ class Gateway:
             queue = self.inbound[vendor]
             count = len(queue) if limit is None else min(limit, len(queue))
             return [queue.popleft() for _ in range(count)]
+
+    # ---------------------------------------------------------------- push
+
+    def configure_push(self, vendor: str, kind: str, url: str | None) -> None:
+        """Push ``kind`` of ``vendor`` to ``url`` from now on; ``None`` or ``""`` goes back to pull queues.
+
+        Raises ValueError for an unknown vendor or kind, a vendor whose document has no such push,
+        or a URL that is not http(s).
+        """
+        if vendor not in self.accounts:
+            raise ValueError(f"unknown vendor {vendor!r}")
+        if kind not in PUSH_KINDS:
+            raise ValueError(f"push kind must be one of {list(PUSH_KINDS)}, got {kind!r}")
+        protocol = self.protocols.get(vendor)
+        if protocol is None or kind not in protocol.push_kinds:
+            raise ValueError(f"{vendor} has no {kind} push")
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError("push url must start with http:// or https://")
+        with self.lock:
+            if url:
+                self.push_urls[(vendor, kind)] = url
+                return
+            self.push_urls.pop((vendor, kind), None)
+            # what waited for a push can be pulled again, oldest first
+            if kind == "reports":
+                waiting = self._push_reports.pop(vendor, deque())
+                self._ready[vendor].extendleft(reversed(waiting))
+            else:
+                waiting_inbound = self._push_inbound.pop(vendor, deque())
+                self.inbound[vendor].extendleft(reversed(waiting_inbound))
+
+    def take_push(self, vendor: str, kind: str) -> list[Any]:
+        """Everything waiting to be pushed for ``vendor`` and ``kind`` (reports: those now due), taken once."""
+        with self.lock:
+            self._release_due(vendor)
+            queue: deque[Any] = self._push_reports[vendor] if kind == "reports" else self._push_inbound[vendor]
+            taken = list(queue)
+            queue.clear()
+            for item in taken:
+                if isinstance(item, Message):
+                    item.reported = True
+            return taken
+
+    def push_due(self, vendor: str | None = None) -> list[PushOutcome]:
+        """POST what is due to every configured push URL (of ``vendor`` only, if given); one outcome per POST.
+
+        The HTTP calls happen outside the gateway lock, so a slow customer blocks no simulated API.
+        """
+        with self.lock:
+            targets = [(key, url) for key, url in self.push_urls.items() if vendor in (None, key[0])]
+        outcomes: list[PushOutcome] = []
+        for (push_vendor, kind), url in targets:
+            items = self.take_push(push_vendor, kind)
+            if not items:
+                continue
+            protocol = self.protocols[push_vendor]
+            payloads = protocol.push_reports(items) if kind == "reports" else protocol.push_inbound(items)
+            for payload in payloads:
+                outcomes.append(self._post_push(protocol, kind, url, payload))
+        return outcomes
+
+    def _post_push(self, protocol: VendorProtocol, kind: str, url: str, payload: PushPayload) -> PushOutcome:
+        """POST one payload, again up to ``protocol.push_retries`` times while it is not acknowledged."""
+        import requests
+
+        outcome = PushOutcome(protocol.vendor, kind, url.split("?", 1)[0], payload.records)
+        for _ in range(1 + protocol.push_retries):
+            outcome.attempts += 1
+            try:
+                response = requests.post(url, data=payload.body, headers=payload.headers, timeout=PUSH_TIMEOUT)
+            except requests.RequestException as exc:
+                outcome.status, outcome.error = None, type(exc).__name__
+                continue
+            outcome.status = response.status_code
+            outcome.acknowledged = protocol.push_acknowledged(response.status_code, response.content)
+            outcome.error = "" if outcome.acknowledged else f"not acknowledged: {response.text[:120]!r}"
+            if outcome.acknowledged:
+                break
+        with self.lock:
+            self.push_log.append(outcome)
+        return outcome
 
     # ---------------------------------------------------------------- limits, faults, stats
 
@@ -347,6 +490,12 @@ class Gateway:
                 "inbound_queued": {v: len(q) for v, q in self.inbound.items()},
                 "balances": {v: str(b) for v, b in self.balances.items()},
                 "throttle_violations": dict(self.throttle_violations),
+                "push_urls": sorted(f"{v} {k}" for v, k in self.push_urls),
+                "push_waiting": {
+                    **{f"{v} reports": len(q) for v, q in self._push_reports.items() if q},
+                    **{f"{v} inbound": len(q) for v, q in self._push_inbound.items() if q},
+                },
+                "pushes": [outcome.to_dict() for outcome in self.push_log],
             }
 
 
@@ -385,9 +534,14 @@ class VendorProtocol:
     vendor: ClassVar[str] = ""
     #: whether the vendor is served over HTTPS (cloud_mas) rather than plain HTTP
     https: ClassVar[bool] = False
+    #: what the vendor's document says it can push: a subset of ``PUSH_KINDS``
+    push_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: how many times the vendor POSTs a push again that the customer did not acknowledge
+    push_retries: ClassVar[int] = 0
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        gateway.protocols[self.vendor] = self
 
     @property
     def account(self) -> Account:
@@ -399,3 +553,37 @@ class VendorProtocol:
 
     def garbage_reply(self) -> SimResponse:
         return SimResponse.text("<<not json>> upstream said: ok?", 200)
+
+    # ---------------------------------------------------------------- push (vendors with a push API)
+
+    def push_reports(self, messages: Sequence[Message]) -> list[PushPayload]:
+        """The POSTs that carry these due reports, in the vendor's push format."""
+        raise NotImplementedError(f"{self.vendor} has no report push")
+
+    def push_inbound(self, messages: Sequence[Inbound]) -> list[PushPayload]:
+        """The POSTs that carry these inbound messages, in the vendor's push format."""
+        raise NotImplementedError(f"{self.vendor} has no inbound push")
+
+    def push_acknowledged(self, status: int, body: bytes) -> bool:
+        """Whether the customer's answer counts as received; by default any HTTP 200."""
+        return status == 200
+
+
+def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """``items`` cut into runs of at most ``size``, for vendors that push lists."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def json_push(payload: Any, records: int, headers: Mapping[str, str] | None = None) -> PushPayload:
+    """A JSON push body in UTF-8, as the vendors push."""
+    body = json.dumps(payload, ensure_ascii=False, default=_json_default).encode("utf-8")
+    return PushPayload(body, {"Content-Type": "application/json;charset=utf-8", **(headers or {})}, records)
+
+
+def json_reply_code(body: bytes) -> Any:
+    """The ``code`` of a JSON object answer, or None when the answer is not one."""
+    try:
+        reply = json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return reply.get("code") if isinstance(reply, dict) else None

@@ -5,11 +5,16 @@ wrong), ``appSecret`` as the MD5 of the secret in 32 upper-case hex (1003 otherw
 included), ``Accept`` and ``Content-Type: application/json;charset=utf-8`` (1001), then the body.
 Reports are a query by (msgId, mobile): unknown or older-than-30-days pairs are left out of the
 answer, and 1012 comes back when none is known. A failed message reports ``UNDELIV``.
+
+Push (chapter 5): one report object per POST, as soon as it is due, with the ``appKey`` and ``appSecret``
+headers. ``status`` follows the push table (§5.4): 0 delivered, 1 failed; ``timestamp`` has the 12 digits
+of the push prose (``yyyyMMddHHmm``). The answer must be ``{"code": 0}``; any other answer (a non-zero
+code, not JSON, an HTTP error, no answer) makes the push go out twice more, as §5.6 says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -18,16 +23,22 @@ from airflow_provider_sms.simulator.core import (
     BadRequest,
     Handler,
     Message,
+    PushPayload,
     SimRequest,
     SimResponse,
     VendorProtocol,
     future_time,
+    json_push,
+    json_reply_code,
     md5_hex,
     vendor_time,
 )
 
 PREFIX = "/api/v1/international/sms"
 TIME_FORMAT = "%Y%m%d%H%M%S"
+PUSH_TIME_FORMAT = "%Y%m%d%H%M"
+#: how often an unacknowledged push is made again (§5.6: "重推两次")
+PUSH_RETRIES = 2
 MAX_MOBILES = 1000
 MAX_STATUS_PAIRS = 500
 REPORT_DAYS = 30
@@ -50,6 +61,8 @@ def _error(code: int, message: str) -> SimResponse:
 
 class IntlProtocol(VendorProtocol):
     vendor = "intl"
+    push_kinds = frozenset({"reports"})
+    push_retries = PUSH_RETRIES
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -167,3 +180,27 @@ class IntlProtocol(VendorProtocol):
             "desc": "" if message.delivered else "undeliverable",
             "errorCode": "DELIVRD" if message.delivered else "UNDELIV",
         }
+
+    # ------------------------------------------------------------------ push
+
+    def push_reports(self, messages: Sequence[Message]) -> list[PushPayload]:
+        headers = {"appKey": self.account.login, "appSecret": md5_hex(self.account.secret).upper()}
+        return [
+            json_push(
+                {
+                    "mobile": m.mobile,
+                    "msgId": m.batch_id,
+                    "timestamp": vendor_time(m.report_at, PUSH_TIME_FORMAT),
+                    "status": 0 if m.delivered else 1,
+                    "desc": "" if m.delivered else "undeliverable",
+                    "errorCode": "DELIVRD" if m.delivered else "UNDELIV",
+                },
+                1,
+                headers,
+            )
+            for m in messages
+        ]
+
+    def push_acknowledged(self, status: int, body: bytes) -> bool:
+        code = json_reply_code(body)
+        return status == 200 and code == 0 and not isinstance(code, bool)

@@ -14,21 +14,32 @@ Choices where the document is silent:
   takes a bare list). Their ``sign`` is checked (≤ 20 characters, no 【】) but does not filter the queue.
 * The signature counts towards the billed length: a message is billed as ``【sign】content`` unless the
   content already starts with a 【】 signature.
+* Push: reports and inbound messages are POSTed as a bare JSON list in the document's push formats
+  (the same records as the pulls), up to 1000 a POST. A push counts as received when the answer is
+  HTTP 200 with ``code`` ``10000`` (string, as the inbound answer shows, or the report answer's number).
+  The document says nothing of re-pushes, so none is made.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_sms.numbers import message_parts, normalize_domestic
 from airflow_provider_sms.simulator.core import (
+    PUSH_KINDS,
     BadRequest,
     Handler,
+    Inbound,
+    Message,
+    PushPayload,
     SimRequest,
     SimResponse,
     VendorProtocol,
+    batches,
+    json_push,
+    json_reply_code,
     vendor_time,
 )
 
@@ -66,8 +77,32 @@ def _param(message: str) -> _Rejected:
     return _Rejected(_error(BAD_PARAMETER, message))
 
 
+def _report_record(message: Message) -> dict[str, Any]:
+    return {
+        "phone_number": message.mobile,
+        "send_time": vendor_time(message.submitted_at, TIME_FORMAT),
+        "report_time": vendor_time(message.report_at, TIME_FORMAT),
+        "success": message.delivered,
+        "code": SUCCESS if message.delivered else FAILED_CODE,
+        "message": "用户接收成功" if message.delivered else "失败",
+        "sms_size": str(message.parts),
+        "biz_id": message.batch_id,
+    }
+
+
+def _inbound_record(message: Inbound, sign: str) -> dict[str, Any]:
+    return {
+        "phone_number": message.mobile,
+        "send_time": vendor_time(message.received_at, TIME_FORMAT),
+        "content": message.content,
+        "sign": message.sign or sign,
+        "sequence_id": message.sequence_id,
+    }
+
+
 class PaaswV1Protocol(VendorProtocol):
     vendor = "paasw_v1"
+    push_kinds = frozenset(PUSH_KINDS)
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -183,36 +218,29 @@ class PaaswV1Protocol(VendorProtocol):
     def deliver(self, query: Mapping[str, str]) -> SimResponse:
         self._require_token(query)
         self._sign(query, required=False)
-        data = [
-            {
-                "phone_number": m.mobile,
-                "send_time": vendor_time(m.submitted_at, TIME_FORMAT),
-                "report_time": vendor_time(m.report_at, TIME_FORMAT),
-                "success": m.delivered,
-                "code": SUCCESS if m.delivered else FAILED_CODE,
-                "message": "用户接收成功" if m.delivered else "失败",
-                "sms_size": str(m.parts),
-                "biz_id": m.batch_id,
-            }
-            for m in self.gateway.take_reports(self.vendor, limit=PULL_LIMIT)
-        ]
+        data = [_report_record(m) for m in self.gateway.take_reports(self.vendor, limit=PULL_LIMIT)]
         return _reply(message="请求成功", data=data)
 
     def sms_up(self, query: Mapping[str, str]) -> SimResponse:
         self._require_token(query)
         sign = self._sign(query, required=True)
-        data = [
-            {
-                "phone_number": m.mobile,
-                "send_time": vendor_time(m.received_at, TIME_FORMAT),
-                "content": m.content,
-                "sign": m.sign or sign,
-                "sequence_id": m.sequence_id,
-            }
-            for m in self.gateway.take_inbound(self.vendor, limit=PULL_LIMIT)
-        ]
+        data = [_inbound_record(m, sign) for m in self.gateway.take_inbound(self.vendor, limit=PULL_LIMIT)]
         return _reply(message="请求成功", data=data)
 
     def balance(self, query: Mapping[str, str]) -> SimResponse:
         self._require_token(query)
         return _reply(message="请求成功", balance=self.gateway.balances[self.vendor])
+
+    # ------------------------------------------------------------------ push
+
+    def push_reports(self, messages: Sequence[Message]) -> list[PushPayload]:
+        return [json_push([_report_record(m) for m in chunk], len(chunk)) for chunk in batches(messages, PULL_LIMIT)]
+
+    def push_inbound(self, messages: Sequence[Inbound]) -> list[PushPayload]:
+        sign = str(self.account.extra.get("sign") or "")
+        return [
+            json_push([_inbound_record(m, sign) for m in chunk], len(chunk)) for chunk in batches(messages, PULL_LIMIT)
+        ]
+
+    def push_acknowledged(self, status: int, body: bytes) -> bool:
+        return status == 200 and str(json_reply_code(body)) == SUCCESS

@@ -3,27 +3,38 @@
 The document lists no error codes, so the simulator uses these (the hook keys on none of them):
 ``40001`` appId/secret wrong, ``40002`` token invalid or expired, ``40003`` parameter error,
 ``40004`` balance insufficient.
+
+Push (§11, §12): reports and inbound messages are POSTed as ``{count, data: [...]}`` in the pull
+formats, up to 1000 records a POST. The document specifies no answer and no re-push, so any HTTP 200
+counts as received and nothing is pushed twice.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_provider_sms.numbers import message_parts, normalize_domestic
 from airflow_provider_sms.simulator.core import (
+    PUSH_KINDS,
     BadRequest,
     Handler,
+    Inbound,
+    Message,
+    PushPayload,
     SimRequest,
     SimResponse,
     VendorProtocol,
+    batches,
     future_time,
+    json_push,
     vendor_time,
 )
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_MOBILES = 1000
+PULL_LIMIT = 1000
 BAD_CREDENTIALS, BAD_TOKEN, BAD_PARAMETER, NO_BALANCE = 40001, 40002, 40003, 40004
 
 
@@ -38,8 +49,27 @@ def _error(code: int, message: str) -> SimResponse:
     return _reply(None, code, message)
 
 
+def _report_record(message: Message) -> dict[str, Any]:
+    return {
+        "mobile": message.mobile,
+        "chnRptDate": vendor_time(message.report_at, TIME_FORMAT),
+        "chnRptCode": "DELIVRD" if message.delivered else "DB:0141",
+        "batchId": message.batch_id,
+    }
+
+
+def _inbound_record(message: Inbound) -> dict[str, Any]:
+    return {
+        "mobile": message.mobile,
+        "extNo": message.ext_no,
+        "content": message.content,
+        "replyDate": vendor_time(message.received_at, TIME_FORMAT),
+    }
+
+
 class PaaswV2Protocol(VendorProtocol):
     vendor = "paasw_v2"
+    push_kinds = frozenset(PUSH_KINDS)
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -157,33 +187,30 @@ class PaaswV2Protocol(VendorProtocol):
     def deliver(self, body: Mapping[str, Any], form: bool) -> SimResponse:
         if not self._token_ok(body):
             return _error(BAD_TOKEN, "token无效或已过期")
-        reports = self.gateway.take_reports(self.vendor, limit=1000)
-        data = [
-            {
-                "mobile": m.mobile,
-                "chnRptDate": vendor_time(m.report_at, TIME_FORMAT),
-                "chnRptCode": "DELIVRD" if m.delivered else "DB:0141",
-                "batchId": m.batch_id,
-            }
-            for m in reports
-        ]
+        data = [_report_record(m) for m in self.gateway.take_reports(self.vendor, limit=PULL_LIMIT)]
         return _reply(data, count=len(data))
 
     def mo(self, body: Mapping[str, Any], form: bool) -> SimResponse:
         if not self._token_ok(body):
             return _error(BAD_TOKEN, "token无效或已过期")
-        data = [
-            {
-                "mobile": m.mobile,
-                "extNo": m.ext_no,
-                "content": m.content,
-                "replyDate": vendor_time(m.received_at, TIME_FORMAT),
-            }
-            for m in self.gateway.take_inbound(self.vendor, limit=1000)
-        ]
+        data = [_inbound_record(m) for m in self.gateway.take_inbound(self.vendor, limit=PULL_LIMIT)]
         return _reply(data, count=len(data))
 
     def balance(self, body: Mapping[str, Any], form: bool) -> SimResponse:
         if not self._token_ok(body):
             return _error(BAD_TOKEN, "token无效或已过期")
         return _reply({"balance": self.gateway.balances[self.vendor]})
+
+    # ------------------------------------------------------------------ push
+
+    def push_reports(self, messages: Sequence[Message]) -> list[PushPayload]:
+        return [
+            json_push({"count": len(chunk), "data": [_report_record(m) for m in chunk]}, len(chunk))
+            for chunk in batches(messages, PULL_LIMIT)
+        ]
+
+    def push_inbound(self, messages: Sequence[Inbound]) -> list[PushPayload]:
+        return [
+            json_push({"count": len(chunk), "data": [_inbound_record(m) for m in chunk]}, len(chunk))
+            for chunk in batches(messages, PULL_LIMIT)
+        ]

@@ -291,7 +291,12 @@ class GatewaySimulator:
         )
 
     def admin(self, request: SimRequest) -> SimResponse:
-        """``/_sim/`` endpoints: state, reset, config, faults, tokens, inbound."""
+        """``/_sim/`` endpoints: state, reset, config, faults, tokens, inbound, balance, push-config, push.
+
+        ``POST /_sim/push-config {vendor, kind, url}`` makes the vendor push ``kind`` (``reports`` or
+        ``inbound``) to ``url`` instead of queueing it for pulls (``url`` null or empty: back to pulls);
+        ``POST /_sim/push {vendor?}`` pushes what is due now and answers with one outcome per POST.
+        """
         try:
             return self._admin(request)
         except BadRequest as exc:
@@ -337,6 +342,15 @@ class GatewaySimulator:
             )
         elif action == "balance":
             gateway.balances[payload["vendor"]] = Decimal(str(payload["amount"]))
+        elif action == "push-config":
+            url = payload["url"]
+            if url is not None and not isinstance(url, str):
+                raise BadRequest("url must be a string or null")
+            gateway.configure_push(str(payload["vendor"]), str(payload["kind"]), url)
+        elif action == "push":
+            vendor = payload.get("vendor")
+            outcomes = gateway.push_due(None if vendor is None else str(vendor))
+            return SimResponse.json({"ok": True, "pushes": [outcome.to_dict() for outcome in outcomes]})
         else:
             return SimResponse.json({"error": f"unknown admin call {request.path}"}, 404)
         return SimResponse.json({"ok": True})

@@ -293,7 +293,8 @@ def test_read_faults_beyond_the_retries_give_a_clear_error(
     hook = PaaswV2Hook(sms_connections[VENDOR], retries=1)
     sms_simulator.gateway.add_fault(Fault(kind="html", remaining=5, vendor=VENDOR, path="/message/balance"))
     with pytest.raises(
-        SmsResponseError, match=r"balance query: failed after 2 attempts: HTTP 502 \(HTTP 502; body starts: .*Bad Gateway"
+        SmsResponseError,
+        match=r"balance query: failed after 2 attempts: HTTP 502 \(HTTP 502; body starts: .*Bad Gateway",
     ):
         hook.get_balance()
     assert seen(sms_simulator, "/message/balance") == 2
@@ -306,7 +307,8 @@ def test_garbage_beyond_the_retries_is_a_clear_error(
     sms_simulator.gateway.add_fault(Fault(kind="garbage", remaining=5, vendor=VENDOR, path="/message/deliver"))
     with pytest.raises(
         SmsResponseError,
-        match=r"delivery report pull: failed after 2 attempts: the reply is not JSON \(HTTP 200; body starts: .*upstream said",
+        match=r"delivery report pull: failed after 2 attempts: the reply is not JSON "
+        r"\(HTTP 200; body starts: .*upstream said",
     ):
         hook.fetch_reports()
     assert seen(sms_simulator, "/message/deliver") == 2

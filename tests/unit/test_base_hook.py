@@ -362,12 +362,57 @@ def test_reads_are_not_retried_on_4xx(requests_mock: Any, conn: str) -> None:
     assert balance.call_count == 1
 
 
+@pytest.mark.parametrize(
+    "body",
+    ["<html>maintenance</html>", "", "balance=532", '{"code":0,"data":{"balance":NaN}}', "Infinity"],
+    ids=["html", "empty", "text", "nan", "infinity"],
+)
+def test_reads_are_retried_on_an_unreadable_200_then_succeed(
+    requests_mock: Any, conn: str, slept: list[float], body: str
+) -> None:
+    mock_token(requests_mock)
+    balance = mock_balance(requests_mock, [{"status_code": 200, "text": body}] * 2 + [ok({"balance": 532})])
+    assert PaaswV2Hook(conn, retry_wait=1.0).get_balance().amount == 532
+    assert balance.call_count == 3
+    # the usual backoff, as for a 5xx: 1 then 2 seconds, each plus up to retry_wait of jitter
+    assert len(slept) == 2
+    for wait, base_wait in zip(slept, (1.0, 2.0), strict=True):
+        assert base_wait <= wait <= base_wait + 1.0
+
+
+def test_read_retries_exhausted_on_an_unreadable_200_name_the_attempts(requests_mock: Any, conn: str) -> None:
+    mock_token(requests_mock)
+    balance = mock_balance(requests_mock, [{"status_code": 200, "text": "<html>maintenance</html>"}])
+    with pytest.raises(SmsResponseError) as info:
+        PaaswV2Hook(conn, retries=1).get_balance()
+    assert str(info.value) == (
+        "paasw_v2 balance query: failed after 2 attempts: the reply is not JSON "
+        "(HTTP 200; body starts: '<html>maintenance</html>')"
+    )
+    assert info.value.status == 200
+    assert balance.call_count == 2
+
+
+def test_read_retries_exhausted_on_5xx_name_the_status(requests_mock: Any, conn: str) -> None:
+    mock_token(requests_mock)
+    balance = mock_balance(requests_mock, [{"status_code": 502, "text": "<html>Bad Gateway</html>"}])
+    with pytest.raises(SmsResponseError) as info:
+        PaaswV2Hook(conn, retries=1).get_balance()
+    assert str(info.value) == (
+        "paasw_v2 balance query: failed after 2 attempts: HTTP 502 (HTTP 502; body starts: '<html>Bad Gateway</html>')"
+    )
+    assert balance.call_count == 2
+
+
 def test_retry_attempts_are_logged(requests_mock: Any, conn: str, logs: Any) -> None:
     mock_token(requests_mock)
     mock_balance(requests_mock, [{"status_code": 502, "text": "bad gateway"}, ok({"balance": 1})])
     PaaswV2Hook(conn).get_balance()
     text = logs()
     assert "paasw_v2 balance query: attempt 1 failed (HTTP 502)" in text
+    mock_balance(requests_mock, [{"status_code": 200, "text": "<html>portal</html>"}, ok({"balance": 1})])
+    PaaswV2Hook(conn).get_balance()
+    assert "paasw_v2 balance query: attempt 1 failed (the reply is not JSON)" in logs()
 
 
 @pytest.fixture
@@ -548,13 +593,14 @@ def test_send_unreadable_200_reply_is_an_unknown_outcome(requests_mock: Any, con
 
 
 def test_token_failure_before_a_send_is_not_an_unknown_outcome(requests_mock: Any, conn: str) -> None:
-    mock_token(requests_mock, responses=[{"status_code": 200, "text": "<html>portal</html>"}])
+    token = mock_token(requests_mock, responses=[{"status_code": 200, "text": "<html>portal</html>"}])
     send = mock_send(requests_mock)
     with pytest.raises(SmsResponseError) as info:
         PaaswV2Hook(conn).send(MOBILES, "【签名】hello")
     assert send.call_count == 0
     assert not isinstance(info.value, SmsOutcomeUnknownError)
-    assert "token request" in str(info.value)
+    assert "token request: failed after 4 attempts: the reply is not JSON (HTTP 200" in str(info.value)
+    assert token.call_count == 4  # the token call is a read: retried like a 5xx
 
 
 def test_unknown_outcome_names_the_request_in_a_multi_request_send(requests_mock: Any, conn: str) -> None:
@@ -869,11 +915,13 @@ def test_test_connection_rejected_credentials(requests_mock: Any, conn: str) -> 
 
 
 def test_test_connection_garbage_and_unreachable(requests_mock: Any, conn: str) -> None:
-    mock_token(requests_mock, responses=[{"status_code": 200, "text": "<html>portal login</html>"}])
+    token = mock_token(requests_mock, responses=[{"status_code": 200, "text": "<html>portal login</html>"}])
     ok_, message = PaaswV2Hook(conn).test_connection()
     assert ok_ is False
     assert message.startswith("SmsResponseError: ")
-    assert "not JSON" in message
+    expected = "failed after 4 attempts: the reply is not JSON (HTTP 200; body starts: '<html>portal login</html>')"
+    assert expected in message
+    assert token.call_count == 4
     requests_mock.post(f"{BASE}/message/token", exc=requests.exceptions.ConnectTimeout)
     ok_, message = PaaswV2Hook(conn, retries=0).test_connection()
     assert ok_ is False

@@ -570,18 +570,25 @@ def test_reads_garbage_200_are_retried_then_a_clear_error(
     requests_mock.post(url, text=body)
     with pytest.raises(SmsResponseError) as info:
         getattr(hook, method)()
-    assert str(info.value).startswith(f"account_md5 {operation}: failed after 3 attempts: the reply is not JSON{preview}")
+    assert str(info.value).startswith(
+        f"account_md5 {operation}: failed after 3 attempts: the reply is not JSON{preview}"
+    )
     assert info.value.status == 200
     assert requests_mock.call_count == 3
 
 
 @pytest.mark.parametrize("read", READS)
-def test_reads_garbage_200_then_a_good_reply(hook: AccountMd5Hook, requests_mock: Any, read: tuple[str, str, str]) -> None:
+def test_reads_garbage_200_then_a_good_reply(
+    hook: AccountMd5Hook, requests_mock: Any, read: tuple[str, str, str]
+) -> None:
     url, method, _operation = read
     good = ok({"balance": 5, "payment": 1, "paymentName": "后付"}) if method == "get_balance" else ok([])
     requests_mock.post(url, [{"text": "<html>maintenance</html>"}, {"text": "Infinity"}, {"json": good}])
     result = getattr(hook, method)()
-    assert result == [] if method != "get_balance" else result.amount == Decimal(5)
+    if method == "get_balance":
+        assert result.amount == Decimal(5)
+    else:
+        assert result == []
     assert requests_mock.call_count == 3
 
 

@@ -25,8 +25,7 @@ from airflow_provider_sms.errors import (
     SmsVendorError,
 )
 from airflow_provider_sms.hooks import cloud_mas
-from airflow_provider_sms.hooks.base import PULL_THROTTLE
-from airflow_provider_sms.hooks.base import retry_after_seconds
+from airflow_provider_sms.hooks.base import PULL_THROTTLE, retry_after_seconds
 from airflow_provider_sms.hooks.cloud_mas import RSPCOD_MEANINGS, CloudMasHook
 
 BASE = "https://mas.example.com:28888"
@@ -578,6 +577,7 @@ def test_report_with_integer_group_id(hook: CloudMasHook, requests_mock: Any) ->
 def test_base64_wrapped_pull_reply(hook: CloudMasHook, requests_mock: Any) -> None:
     requests_mock.post(f"{BASE}/sms/report", text=base64.b64encode(json.dumps(REPORTS).encode()).decode())
     assert len(hook.fetch_reports()) == 2
+    assert requests_mock.call_count == 1  # base64-wrapped JSON is readable: not retried as garbage
 
 
 def test_inbound_is_parsed(hook: CloudMasHook, requests_mock: Any) -> None:
@@ -622,8 +622,13 @@ def test_garbage_pull_replies_are_clear_errors(
 ) -> None:
     requests_mock.post(f"{BASE}{path}", **reply)
     call = hook.fetch_reports if path == "/sms/report" else hook.fetch_inbound
-    with pytest.raises(SmsResponseError, match=problem):
+    with pytest.raises(SmsResponseError, match=problem) as info:
         call()
+    if problem == "not JSON":  # unreadable: retried like a 5xx, then named with the attempts
+        assert f"failed after {hook.retries + 1} attempts: the reply is not JSON (HTTP 200" in str(info.value)
+        assert requests_mock.call_count == hook.retries + 1 > 1
+    else:  # readable JSON, even a wrong one, is an answer: not retried
+        assert requests_mock.call_count == 1
 
 
 def test_pull_vendor_error(hook: CloudMasHook, requests_mock: Any) -> None:

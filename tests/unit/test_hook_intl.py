@@ -365,10 +365,24 @@ def test_status_garbage_is_clear_error(hook: IntlSmsHook, requests_mock: Any, da
     assert problem in str(info.value)
 
 
-def test_status_non_json_is_clear_error(hook: IntlSmsHook, requests_mock: Any) -> None:
+def test_status_non_json_is_retried_then_a_clear_error(hook: IntlSmsHook, requests_mock: Any) -> None:
     requests_mock.post(STATUS_URL, text="<<not json>>")
-    with pytest.raises(SmsResponseError, match="not JSON"):
+    attempts = hook.retries + 1
+    with pytest.raises(
+        SmsResponseError,
+        match=rf"failed after {attempts} attempts: the reply is not JSON \(HTTP 200; body starts: '<<not json>>'\)",
+    ) as info:
         hook.fetch_reports([("1", "2348031000010")])
+    assert info.value.status == 200
+    assert requests_mock.call_count == attempts > 1
+
+
+def test_status_non_json_then_a_good_reply(hook: IntlSmsHook, requests_mock: Any) -> None:
+    item = {"mobile": "2348031000010", "msgId": "1", "timestamp": "20240924050907", "status": 0, "desc": ""}
+    good = ok([{**item, "errorCode": "DELIVRD"}])
+    requests_mock.post(STATUS_URL, [{"text": "<html>busy</html>"}, {"text": "Infinity"}, {"json": good}])
+    assert [r.status for r in hook.fetch_reports([("1", "2348031000010")])] == ["delivered"]
+    assert requests_mock.call_count == 3
 
 
 # ---------------------------------------------------------------------- balance and test_connection

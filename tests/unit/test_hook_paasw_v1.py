@@ -597,10 +597,26 @@ def test_read_gives_up_after_retries(hook: PaaswV1Hook, requests_mock: rm.Mocker
     assert pull.call_count == 4
 
 
-def test_read_200_not_json(hook: PaaswV1Hook, requests_mock: rm.Mocker, token_mock: Any) -> None:
-    requests_mock.get(f"{BASE}/sms/deliver", text="<<not json>> upstream said: ok?")
-    with pytest.raises(SmsResponseError, match="not JSON"):
+def test_read_200_not_json_is_retried_then_a_clear_error(
+    hook: PaaswV1Hook, requests_mock: rm.Mocker, token_mock: Any
+) -> None:
+    pull = requests_mock.get(f"{BASE}/sms/deliver", text="<<not json>> upstream said: ok?")
+    with pytest.raises(
+        SmsResponseError,
+        match=r"delivery report pull: failed after 4 attempts: the reply is not JSON \(HTTP 200; body starts: "
+        r"'<<not json>> upstream said: ok\?'\)",
+    ) as info:
         hook.fetch_reports()
+    assert info.value.status == 200
+    assert pull.call_count == 4
+
+
+def test_read_200_not_json_then_a_good_reply(hook: PaaswV1Hook, requests_mock: rm.Mocker, token_mock: Any) -> None:
+    pull = requests_mock.get(
+        f"{BASE}/sms/deliver", [{"text": "<html>maintenance</html>"}, {"text": "NaN"}, {"json": REPORT_ITEMS}]
+    )
+    assert len(hook.fetch_reports()) == 2
+    assert pull.call_count == 3
 
 
 # ---------------------------------------------------------------------- inbound

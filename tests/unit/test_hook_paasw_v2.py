@@ -32,6 +32,7 @@ BASE = "http://openapi.gateway.paasw.com"
 WIDE = "39036632588910887018"  # does not fit 64 bits
 JSON_CT = "application/json"
 FORM_CT = "application/x-www-form-urlencoded"
+NOT_JSON = "the reply is not JSON"
 
 # (json path, form path) as the document gives them; pulls have no form twin.
 PATHS = {
@@ -88,6 +89,16 @@ def reply(data: Any = None, code: Any = 0, message: str = "请求成功", **extr
 
 def mock_token(requests_mock: Any, fmt: str = "json") -> Any:
     return requests_mock.post(url("token", fmt), [reply({"expires_in": 7200, "token": TOKEN})])
+
+
+def assert_attempts(hook: PaaswV2Hook, mock: Any, error: SmsResponseError, problem: str) -> None:
+    """An unreadable read reply is retried like a 5xx and then named with the attempts; readable JSON is not."""
+    if problem == NOT_JSON:
+        assert f"failed after {hook.retries + 1} attempts: {NOT_JSON} (HTTP 200" in str(error)
+        assert error.status == 200
+        assert mock.call_count == hook.retries + 1 > 1
+    else:  # readable JSON, even a wrong one, is an answer: not retried
+        assert mock.call_count == 1
 
 
 def body_of(request: Any, fmt: str) -> dict[str, Any]:
@@ -521,18 +532,20 @@ def test_no_pending_reports(requests_mock: Any, hook: PaaswV2Hook, fmt: str, bod
             '{"code":0,"data":[{"mobile":"1","batchId":"1","chnRptCode":"DELIVRD","chnRptDate":"2017/01/01"}]}',
             "matches none of the formats",
         ),
-        ("<<not json>> upstream said: ok?", "the reply is not JSON"),
+        ("<<not json>> upstream said: ok?", NOT_JSON),
+        ('{"code":0,"data":[{"mobile":"1","batchId":NaN,"chnRptCode":"DELIVRD"}]}', NOT_JSON),
     ],
 )
 def test_report_garbage_is_a_clear_error(
     requests_mock: Any, hook: PaaswV2Hook, fmt: str, body: str, problem: str
 ) -> None:
     mock_token(requests_mock, fmt)
-    requests_mock.post(url("deliver", fmt), text=body)
+    deliver = requests_mock.post(url("deliver", fmt), text=body)
     with pytest.raises(SmsResponseError) as info:
         hook.fetch_reports()
     assert problem in str(info.value)
     assert "delivery report pull" in str(info.value)
+    assert_attempts(hook, deliver, info.value, problem)
 
 
 def test_one_bad_report_does_not_cost_the_good_ones(requests_mock: Any, hook: PaaswV2Hook, fmt: str) -> None:
@@ -650,18 +663,19 @@ def test_inbound_on_the_wire_and_parsed(requests_mock: Any, hook: PaaswV2Hook, f
         ('{"code":0,"data":[{"content":"hi"}]}', "the reply has no 'mobile' field"),
         ('{"code":0,"data":[{"mobile":"1","content":"hi","replyDate":"01/01/2019"}]}', "bad inbound message"),
         ('{"code":0,"data":{"mobile":"1"}}', "'data' should be a list of objects, got dict"),
-        ("<html>502</html>", "the reply is not JSON"),
+        ("<html>502</html>", NOT_JSON),
     ],
 )
 def test_inbound_garbage_is_a_clear_error(
     requests_mock: Any, hook: PaaswV2Hook, fmt: str, body: str, problem: str
 ) -> None:
     mock_token(requests_mock, fmt)
-    requests_mock.post(url("mo", fmt), text=body)
+    mo = requests_mock.post(url("mo", fmt), text=body)
     with pytest.raises(SmsResponseError) as info:
         hook.fetch_inbound()
     assert problem in str(info.value)
     assert "inbound pull" in str(info.value)
+    assert_attempts(hook, mo, info.value, problem)
 
 
 # ---------------------------------------------------------------------------- balance
@@ -703,20 +717,21 @@ def test_balance_on_the_wire_and_exact(
         ('{"code":0,"data":{}}', "the reply has no 'balance' field"),
         ('{"code":0,"data":532}', "expected a JSON object holding 'balance', got int"),
         ('{"code":0,"message":"ok"}', "the reply has no 'data' field"),
-        ("balance=532", "the reply is not JSON"),
-        ('{"code":0,"data":{"balance":NaN}}', "balance"),
-        ('{"code":0,"data":{"balance":-Infinity}}', "balance"),
+        ("balance=532", NOT_JSON),
+        ('{"code":0,"data":{"balance":NaN}}', NOT_JSON),  # JSON has no NaN or Infinity
+        ('{"code":0,"data":{"balance":-Infinity}}', NOT_JSON),
     ],
 )
 def test_balance_garbage_is_a_clear_error(
     requests_mock: Any, hook: PaaswV2Hook, fmt: str, body: str, problem: str
 ) -> None:
     mock_token(requests_mock, fmt)
-    requests_mock.post(url("balance", fmt), text=body)
+    balance = requests_mock.post(url("balance", fmt), text=body)
     with pytest.raises(SmsResponseError) as info:
         hook.get_balance()
     assert problem in str(info.value)
     assert "paasw_v2 balance query" in str(info.value)
+    assert_attempts(hook, balance, info.value, problem)
 
 
 # ---------------------------------------------------------------------------- token refresh per endpoint

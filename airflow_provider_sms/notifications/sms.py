@@ -1,0 +1,271 @@
+"""``SmsNotifier``: an Airflow notifier (``on_failure_callback`` and friends) that sends an SMS.
+
+A DAG whose 50 tasks fail must page the on-call phone once, not 50 times, and those 50 callbacks run
+in 50 different worker processes. So before sending, the notifier claims a quiet period for its key
+in the message store (an atomic upsert: exactly one caller per period wins, whichever process or
+machine it runs in), and the losers only log.
+
+A failure to send is logged and swallowed (``raise_on_error=False``, the default): Airflow already
+isolates callbacks, but a traceback from a paging SMS would bury the task's own error in the log. A
+send that failed for sure gives its claim back, so the next failing task tries again; a send whose
+outcome is unknown keeps it (the SMS may well have gone out).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Generator, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseNotifier
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_provider_sms.hooks.base import SmsHook
+    from airflow_provider_sms.store import SmsStore
+
+DEFAULT_QUIET_PERIOD = timedelta(minutes=10)
+DEFAULT_MAX_CHARS = 300
+_ELLIPSIS = "…"
+
+
+def _seconds(value: timedelta | float | int | None) -> float:
+    if value is None:
+        return 0.0
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if seconds < 0:
+        raise ValueError(f"quiet_period must not be negative, got {value!r}")
+    return seconds
+
+
+class SmsNotifier(BaseNotifier):
+    """Send an SMS from a DAG or task callback, at most once per quiet period and key.
+
+    :param sms_conn_id: any ``sms_*`` connection.
+    :param mobiles: the numbers, as a list or a comma-separated string (templated).
+    :param text: the message, a Jinja template rendered with the callback's context, e.g.
+        ``"{{ dag.dag_id }}.{{ ti.task_id }} failed: {{ exception }}"``.
+    :param quiet_period: after one SMS, further notifications with the same key are dropped for this
+        long (a ``timedelta`` or seconds; 0 or None: never dropped).
+    :param quiet_key: what "the same" means (templated). Default: the DAG id plus a digest of this
+        notifier's connection, numbers and text, so every task of a DAG shares one period while a
+        failure notifier and a success notifier of the same DAG do not silence each other. Use e.g.
+        ``"{{ dag.dag_id }}/{{ run_id }}"`` for one SMS per DAG run.
+    :param signature: the 【signature】 (else the connection's ``sign`` extra).
+    :param kind: the vendor's message kind where it has one (``notification``), else leave None.
+    :param store_conn_id: the message store that holds the quiet periods (share it between workers:
+        the embedded default is one file per machine).
+    :param max_chars: a longer rendered text is cut to this many characters, ending in "…", so a
+        long exception cannot make the vendor refuse the message or bill ten parts.
+    :param skip_opted_out: leave out numbers in the store's opt-out table (off by default: an on-call
+        phone that once answered ``T`` should still be paged).
+    :param raise_on_error: re-raise a failure to send after logging it.
+    """
+
+    template_fields: Sequence[str] = ("text", "mobiles", "sms_conn_id", "quiet_key", "signature")
+
+    def __init__(
+        self,
+        *,
+        sms_conn_id: str,
+        mobiles: str | Sequence[str],
+        text: str,
+        quiet_period: timedelta | float | None = DEFAULT_QUIET_PERIOD,
+        quiet_key: str | None = None,
+        signature: str | None = None,
+        kind: str | None = None,
+        store_conn_id: str | None = None,
+        store_table_prefix: str = "sms_",
+        max_chars: int | None = DEFAULT_MAX_CHARS,
+        skip_opted_out: bool = False,
+        raise_on_error: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not sms_conn_id:
+            raise ValueError("SmsNotifier needs an sms_conn_id")
+        if not text:
+            raise ValueError("SmsNotifier needs a text")
+        if max_chars is not None and max_chars < 2:
+            raise ValueError(f"SmsNotifier max_chars must be at least 2, got {max_chars!r}")
+        self.sms_conn_id = sms_conn_id
+        self.mobiles = mobiles
+        self.text = text
+        self.quiet_period = _seconds(quiet_period)
+        self.quiet_key = quiet_key
+        self.signature = signature
+        self.kind = kind
+        self.store_conn_id = store_conn_id
+        self.store_table_prefix = store_table_prefix
+        self.max_chars = max_chars
+        self.skip_opted_out = skip_opted_out
+        self.raise_on_error = raise_on_error
+        # of the templates, not of what they render to: the same notifier on 50 tasks -> one key
+        settings = [sms_conn_id, mobiles if isinstance(mobiles, str) else list(mobiles), text]
+        self._settings_digest = hashlib.sha256(
+            json.dumps(settings, ensure_ascii=False, default=str).encode("utf-8")
+        ).hexdigest()[:12]
+
+    # ------------------------------------------------------------------ calling conventions
+
+    def __call__(self, *args: Any) -> None:
+        """Render into a copy: ``BaseNotifier`` renders templates in place, so a second callback on the
+        same instance (another task in the same process) would otherwise reuse the first one's text."""
+        BaseNotifier.__call__(copy.copy(self), *args)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return BaseNotifier.__await__(copy.copy(self))
+
+    def notify(self, context: Context) -> None:
+        try:
+            self.send(context)
+        except Exception as exc:
+            self.log.error("SMS notification through %s failed: %s: %s", self.sms_conn_id, type(exc).__name__, exc)
+            if self.raise_on_error:
+                raise
+
+    async def async_notify(self, context: Context) -> None:
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(self.notify, thread_sensitive=False)(context)
+
+    # ------------------------------------------------------------------ the work
+
+    def message(self) -> str:
+        """The rendered text, cut to ``max_chars``."""
+        text = str(self.text).strip()
+        if self.max_chars is not None and len(text) > self.max_chars:
+            text = text[: self.max_chars - len(_ELLIPSIS)].rstrip() + _ELLIPSIS
+        return text
+
+    def key(self, context: Context) -> str:
+        """The quiet-period key for this call (see ``quiet_key``)."""
+        if self.quiet_key:
+            return str(self.quiet_key)
+        return f"{_dag_id(context) or '-'}:{self._settings_digest}"
+
+    def send(self, context: Context) -> dict[str, Any]:
+        """Claim the quiet period, send, record; returns what happened (``sent`` or ``suppressed``).
+
+        Errors propagate from here (``notify`` logs them); a claim whose send surely failed is given back.
+        """
+        from airflow_provider_sms.errors import SmsOutcomeUnknownError
+        from airflow_provider_sms.hooks import get_sms_hook
+        from airflow_provider_sms.operators.send import parse_mobiles
+        from airflow_provider_sms.store import SmsStore
+
+        text = self.message()
+        mobiles = parse_mobiles(self.mobiles)
+        key = self.key(context)
+        with SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix) as store:
+            claimed_at = self._claim(store, key)
+            if claimed_at is False:
+                return {"status": "suppressed", "quiet_key": key}
+            hook = get_sms_hook(self.sms_conn_id)
+            try:
+                mobiles, opted_out = self._without_opt_outs(hook, store, mobiles)
+                if not mobiles:
+                    self.log.warning("SMS notification %r: every number has opted out; nothing sent", key)
+                    return {"status": "opted_out", "quiet_key": key, "opted_out": opted_out}
+                receipts = hook.send(mobiles, text, **self._options())
+            except SmsOutcomeUnknownError:
+                raise  # it may have gone out: keep the quiet period
+            except BaseException:
+                if isinstance(claimed_at, datetime):
+                    self._release(store, key, claimed_at)
+                raise
+            finally:
+                hook.close()
+            self._record(store, hook, key, receipts, context)
+        numbers = sum(len(r.mobiles) for r in receipts)
+        self.log.info(
+            "SMS notification %r sent through %s to %d numbers (batches %s)",
+            key,
+            self.sms_conn_id,
+            numbers,
+            ", ".join(r.batch_id for r in receipts),
+        )
+        return {"status": "sent", "quiet_key": key, "batch_ids": [r.batch_id for r in receipts], "numbers": numbers}
+
+    def _claim(self, store: SmsStore, key: str) -> datetime | bool:
+        """The claim's time, True when sending without a quiet period, False when another caller holds it."""
+        if self.quiet_period <= 0:
+            return True
+        now = datetime.now(timezone.utc)
+        try:
+            claimed = store.claim_quiet_period(key, self.quiet_period, now=now)
+        except Exception as exc:
+            # fail open: a page that might repeat beats a page that never comes
+            self.log.warning(
+                "SMS notification %r: quiet period could not be checked (%s: %s); sending anyway",
+                key,
+                type(exc).__name__,
+                exc,
+            )
+            return True
+        if not claimed:
+            self.log.info(
+                "SMS notification %r suppressed: one was sent less than %s ago",
+                key,
+                timedelta(seconds=self.quiet_period),
+            )
+            return False
+        return now
+
+    def _release(self, store: SmsStore, key: str, claimed_at: datetime) -> None:
+        try:
+            store.release_quiet_period(key, claimed_at)
+        except Exception as exc:
+            self.log.warning("SMS notification %r: quiet period not released (%s)", key, exc)
+
+    def _without_opt_outs(self, hook: SmsHook, store: SmsStore, mobiles: str | list[str]) -> tuple[list[str], int]:
+        from airflow_provider_sms.numbers import normalize_mobiles, split_mobiles
+
+        if not self.skip_opted_out:
+            return split_mobiles(mobiles), 0
+        valid, invalid = normalize_mobiles(mobiles, international=hook.international)
+        opted = store.opted_out(valid) if valid else set()
+        return [m for m in valid if m not in opted] + invalid, len(opted)
+
+    def _options(self) -> dict[str, Any]:
+        options = {"signature": self.signature, "kind": self.kind}
+        return {k: v for k, v in options.items() if v}
+
+    def _record(self, store: SmsStore, hook: SmsHook, key: str, receipts: Sequence[Any], context: Context) -> None:
+        """Keep the sends in the store like any other, so their delivery reports count somewhere."""
+        from airflow_provider_sms.store import TaskIdentity
+
+        task = TaskIdentity.from_context(context)
+        for receipt in receipts:
+            request_key = hashlib.sha256(
+                "\x00".join(["notifier", self.sms_conn_id, key, receipt.vendor, receipt.batch_id]).encode("utf-8")
+            ).hexdigest()
+            try:
+                store.record_accepted(request_key, receipt, conn_id=self.sms_conn_id, task=task)
+            except Exception as exc:
+                self.log.warning("SMS notification %r: sent, but not recorded in the store (%s)", key, exc)
+
+
+def _dag_id(context: Any) -> str | None:
+    """The DAG id from a task callback's context, or a DAG callback's."""
+    try:
+        dag = context.get("dag")
+        if dag is not None and getattr(dag, "dag_id", None):
+            return str(dag.dag_id)
+        for name in ("ti", "task_instance", "dag_run"):
+            holder = context.get(name)
+            if holder is not None and getattr(holder, "dag_id", None):
+                return str(holder.dag_id)
+    except Exception:
+        return None
+    return None
+
+
+#: The name the Airflow providers use for their notifiers' function form.
+send_sms_notification = SmsNotifier
+
+__all__ = ["DEFAULT_MAX_CHARS", "DEFAULT_QUIET_PERIOD", "SmsNotifier", "send_sms_notification"]

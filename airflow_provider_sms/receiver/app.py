@@ -1,0 +1,474 @@
+"""The push receiver: a FastAPI app that takes the delivery reports and inbound messages vendors push.
+
+Routes, relative to where the app is mounted (``/sms`` both in Airflow and standalone)::
+
+    POST /callbacks/{conn_id}/reports    delivery reports of the account behind ``conn_id``
+    POST /callbacks/{conn_id}/inbound    inbound (MO) messages
+    GET  /health                         200 while the process serves requests
+
+Every request goes through the same steps, and each refusal touches nothing:
+
+1. the connection is looked up per request (``BaseHook.get_connection``): unknown ids, connections
+   that are not ``sms_*``, vendors without that push (cloud_mas; intl inbound) and connections with
+   push not enabled (no ``callback_secret``, except intl) all answer 404, as an unknown path would;
+2. the client address is checked against the optional ``callback_allow_ips`` extra (403);
+3. the request is authenticated, before any byte of its body is read: intl by its ``appKey`` and
+   ``appSecret`` headers against the connection's login and the MD5 of its password, the others by
+   the ``secret`` query parameter against the ``callback_secret`` extra (intl too, when it has one),
+   compared in constant time (401);
+4. the media type (415) and size (413, ``max_body_bytes``, 1 MiB by default) are checked, the body is
+   decoded (400) and each record is parsed by the vendor hook's own ``report_from_record`` /
+   ``inbound_from_record`` (400 if any record is malformed: all or nothing);
+5. the records are committed to the store, and only then does the vendor get its success answer.
+   A store failure gets the vendor's "push again" answer (see ``push.py``).
+
+Which store: the connection's ``callback_store_conn_id`` extra, else the app's ``store_conn_id``
+(``[sms] callback_store_conn_id`` in the Airflow config, or ``--store-conn-id``), else the embedded
+SQLite file ``$AIRFLOW_HOME/sms_store.db`` that the operators use by default. Point it at the store
+the sending tasks write to: that is where masked numbers are matched to sent ones and batch counters
+are kept.
+
+Secrets never reach a log line: requests are logged by path (never the query string), and the
+``callback_secret`` extra is registered with Airflow's secrets masker when the connection is read.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from airflow_provider_sms.errors import SmsError, SmsPartialResponseError, SmsResponseError
+from airflow_provider_sms.receiver.push import (
+    INBOUND,
+    KINDS,
+    REPORTS,
+    Answer,
+    PushRejected,
+    VendorPush,
+    check_media_type,
+    push_format,
+    push_items,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+    from airflow_provider_sms.records import DeliveryReport, InboundMessage
+    from airflow_provider_sms.store import SaveResult, SmsStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+DEFAULT_TABLE_PREFIX: Final = "sms_"
+#: the query parameter that carries the connection's ``callback_secret``
+SECRET_PARAM: Final = "secret"
+#: the Airflow config section (env ``AIRFLOW__SMS__CALLBACK_...``) the receiver reads its defaults from
+CONFIG_SECTION: Final = "sms"
+#: connection extras the receiver reads
+SECRET_EXTRA: Final = "callback_secret"
+ALLOW_IPS_EXTRA: Final = "callback_allow_ips"
+STORE_EXTRA: Final = "callback_store_conn_id"
+STORE_PREFIX_EXTRA: Final = "callback_store_table_prefix"
+
+_CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
+_NOT_FOUND: Final = Answer(404, {"detail": "Not Found"})
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """App-wide defaults; a connection's ``callback_store_*`` extras override the store ones."""
+
+    store_conn_id: str | None = None
+    store_table_prefix: str = DEFAULT_TABLE_PREFIX
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes <= 0:
+            raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+
+    @classmethod
+    def from_config(cls) -> ReceiverSettings:
+        """``[sms] callback_store_conn_id``, ``callback_store_table_prefix``, ``callback_max_body_bytes``."""
+        try:
+            from airflow.sdk.configuration import conf
+        except ImportError:  # pragma: no cover - Airflow 3 always has it
+            return cls()
+
+        def get(key: str) -> str | None:
+            value = conf.get(CONFIG_SECTION, key, fallback=None)
+            return str(value).strip() or None if value is not None else None
+
+        size = get("callback_max_body_bytes")
+        return cls(
+            store_conn_id=get("callback_store_conn_id"),
+            store_table_prefix=get("callback_store_table_prefix") or DEFAULT_TABLE_PREFIX,
+            max_body_bytes=int(size) if size else DEFAULT_MAX_BODY_BYTES,
+        )
+
+
+class _PushParser(Protocol):
+    """What the vendor hooks expose for reading one record, pulled or pushed."""
+
+    def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport: ...
+
+    def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage: ...
+
+
+class _Stores:
+    """One ``SmsStore`` per (store connection, table prefix, embedded file), opened on first use and kept.
+
+    A store whose write failed is closed and dropped, so a broken database connection is opened anew
+    by the next push instead of failing every push after it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stores: dict[tuple[str | None, str, str | None], SmsStore] = {}
+
+    def get(self, store_conn_id: str | None, table_prefix: str) -> SmsStore:
+        from airflow_provider_sms.store import SmsStore
+
+        candidate = SmsStore(store_conn_id, table_prefix=table_prefix)  # connects on first use only
+        key = (store_conn_id, table_prefix, candidate.path)
+        with self._lock:
+            return self._stores.setdefault(key, candidate)
+
+    def discard(self, store: SmsStore) -> None:
+        with self._lock:
+            for key in [k for k, v in self._stores.items() if v is store]:
+                del self._stores[key]
+        _close_quietly(store)
+
+    def close(self) -> None:
+        with self._lock:
+            stores, self._stores = list(self._stores.values()), {}
+        for store in stores:
+            _close_quietly(store)
+
+
+def _close_quietly(store: SmsStore) -> None:
+    try:
+        store.close()
+    except Exception:  # a dead connection may fail to close; it is dropped either way
+        log.debug("SMS receiver: closing a store failed", exc_info=True)
+
+
+class _StoreFailed(Exception):
+    """The records were parsed but could not be committed (or the store could not be opened)."""
+
+
+def create_app(
+    *,
+    store_conn_id: str | None = None,
+    store_table_prefix: str | None = None,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
+    """The receiver app with routes relative to its mount point (Airflow mounts it at ``/sms``).
+
+    Arguments left out come from the Airflow config (``[sms] callback_*``), then the defaults.
+    """
+    settings = ReceiverSettings.from_config()
+    overrides: dict[str, Any] = {}
+    if store_conn_id is not None:
+        overrides["store_conn_id"] = store_conn_id
+    if store_table_prefix is not None:
+        overrides["store_table_prefix"] = store_table_prefix
+    if max_body_bytes is not None:
+        overrides["max_body_bytes"] = max_body_bytes
+    settings = replace(settings, **overrides)
+    stores = _Stores()
+
+    app = FastAPI(
+        title="SMS push receiver",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_closing(stores),
+    )
+    app.state.settings = settings
+    app.state.stores = stores
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/callbacks/{conn_id}/{kind}")
+    async def receive(conn_id: str, kind: str, request: Request) -> Response:
+        answer = await _receive(conn_id, kind, request, settings, stores)
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    return app
+
+
+def create_standalone_app(
+    *,
+    store_conn_id: str | None = None,
+    store_table_prefix: str | None = None,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
+    """The receiver mounted at ``/sms``, so that its URLs are the same as under Airflow's API server."""
+    receiver = create_app(
+        store_conn_id=store_conn_id, store_table_prefix=store_table_prefix, max_body_bytes=max_body_bytes
+    )
+    root = FastAPI(
+        title="SMS push receiver",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=_closing(receiver.state.stores),
+    )
+    root.mount("/sms", receiver)
+    root.state.receiver = receiver
+    return root
+
+
+def _closing(stores: _Stores) -> Callable[[FastAPI], Any]:
+    """Close the stores when the server stops (mounted apps get no lifespan: Airflow's process exit does it)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        try:
+            yield
+        finally:
+            stores.close()
+
+    return lifespan
+
+
+# ---------------------------------------------------------------------- one request
+
+
+async def _receive(conn_id: str, kind: str, request: Request, settings: ReceiverSettings, stores: _Stores) -> Answer:
+    client = request.client.host if request.client else None
+    if kind not in KINDS or not _CONN_ID.fullmatch(conn_id):
+        return _NOT_FOUND
+    try:
+        conn = await run_in_threadpool(_connection, conn_id)
+    except _NotFound:
+        log.info("SMS push to %s/%s from %s: no such SMS connection", conn_id, kind, client)
+        return _NOT_FOUND
+    except Exception as exc:
+        log.error("SMS push to %s/%s: looking up the connection failed: %s", conn_id, kind, type(exc).__name__)
+        return Answer(503, {"detail": "connection lookup failed"})
+    push = push_format(conn.conn_type)
+    extras = _extras(conn)
+    if push is None or kind not in push.kinds:
+        log.info("SMS push to %s/%s from %s: %s has no such push", conn_id, kind, client, conn.conn_type)
+        return _NOT_FOUND
+    secret = extras.get(SECRET_EXTRA)
+    if not push.header_auth and secret in (None, ""):
+        log.warning(
+            "SMS push to %s/%s from %s refused: push is not enabled (the connection has no %s extra)",
+            conn_id,
+            kind,
+            client,
+            SECRET_EXTRA,
+        )
+        return _NOT_FOUND
+
+    if not _client_allowed(extras.get(ALLOW_IPS_EXTRA), client, conn_id):
+        log.warning("SMS push to %s/%s refused: client %s is not in %s", conn_id, kind, client, ALLOW_IPS_EXTRA)
+        return push.refused(403, "client address not allowed")
+    if not _authenticated(push, conn, secret, request):
+        log.warning("SMS push to %s/%s from %s refused: wrong or missing credentials", conn_id, kind, client)
+        return push.refused(401, "not authenticated")
+
+    try:
+        check_media_type(push, request.headers.get("content-type"))
+        body = await _read_body(request, settings.max_body_bytes)
+        items = push_items(push, kind, body, request.headers.get("content-type"))
+    except PushRejected as exc:
+        log.warning("SMS push to %s/%s from %s rejected (%d): %s", conn_id, kind, client, exc.status, exc.problem)
+        return push.refused(exc.status, exc.problem)
+
+    try:
+        saved = await run_in_threadpool(_parse_and_store, conn, kind, items, extras, settings, stores)
+    except PushRejected as exc:
+        log.warning("SMS push to %s/%s from %s rejected (%d): %s", conn_id, kind, client, exc.status, exc.problem)
+        return push.refused(exc.status, exc.problem)
+    except _StoreFailed as exc:
+        if push.vendor == "account_md5":  # pushed once only: the log is the last copy of what was lost
+            log.error(
+                "SMS push to %s/%s NOT stored (%s); the vendor will not push it again: %s", conn_id, kind, exc, items
+            )
+        else:
+            log.error("SMS push to %s/%s NOT stored (%s); answered so that the vendor pushes again", conn_id, kind, exc)
+        return push.not_stored()
+    if saved is not None:
+        log.info(
+            "SMS push to %s/%s from %s: %d records, %d new, %d updated, %d already stored",
+            conn_id,
+            kind,
+            client,
+            saved.total,
+            saved.inserted,
+            saved.updated,
+            saved.unchanged,
+        )
+    return push.ok()
+
+
+class _NotFound(Exception):
+    """No connection of that id."""
+
+
+def _connection(conn_id: str) -> Connection:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise _NotFound(conn_id) from None
+
+
+def _extras(conn: Connection) -> Mapping[str, Any]:
+    """The connection's extras (reading them registers secret-named values with the secrets masker)."""
+    try:
+        extras = conn.extra_dejson
+    except Exception:
+        return {}
+    return extras if isinstance(extras, Mapping) else {}
+
+
+def _same(given: str | None, expected: str) -> bool:
+    """Constant-time comparison (in the length of ``expected``) of a credential."""
+    return hmac.compare_digest((given or "").encode("utf-8"), expected.encode("utf-8"))
+
+
+def _authenticated(push: VendorPush, conn: Connection, secret: Any, request: Request) -> bool:
+    """All configured checks, every one evaluated (no early exit that would time the first mismatch)."""
+    ok = True
+    if push.header_auth:
+        login, password = conn.login or "", conn.password or ""
+        expected = hashlib.md5(password.encode("utf-8")).hexdigest().upper()
+        _mask(expected)
+        given_secret = (request.headers.get("appSecret") or "").upper()
+        ok = bool(login and password) & _same(request.headers.get("appKey"), login) & _same(given_secret, expected)
+    if secret not in (None, ""):
+        ok &= _same(request.query_params.get(SECRET_PARAM), str(secret))
+    return ok
+
+
+def _mask(value: str) -> None:
+    from airflow_provider_sms.hooks.base import mask
+
+    mask(value)
+
+
+def _client_allowed(spec: Any, client: str | None, conn_id: str) -> bool:
+    """No allow-list: anyone. Otherwise the client address must lie in one of its IPs/CIDRs (fail closed)."""
+    if spec in (None, "") or spec == []:
+        return True
+    entries: Sequence[Any] = spec if isinstance(spec, list) else str(spec).split(",")
+    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for entry in entries:
+        text = str(entry).strip()
+        if not text:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            log.error(
+                "SMS receiver: connection %s has an invalid %s entry %r; refusing", conn_id, ALLOW_IPS_EXTRA, text
+            )
+            return False
+    if client is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed ``limit`` bytes: by its Content-Length or while read."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise PushRejected(400, "invalid Content-Length") from None
+        if length > limit:
+            raise PushRejected(413, f"the body is {length} bytes; at most {limit} are accepted")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PushRejected(413, f"the body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_and_store(
+    conn: Connection,
+    kind: str,
+    items: list[Mapping[str, Any]],
+    extras: Mapping[str, Any],
+    settings: ReceiverSettings,
+    stores: _Stores,
+) -> SaveResult | None:
+    """Parse every record with the vendor hook (all or nothing), then commit them; runs in a worker thread."""
+    from airflow_provider_sms.hooks import hook_class_for_conn_type
+
+    if not items:
+        return None
+    conn_id = conn.conn_id
+    try:
+        hook = hook_class_for_conn_type(conn.conn_type or "")(sms_conn_id=conn_id)
+        parser = cast(_PushParser, hook)
+        parse: Callable[..., Any] = parser.report_from_record if kind == REPORTS else parser.inbound_from_record
+        records = hook.parse_records(items, functools.partial(parse, pushed=True), f"{kind} push")
+    except SmsPartialResponseError as exc:
+        first_item, first_reason = exc.rejected[0]
+        log.warning("SMS push to %s/%s: malformed record %r: %s", conn_id, kind, first_item, first_reason)
+        raise PushRejected(400, f"{len(exc.rejected)} of {len(items)} records are malformed: {first_reason}") from None
+    except SmsResponseError as exc:
+        raise PushRejected(400, exc.problem) from None
+    except SmsError as exc:  # the connection cannot be used (bad timezone extra, ...)
+        raise _StoreFailed(f"connection {conn_id!r} cannot be used: {exc}") from None
+
+    store_conn_id = str(extras.get(STORE_EXTRA) or "") or settings.store_conn_id
+    prefix = str(extras.get(STORE_PREFIX_EXTRA) or "") or settings.store_table_prefix
+    try:
+        store = stores.get(store_conn_id, prefix)
+    except Exception as exc:
+        raise _StoreFailed(f"the store cannot be opened: {exc}") from None
+    try:
+        if kind == INBOUND:
+            return store.save_inbound(cast("list[InboundMessage]", records), conn_id=conn_id)
+        return store.save_reports(cast("list[DeliveryReport]", records), conn_id=conn_id)
+    except Exception as exc:
+        stores.discard(store)
+        log.debug("SMS receiver: store write failed", exc_info=True)
+        raise _StoreFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+__all__ = [
+    "ALLOW_IPS_EXTRA",
+    "DEFAULT_MAX_BODY_BYTES",
+    "SECRET_EXTRA",
+    "SECRET_PARAM",
+    "STORE_EXTRA",
+    "STORE_PREFIX_EXTRA",
+    "ReceiverSettings",
+    "create_app",
+    "create_standalone_app",
+]

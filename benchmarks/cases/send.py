@@ -1,0 +1,312 @@
+"""Sending: throughput against the plain-requests baseline, wall time under vendor latency, peak memory.
+
+Ours is ``SmsSendOperator(...).execute(context)`` (the code path a DAG runs: normalising, opt-out
+lookup, planning, idempotency keys, sending, and recording every accepted request in the embedded
+store), against the simulator in its own process. Ours and the baselines alternate within a round,
+the order flipping each round, and the simulator is reset before every run.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from benchmarks.baselines import CONTENT, PER_REQUEST, SIGNATURE, SentRecorder, numbers, post_all, post_concurrently
+from benchmarks.baselines import prepare_send as prepare_baseline
+from benchmarks.common import VENDORS, Row, Simulator, median, megabytes, rate, run_child, seconds
+
+# ------------------------------------------------------------------------------------------------ child side
+
+
+def _operator(vendor: str, mobiles: list[str], concurrency: int) -> Any:
+    from airflow_provider_sms.operators import SmsSendOperator
+
+    return SmsSendOperator(
+        task_id="send",
+        sms_conn_id=f"sms_{vendor}",
+        mobiles=mobiles,
+        content=CONTENT,
+        # cloud_mas takes the signature code from the connection; the others get a 【Bench】 signature
+        signature=None if vendor == "cloud_mas" else SIGNATURE,
+        max_concurrency=concurrency,
+    )
+
+
+def _ours(sim: dict[str, Any], vendor: str, mobiles: list[str], concurrency: int, run_id: str) -> dict[str, Any]:
+    from airflow_provider_sms.hooks.base import SmsHook
+    from airflow_provider_sms.store import SmsStore
+    from benchmarks.cases._child import CallTimer, FakeTaskInstance, fresh_home, reset_simulator, timed
+
+    reset_simulator(sim)
+    with fresh_home():
+        operator = _operator(vendor, mobiles, concurrency)
+        timer = CallTimer()
+        timer.wrap(SmsStore, "record_accepted", "store_record")
+        timer.wrap(SmsStore, "opted_out", "opt_out_lookup")
+        timer.wrap(SmsHook, "plan_send", "plan")
+        timer.wrap(SmsHook, "submit", "vendor_submit")
+        try:
+            timing, summary = timed(sim, lambda: operator.execute({"ti": FakeTaskInstance(run_id)}))
+        finally:
+            timer.restore()
+    if summary["accepted_numbers"] != len(mobiles):
+        raise AssertionError(f"{vendor}: accepted {summary['accepted_numbers']} of {len(mobiles)}")
+    timing.extra = {"requests": summary["requests"], **{f"{k}_s": v for k, v in timer.seconds.items()}}
+    return timing.to_dict()
+
+
+def _baseline(
+    sim: dict[str, Any], vendor: str, mobiles: list[str], *, record: bool, concurrency: int = 1
+) -> dict[str, Any]:
+    from benchmarks.cases._child import reset_simulator, timed
+
+    reset_simulator(sim)
+    prepared = prepare_baseline(vendor, json.loads(sim["connections"][vendor]), mobiles)
+    with tempfile.TemporaryDirectory(prefix="sms-bench-baseline-") as directory:
+        recorder = SentRecorder(str(Path(directory) / "sent.db")) if record else None
+        try:
+            if concurrency > 1:
+                timing, accepted = timed(sim, lambda: post_concurrently(prepared, concurrency))
+            else:
+                timing, accepted = timed(sim, lambda: post_all(prepared, vendor, recorder))
+        finally:
+            if recorder is not None:
+                recorder.close()
+    if accepted != len(mobiles):
+        raise AssertionError(f"{vendor} baseline: accepted {accepted} of {len(mobiles)}")
+    timing.extra = {"requests": len(prepared.payloads)}
+    return timing.to_dict()
+
+
+def child_send(params: dict[str, Any]) -> dict[str, Any]:
+    """Rounds of ours and the baselines for one vendor; returns every run's timings."""
+    from benchmarks.cases._child import use_simulator
+
+    sim, vendor, count = params["sim"], params["vendor"], int(params["count"])
+    concurrency, latency = int(params.get("concurrency", 1)), float(params.get("latency", 0.0))
+    variants: list[str] = params["variants"]
+    use_simulator(sim)
+    mobiles = numbers(vendor, count)
+    warm = mobiles[: 2 * PER_REQUEST[vendor]]
+
+    def run(variant: str, which: list[str], run_id: str) -> dict[str, Any]:
+        if variant == "ours":
+            return _ours(sim, vendor, which, concurrency, run_id)
+        if variant == "baseline":
+            return _baseline(sim, vendor, which, record=False)
+        if variant == "baseline_record":
+            return _baseline(sim, vendor, which, record=True)
+        if variant == "baseline_concurrent":
+            return _baseline(sim, vendor, which, record=False, concurrency=concurrency)
+        raise ValueError(variant)
+
+    set_latency = f"{sim['http_url']}/_sim/config"
+    requests.post(set_latency, json={"latency": latency}, timeout=30).raise_for_status()
+    try:
+        for variant in variants:  # imports and first connections, outside the timed runs
+            run(variant, warm, "warmup")
+        runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in variants}
+        for round_no in range(int(params["rounds"])):
+            order = variants if round_no % 2 == 0 else list(reversed(variants))
+            for variant in order:
+                runs[variant].append(run(variant, mobiles, f"round-{round_no}"))
+    finally:
+        requests.post(set_latency, json={"latency": 0.0}, timeout=30).raise_for_status()
+    return {"runs": runs}
+
+
+def _vm(field: str) -> int:
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def child_send_memory(params: dict[str, Any]) -> dict[str, Any]:
+    """Peak memory the send adds on top of the number list it was given (RSS high-water, reset before)."""
+    from benchmarks.cases._child import FakeTaskInstance, fresh_home, reset_simulator, timed, use_simulator
+
+    sim, vendor, count = params["sim"], params["vendor"], int(params["count"])
+    use_simulator(sim)
+    with fresh_home():
+        reset_simulator(sim)
+        _operator(vendor, numbers(vendor, 2000), 1).execute({"ti": FakeTaskInstance("warmup")})  # imports
+        reset_simulator(sim)
+        mobiles = numbers(vendor, count)
+        list_bytes = sys.getsizeof(mobiles) + sum(sys.getsizeof(m) for m in mobiles)
+        operator = _operator(vendor, mobiles, 1)
+        gc.collect()
+        rss_before = _vm("VmRSS")
+        try:
+            Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
+            peak_reset = True
+        except OSError:
+            peak_reset = False
+        timing, summary = timed(sim, lambda: operator.execute({"ti": FakeTaskInstance("memory")}))
+        peak = _vm("VmHWM")
+    if summary["accepted_numbers"] != count:
+        raise AssertionError(f"accepted {summary['accepted_numbers']} of {count}")
+    return {
+        "count": count,
+        "list_bytes": list_bytes,
+        "rss_before": rss_before,
+        "peak_rss": peak,
+        "added_peak": peak - rss_before,
+        "peak_reset": peak_reset,
+        "requests": summary["requests"],
+        **timing.to_dict(),
+    }
+
+
+# ------------------------------------------------------------------------------------------------ parent side
+
+
+def _walls(runs: list[dict[str, Any]]) -> list[float]:
+    return [float(r["wall"]) for r in runs]
+
+
+def _busy(runs: list[dict[str, Any]], key: str) -> float:
+    return median([float(r[key]) / float(r["wall"]) for r in runs])
+
+
+def run_throughput(
+    sim: Simulator, workdir: Path, *, count: int, rounds: int, vendors: tuple[str, ...] = VENDORS
+) -> list[Row]:
+    rows: list[Row] = []
+    for vendor in vendors:
+        result = run_child(
+            "benchmarks.cases.send:child_send",
+            {
+                "sim": sim.info,
+                "vendor": vendor,
+                "count": count,
+                "rounds": rounds,
+                "variants": ["ours", "baseline", "baseline_record"],
+            },
+            workdir,
+        )
+        runs = result["runs"]
+        ours, base, record = (
+            median(_walls(runs["ours"])),
+            median(_walls(runs["baseline"])),
+            median(_walls(runs["baseline_record"])),
+        )
+        requests_made = int(runs["ours"][0]["requests"])
+        ratio = base / ours
+        store_share = median([r.get("store_record_s", 0.0) / r["wall"] for r in runs["ours"]])
+        details = {
+            "runs": runs,
+            "requests": requests_made,
+            "numbers": count,
+            "median_wall": {"ours": ours, "baseline": base, "baseline_record": record},
+            "simulator_busy_share_in_baseline": _busy(runs["baseline"], "sim_cpu"),
+            "store_record_share_of_ours": store_share,
+        }
+        rows.append(
+            Row(
+                case=f"send {count:,} numbers — {vendor} ({requests_made} requests)",
+                ours=rate(count, ours),
+                baseline=rate(count, base),
+                ratio=f"{ratio:.2f}×",
+                target="≥ 0.9×",
+                passed=ratio >= 0.9,
+                note=(
+                    f"simulator busy {details['simulator_busy_share_in_baseline']:.0%} of the baseline's time; "
+                    f"our store writes {store_share:.0%} of ours"
+                ),
+                details=details,
+            )
+        )
+        same_work = record / ours
+        rows.append(
+            Row(
+                case=f"send {count:,} numbers — {vendor}, baseline also records each request (proposed)",
+                ours=rate(count, ours),
+                baseline=rate(count, record),
+                ratio=f"{same_work:.2f}×",
+                target="≥ 0.9×",
+                passed=same_work >= 0.9,
+                note="baseline inserts each accepted request's numbers (executemany + commit) before the next",
+                details={"median_wall": details["median_wall"]},
+            )
+        )
+    return rows
+
+
+def run_latency(
+    sim: Simulator,
+    workdir: Path,
+    *,
+    count: int,
+    rounds: int,
+    latency: float,
+    plan: list[tuple[str, int]],
+) -> list[Row]:
+    rows: list[Row] = []
+    for vendor, concurrency in plan:
+        result = run_child(
+            "benchmarks.cases.send:child_send",
+            {
+                "sim": sim.info,
+                "vendor": vendor,
+                "count": count,
+                "rounds": rounds,
+                "latency": latency,
+                "concurrency": concurrency,
+                "variants": ["ours", "baseline_concurrent"] if concurrency > 1 else ["ours", "baseline"],
+            },
+            workdir,
+        )
+        runs = result["runs"]
+        requests_made = int(runs["ours"][0]["requests"])
+        ideal = requests_made * latency / concurrency
+        ours = median(_walls(runs["ours"]))
+        base_runs = runs["baseline_concurrent" if concurrency > 1 else "baseline"]
+        base = median(_walls(base_runs))
+        ratio = ours / ideal
+        rows.append(
+            Row(
+                case=(
+                    f"send {count:,} numbers, {latency * 1000:.0f} ms vendor latency — {vendor}, "
+                    f"max_concurrency={concurrency}"
+                ),
+                ours=seconds(ours),
+                baseline=f"ideal {seconds(ideal)}",
+                ratio=f"{ratio:.2f}×",
+                target="≤ 1.3×",
+                passed=ratio <= 1.3,
+                note=f"plain requests with the same concurrency: {seconds(base)} ({base / ideal:.2f}× ideal)",
+                details={
+                    "runs": runs,
+                    "requests": requests_made,
+                    "ideal": ideal,
+                    "median_wall": {"ours": ours, "baseline": base},
+                },
+            )
+        )
+    return rows
+
+
+def run_memory(sim: Simulator, workdir: Path, *, count: int, vendor: str = "paasw_v2") -> list[Row]:
+    result = run_child(
+        "benchmarks.cases.send:child_send_memory", {"sim": sim.info, "vendor": vendor, "count": count}, workdir
+    )
+    list_bytes, added = int(result["list_bytes"]), int(result["added_peak"])
+    ratio = added / list_bytes
+    return [
+        Row(
+            case=f"send {count:,} numbers — peak memory added by the send ({vendor})",
+            ours=megabytes(added),
+            baseline=f"list {megabytes(list_bytes)}",
+            ratio=f"{ratio:.2f}×",
+            target="≤ 2×",
+            passed=ratio <= 2.0,
+            note=f"RSS high-water during execute() minus RSS before it; took {seconds(float(result['wall']))}",
+            details=result,
+        )
+    ]
