@@ -31,6 +31,32 @@ def _field(label: str, description: str, schema: dict[str, Any] | None = None) -
     return {"label": label, "description": description, "schema": dict(schema or _STRING)}
 
 
+_CALLBACK_FIELDS: dict[str, Any] = {
+    "callback_secret": _field(
+        "Push secret",
+        "Enables the push receiver: the vendor calls /sms/callbacks/<conn_id>/reports?secret=<this> (and /inbound). "
+        "Use 32+ random characters.",
+        _SECRET,
+    ),
+    "callback_allow_ips": _field("Push allowed IPs", "Comma list of IPs/CIDRs allowed to push; empty: any address"),
+    "callback_store_conn_id": _field(
+        "Push store connection",
+        "SQLite/PostgreSQL connection of the SMS store pushes go to (default: [sms] callback_store_conn_id, "
+        "else the embedded store); use the sending tasks' store",
+    ),
+    "callback_store_table_prefix": _field("Push store table prefix", "Table prefix of that store (default sms_)"),
+}
+_INTL_CALLBACK_FIELDS: dict[str, Any] = {
+    **_CALLBACK_FIELDS,
+    "callback_secret": _field(
+        "Push secret (optional)",
+        "intl pushes are authenticated by their appKey/appSecret headers; "
+        "if set, the push URL must also carry ?secret=<this>",
+        _SECRET,
+    ),
+}
+
+
 def _connection_type(
     conn_type: str,
     class_name: str,
@@ -61,6 +87,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         relabeling={"login": "App ID", "password": "Secret", "host": "Base URL"},
         placeholders={"host": "http://openapi.gateway.paasw.com", "login": "0189457543"},
         fields={
+            **_CALLBACK_FIELDS,
             "format": _field(
                 "Body format",
                 "json (/message/*) or form (/msg/*)",
@@ -83,6 +110,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         relabeling={"login": "App ID", "password": "Secret", "host": "Base URL"},
         placeholders={"host": "http://openapi.gateway.paasw.com", "login": "0189457543"},
         fields={
+            **_CALLBACK_FIELDS,
             "sign": _field("Signature", "Sent in the sign field, without 【】 (at most 20 characters)"),
             "kind": _field("Message kind", "1, 2 or 3; only for accounts configured with several kinds"),
         },
@@ -96,6 +124,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         relabeling={"login": "App key", "password": "App secret", "host": "Base URL"},
         placeholders={"host": "http://39.107.123.194:9118", "login": "10002"},
         fields={
+            **_INTL_CALLBACK_FIELDS,
             "sender_id": _field("Sender ID", "Shown as the sender on the phone, where the route allows it"),
             "sign": _field("Signature", "Put in 【】 at the start of the content when it has none"),
         },
@@ -109,6 +138,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         relabeling={"login": "Account", "password": "Password", "host": "Base URL"},
         placeholders={"host": "https://sms.example.com"},
         fields={
+            **_CALLBACK_FIELDS,
             "sign": _field("Signature", "Put in 【】 at the start of the content when it has none"),
             "pwd_case": _field(
                 "MD5 case",
@@ -145,4 +175,11 @@ PROVIDER_INFO: dict[str, Any] = {
     "description": "Send SMS through Chinese and international gateways and track every message.",
     "versions": [__version__],
     "connection-types": CONNECTION_TYPES,
+    "notifications": ["airflow_provider_sms.notifications.sms.SmsNotifier"],
+    "triggers": [
+        {
+            "integration-name": "SMS",
+            "python-modules": ["airflow_provider_sms.triggers.delivery", "airflow_provider_sms.triggers.inbound"],
+        }
+    ],
 }

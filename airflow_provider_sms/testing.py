@@ -8,7 +8,8 @@ over real sockets exactly as they would to a vendor.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -51,3 +52,27 @@ def sms_connections(sms_simulator: GatewaySimulator, monkeypatch: pytest.MonkeyP
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", sms_simulator.connection_json(vendor, retry_wait=0.01))
         conn_ids[vendor] = conn_id
     return conn_ids
+
+
+@dataclass
+class FakeTaskInstance:
+    """The attributes SMS operators, sensors and notifiers read from ``context["ti"]``.
+
+    Lets a test call ``operator.execute(task_context(...))`` without an Airflow metadata database.
+    """
+
+    dag_id: str = "dag"
+    run_id: str = "run-1"
+    task_id: str = "send"
+    map_index: int = -1
+    try_number: int = 1
+    xcoms: dict[str, Any] = field(default_factory=dict)
+
+    def xcom_pull(self, task_ids: str | None = None, **_: Any) -> Any:
+        return self.xcoms.get(task_ids or "")
+
+
+def task_context(ti: FakeTaskInstance | None = None, **extra: Any) -> dict[str, Any]:
+    """A minimal task context around ``ti``."""
+    ti = ti or FakeTaskInstance()
+    return {"ti": ti, "task_instance": ti, "run_id": ti.run_id, **extra}

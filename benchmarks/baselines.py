@@ -181,23 +181,37 @@ def prepare_send(vendor: str, connection: dict[str, Any], mobiles: Sequence[str]
 
 
 class SentRecorder:
-    """What the provider's store keeps per accepted request, in plain sqlite3: one row per number."""
+    """What the provider's store records per accepted request, in plain sqlite3, before the next request.
+
+    One row for the request (its key, batch id and state) and one row per number with the same columns
+    and primary key as the store's ``sent_messages``, in one transaction committed per request.
+    """
 
     def __init__(self, path: str) -> None:
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute(
-            """CREATE TABLE IF NOT EXISTS sent (vendor TEXT NOT NULL, batch_id TEXT NOT NULL, mobile TEXT NOT NULL,
-            request_key TEXT NOT NULL, submitted_at TEXT, PRIMARY KEY (vendor, batch_id, mobile))"""
+            """CREATE TABLE requests (idempotency_key TEXT PRIMARY KEY, vendor TEXT NOT NULL, batch_id TEXT,
+            state TEXT NOT NULL, total BIGINT NOT NULL, created_at TEXT NOT NULL)"""
+        )
+        self.db.execute(
+            """CREATE TABLE sent_messages (vendor TEXT NOT NULL, batch_id TEXT NOT NULL, mobile TEXT NOT NULL,
+            idempotency_key TEXT NOT NULL, conn_id TEXT NOT NULL, submitted_at TEXT, dag_id TEXT NOT NULL,
+            run_id TEXT NOT NULL, task_id TEXT NOT NULL, map_index INTEGER NOT NULL,
+            PRIMARY KEY (vendor, batch_id, mobile))"""
         )
 
     def record(self, vendor: str, batch_id: str, mobiles: Sequence[str]) -> None:
-        key = f"{vendor}:{batch_id}"
-        now = datetime.now(timezone.utc).isoformat()
+        key = hashlib.sha256(f"{vendor}:{batch_id}".encode()).hexdigest()
+        now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute(
+            "INSERT INTO requests VALUES (?, ?, ?, 'accepted', ?, ?)", (key, vendor, batch_id, len(mobiles), now)
+        )
         self.db.executemany(
-            "INSERT INTO sent VALUES (?, ?, ?, ?, ?)", [(vendor, batch_id, m, key, now) for m in mobiles]
+            "INSERT INTO sent_messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(vendor, batch_id, m, key, f"sms_{vendor}", now, "benchmarks", "run", "send", -1) for m in mobiles],
         )
         self.db.execute("COMMIT")
 
@@ -260,9 +274,17 @@ def post_concurrently(prepared: Prepared, concurrency: int) -> int:
 
 
 def pull_reports_into_sqlite(connection: dict[str, Any], path: str) -> int:
-    """Drain the paasw_v2 report queue, then insert all rows with one executemany in one transaction."""
+    """Drain the paasw_v2 report queue, then insert every row with one executemany in one transaction.
+
+    The rows hold what the store keeps of a report (status, code, description, time in UTC, the raw
+    record as JSON, connection, fetch time, a sequence number), in a table with the same key.
+    """
+    from zoneinfo import ZoneInfo
+
     host = connection["host"]
-    rows: list[tuple[str, ...]] = []
+    vendor_zone = ZoneInfo("Asia/Shanghai")
+    times: dict[str, str] = {}  # vendor time text -> ISO UTC; a page shares a few timestamps
+    rows: list[tuple[Any, ...]] = []
     with requests.Session() as session:
         token = session.post(
             f"{host}/message/token", json={"appId": connection["login"], "secret": connection["password"]}
@@ -273,16 +295,27 @@ def pull_reports_into_sqlite(connection: dict[str, Any], path: str) -> int:
             data = reply.get("data") or []
             if not data:
                 break
+            fetched_at = datetime.now(timezone.utc).isoformat(timespec="microseconds")
             for item in data:
-                code = item["chnRptCode"]
+                code, text = item["chnRptCode"], item["chnRptDate"]
+                at = times.get(text)
+                if at is None:
+                    naive = datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+                    at = times[text] = naive.replace(tzinfo=vendor_zone).astimezone(timezone.utc).isoformat()
+                delivered = code == "DELIVRD"
                 rows.append(
                     (
                         "paasw_v2",
                         str(item["batchId"]),
                         item["mobile"],
-                        "delivered" if code == "DELIVRD" else "failed",
+                        "delivered" if delivered else "failed",
                         code,
-                        item["chnRptDate"],
+                        "delivered" if delivered else f"operator code {code}",
+                        at,
+                        json.dumps(item, ensure_ascii=False, separators=(",", ":")),
+                        "sms_paasw_v2",
+                        fetched_at,
+                        len(rows) + 1,
                     )
                 )
     db = sqlite3.connect(path, isolation_level=None)
@@ -290,11 +323,14 @@ def pull_reports_into_sqlite(connection: dict[str, Any], path: str) -> int:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute(
-            """CREATE TABLE IF NOT EXISTS reports (vendor TEXT NOT NULL, batch_id TEXT NOT NULL, mobile TEXT NOT NULL,
-            status TEXT NOT NULL, code TEXT NOT NULL, reported_at TEXT, PRIMARY KEY (vendor, batch_id, mobile))"""
+            """CREATE TABLE IF NOT EXISTS reports (vendor TEXT NOT NULL, batch_id TEXT NOT NULL,
+            mobile TEXT NOT NULL, status TEXT NOT NULL, code TEXT NOT NULL, description TEXT NOT NULL,
+            reported_at TEXT, raw TEXT, conn_id TEXT NOT NULL, fetched_at TEXT NOT NULL, seq BIGINT NOT NULL,
+            PRIMARY KEY (vendor, batch_id, mobile))"""
         )
+        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS reports_seq ON reports (seq)")
         db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?, ?, ?)", rows)
+        db.executemany("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         db.execute("COMMIT")
     finally:
         db.close()

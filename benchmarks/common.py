@@ -55,6 +55,15 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def paired_ratio(numerator: Sequence[Mapping[str, Any]], denominator: Sequence[Mapping[str, Any]]) -> float:
+    """Median over rounds of ``numerator wall / denominator wall``, each pair run back to back.
+
+    Two runs of one round saw the same load on a shared machine; the median of their ratios is steadier
+    than the ratio of two medians taken minutes apart.
+    """
+    return median([float(n["wall"]) / float(d["wall"]) for n, d in zip(numerator, denominator, strict=True)])
+
+
 def seconds(value: float) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
 
@@ -132,25 +141,13 @@ class Simulator:
     def reset(self) -> None:
         control(self.info, "/reset")
 
-    def set_latency(self, latency: float) -> None:
-        response = requests.post(f"{self.http_url}/_sim/config", json={"latency": latency}, timeout=30)
-        response.raise_for_status()
-
 
 def control(info: Mapping[str, Any], path: str, payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A call to the simulator process's control port (fill, reset, cpu)."""
-    url = f"{info['control_url']}{path}"
-    if payload is None and path == "/cpu":
-        response = requests.get(url, timeout=600)
-    else:
-        response = requests.post(url, json=dict(payload or {}), timeout=600)
+    """A POST to the simulator process's control port (``/reset``, ``/fill``)."""
+    response = requests.post(f"{info['control_url']}{path}", json=dict(payload or {}), timeout=900)
     response.raise_for_status()
     result: dict[str, Any] = response.json()
     return result
-
-
-def sim_cpu(info: Mapping[str, Any]) -> float:
-    return float(control(info, "/cpu")["cpu_seconds"])
 
 
 @contextmanager

@@ -33,15 +33,18 @@ VENDORS = ("paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas")
 BALANCE = Decimal(10**9)
 
 
-def fill(simulator: GatewaySimulator, vendor: str, count: int, per_batch: int) -> dict[str, Any]:
-    """Accept ``count`` numbers in batches of ``per_batch``, as the vendor's send endpoint would."""
+def fill(simulator: GatewaySimulator, vendor: str, count: int, per_batch: int, first_batch: int) -> dict[str, Any]:
+    """Accept ``count`` numbers (``138`` + 8 digits, counting up) in batches of ``per_batch``.
+
+    Batch ``k`` gets the id ``first_batch + k``, so a store that recorded those sends matches the reports.
+    """
     gateway = simulator.gateway
     started = time.perf_counter()
     prefix = "86" if vendor == "intl" else ""
     batches = 0
     for start in range(0, count, per_batch):
         stop = min(start + per_batch, count)
-        batch_id = gateway.next_batch_id()
+        batch_id = str(first_batch + batches)
         gateway.accept(vendor, batch_id, ((f"{prefix}138{i:08d}", "【Bench】hello") for i in range(start, stop)))
         batches += 1
     return {"vendor": vendor, "count": count, "batches": batches, "seconds": time.perf_counter() - started}
@@ -87,7 +90,11 @@ def control_server(simulator: GatewaySimulator) -> ThreadingHTTPServer:
             try:
                 if self.path == "/fill":
                     result = fill(
-                        simulator, payload["vendor"], int(payload["count"]), int(payload.get("per_batch", 1000))
+                        simulator,
+                        payload["vendor"],
+                        int(payload["count"]),
+                        int(payload.get("per_batch", 1000)),
+                        int(payload.get("first_batch", 1)),
                     )
                 elif self.path == "/reset":
                     reset(simulator)
@@ -128,7 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     os.replace(tmp, args.ready_file)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+
+    def stop_when_stdin_closes() -> None:
+        sys.stdin.read()  # the parent closes it (or dies): stop with it
+        stop.set()
+
+    threading.Thread(target=stop_when_stdin_closes, daemon=True).start()
     stop.wait()
     control.shutdown()
     simulator.stop()

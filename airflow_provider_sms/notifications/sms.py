@@ -183,7 +183,7 @@ class SmsNotifier(BaseNotifier):
             self._record(store, hook, key, receipts, context)
         numbers = sum(len(r.mobiles) for r in receipts)
         self.log.info(
-            "SMS notification %r sent through %s to %d numbers (batches %s)",
+            "SMS notification %r sent through %s to %d number(s) (batches %s)",
             key,
             self.sms_conn_id,
             numbers,

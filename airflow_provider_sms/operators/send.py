@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_sms.hooks.base import SendRequest, SmsHook
+    from airflow_provider_sms.records import SendReceipt
     from airflow_provider_sms.store import SmsStore, TaskIdentity
 
 
@@ -277,10 +278,10 @@ class SmsSendOperator(BaseOperator):
             )
         progress = _Progress(self, hook.vendor, len(planned), total_numbers, accepted_numbers)
 
-        def send_one(sender: SmsHook, request: SendRequest, key: str) -> str:
-            """One request, recorded the moment its outcome is known (accepted, or unknown)."""
+        def submit_one(sender: SmsHook, request: SendRequest, key: str) -> SendReceipt:
+            """One request to the vendor; an unknown outcome is recorded at once, so no retry resends it blindly."""
             try:
-                receipt = sender.submit(request)
+                return sender.submit(request)
             except SmsOutcomeUnknownError as exc:
                 store.record_unknown(
                     key,
@@ -291,15 +292,17 @@ class SmsSendOperator(BaseOperator):
                     reason=exc.cause,
                 )
                 raise
+
+        def record_one(request: SendRequest, key: str, receipt: SendReceipt) -> str:
             store.record_accepted(key, receipt, conn_id=self.sms_conn_id, task=task)
             progress.accepted(request, receipt.batch_id)
             return receipt.batch_id
 
         if self.max_concurrency == 1 or len(to_send) <= 1:
-            for request, key in to_send:
-                batch_by_index[request.index] = send_one(hook, request, key)
+            for request, key in to_send:  # each accepted request is recorded before the next goes out
+                batch_by_index[request.index] = record_one(request, key, submit_one(hook, request, key))
         else:
-            batch_by_index.update(self._send_concurrently(hook, to_send, send_one))
+            batch_by_index.update(self._send_concurrently(hook, to_send, submit_one, record_one))
         summary = {
             "conn_id": self.sms_conn_id,
             "vendor": hook.vendor,
@@ -324,72 +327,110 @@ class SmsSendOperator(BaseOperator):
         self,
         hook: SmsHook,
         to_send: Sequence[tuple[SendRequest, str]],
-        send_one: Callable[[SmsHook, SendRequest, str], str],
+        submit_one: Callable[[SmsHook, SendRequest, str], SendReceipt],
+        record_one: Callable[[SendRequest, str, SendReceipt], str],
     ) -> dict[int, str]:
         """Keep up to ``max_concurrency`` requests in flight, each thread on its own copy of the hook.
 
-        The first failure stops new requests; those already in flight finish and are recorded (accepted
-        or unknown) before the failure is raised, so the store misses no request the vendor accepted.
+        A request is recorded by its thread the moment the vendor accepts it, after giving up its place
+        in flight, so the next request need not wait for the store. The first failure stops new requests;
+        those already sent finish and are recorded (accepted or unknown) before the failure is raised, so
+        the store misses no request the vendor accepted.
         """
         from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-        local = threading.local()
-        copies: list[SmsHook] = []
-        copies_lock = threading.Lock()
+        hook.config  # noqa: B018  (the connection is looked up here, once, not by each thread)
+        limit = self.max_concurrency
+        in_flight_slots = threading.BoundedSemaphore(limit)
+        stopped = threading.Event()
+        hooks = _PerThreadHooks(hook)
 
-        def in_thread(request: SendRequest, key: str) -> str:
-            sender = getattr(local, "hook", None)
-            if sender is None:
-                sender = local.hook = hook.for_thread()
-                with copies_lock:
-                    copies.append(sender)
-            return send_one(sender, request, key)
+        def in_thread(request: SendRequest, key: str) -> str | None:
+            with in_flight_slots:
+                if stopped.is_set():
+                    return None  # queued behind a failure: never sent
+                receipt = submit_one(hooks.get(), request, key)
+            return record_one(request, key, receipt)
 
         batch_by_index: dict[int, str] = {}
         failure: BaseException | None = None
         pending = iter(to_send)
-        in_flight: dict[Future[str], SendRequest] = {}
-        workers = min(self.max_concurrency, len(to_send))
+        outstanding: dict[Future[str | None], SendRequest] = {}
+        # twice the limit: while some threads record, as many others can have a request in flight
+        workers = min(2 * limit, len(to_send))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"sms-send-{self.task_id}")
         try:
             while True:
-                while failure is None and len(in_flight) < workers:
+                while failure is None and len(outstanding) < workers:
                     item = next(pending, None)
                     if item is None:
                         break
-                    in_flight[pool.submit(in_thread, *item)] = item[0]
-                if not in_flight:
+                    outstanding[pool.submit(in_thread, *item)] = item[0]
+                if not outstanding:
                     break
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                done, _ = wait(outstanding, return_when=FIRST_COMPLETED)
                 for future in done:
-                    request = in_flight.pop(future)
+                    request = outstanding.pop(future)
                     error = future.exception()
                     if error is None:
-                        batch_by_index[request.index] = future.result()
+                        batch_id = future.result()
+                        if batch_id is not None:
+                            batch_by_index[request.index] = batch_id
                     elif failure is None:
                         failure = error
-                        if in_flight:
-                            self.log.warning(
-                                "%s: %s failed; sending no more requests, waiting for the %d in flight",
-                                hook.vendor,
-                                request.description,
-                                len(in_flight),
-                            )
+                        stopped.set()
+                        self.log.warning(
+                            "%s: %s failed; sending no more requests, waiting for those already sent",
+                            hook.vendor,
+                            request.description,
+                        )
                     else:
                         self.log.error("%s: %s also failed: %s", hook.vendor, request.description, error)
+        except BaseException:
+            stopped.set()  # this thread was interrupted (the task being stopped): nothing new goes out
+            raise
         finally:
-            # also on an exception in this thread (the task being stopped): what is in flight finishes and
-            # is recorded, nothing new starts
+            # what was sent finishes and is recorded; a request still queued for a place is not sent
             pool.shutdown(wait=True, cancel_futures=True)
-            for clone in copies:
-                clone.close()
+            hooks.close()
         if failure is not None:
             raise failure
         return batch_by_index
 
 
+class _PerThreadHooks:
+    """A copy of the hook for each sending thread: a ``requests.Session`` is not shared between threads."""
+
+    def __init__(self, hook: SmsHook) -> None:
+        self._hook = hook
+        self._local = threading.local()
+        self._copies: list[SmsHook] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> SmsHook:
+        copy: SmsHook | None = getattr(self._local, "hook", None)
+        if copy is None:
+            copy = self._local.hook = self._hook.for_thread()
+            with self._lock:
+                self._copies.append(copy)
+        return copy
+
+    def close(self) -> None:
+        with self._lock:
+            copies, self._copies = self._copies, []
+        for copy in copies:
+            copy.close()
+
+
 class _Progress:
-    """Counts accepted requests and logs each one; safe to call from the sending threads."""
+    """Counts accepted requests and reports progress; safe to call from the sending threads.
+
+    A progress line goes to the task log for the first and the last request and at most every
+    ``INTERVAL`` seconds in between (the others at debug level): a send of a thousand requests should
+    not cost a thousand log lines, and the store keeps every batch id anyway.
+    """
+
+    INTERVAL: ClassVar[float] = 5.0
 
     def __init__(self, op: SmsSendOperator, vendor: str, requests: int, numbers: int, accepted_numbers: int) -> None:
         self._op = op
@@ -397,13 +438,22 @@ class _Progress:
         self._requests = requests
         self._numbers = numbers
         self.accepted_numbers = accepted_numbers
+        self._next_info = 0.0
         self._lock = threading.Lock()
 
     def accepted(self, request: SendRequest, batch_id: str) -> None:
+        import logging
+        import time
+
         with self._lock:
             self.accepted_numbers += len(request.mobiles)
             done = self.accepted_numbers
-        self._op.log.info(
+            now = time.monotonic()
+            loud = now >= self._next_info or done >= self._numbers
+            if loud:
+                self._next_info = now + self.INTERVAL
+        self._op.log.log(
+            logging.INFO if loud else logging.DEBUG,
             "%s: request %d/%d accepted as batch %s; %d/%d numbers accepted",
             self._vendor,
             request.index + 1,

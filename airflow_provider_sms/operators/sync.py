@@ -3,7 +3,7 @@ into a warehouse table on any ``common.sql`` connection, or into XCom for small 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_sms.hooks.base import SmsHook
     from airflow_provider_sms.store import SmsStore
+    from airflow_provider_sms.sync import PullResult
 
 #: columns copied to warehouse tables, in order; the first ones form the table's unique key
 REPORT_COLUMNS = ("vendor", "batch_id", "mobile", "status", "code", "description", "reported_at", "conn_id")
@@ -102,72 +103,82 @@ class _StoreOperator(BaseOperator):
         return f"{kind}:{self.sms_conn_id}:{target}"
 
 
-class SmsReportsSyncOperator(_StoreOperator):
+class _QueueSyncOperator(_StoreOperator):
+    """Pull one kind of record into the store, then copy rows newer than the watermark to the target."""
+
+    feature: ClassVar[str]
+    columns: ClassVar[tuple[str, ...]]
+    key: ClassVar[tuple[str, ...]]
+    xcom_key: ClassVar[str]
+
+    def pull(self, hook: SmsHook, store: SmsStore) -> PullResult:
+        raise NotImplementedError
+
+    def stored_pages(self, store: SmsStore, vendor: str, since_seq: int) -> Iterator[list[dict[str, Any]]]:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = self._hook_for(self.feature)
+        with self._store() as store:
+            pulled = self.pull(hook, store)
+            self.log.info(
+                "%s: %d %s fetched in %d pulls; %d new and %d updated in the store",
+                self.sms_conn_id,
+                pulled.fetched,
+                self.xcom_key,
+                pulled.pulls,
+                pulled.inserted,
+                pulled.updated,
+            )
+            watermark = self._watermark(self.feature)
+            pages = self.stored_pages(store, hook.vendor, store.get_watermark(watermark))
+            copied, sample = self._copy_new_rows(store, pages, self.columns, self.key, watermark)
+        result: dict[str, Any] = {
+            "conn_id": self.sms_conn_id,
+            "vendor": hook.vendor,
+            **pulled.to_dict(),
+            "copied": copied,
+        }
+        if not self.target_table:
+            result[self.xcom_key] = sample
+        return result
+
+
+class SmsReportsSyncOperator(_QueueSyncOperator):
     """Pull delivery reports into the store, then copy new and changed reports to ``target_table``.
 
     Returns counts, plus up to ``xcom_max_rows`` of the new reports when no target table is given.
     """
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    feature = "reports"
+    columns = REPORT_COLUMNS
+    key = REPORT_KEY
+    xcom_key = "reports"
+
+    def pull(self, hook: SmsHook, store: SmsStore) -> PullResult:
         from airflow_provider_sms.sync import pull_reports
 
-        hook = self._hook_for("reports")
-        with self._store() as store:
-            pulled = pull_reports(hook, store, max_pulls=self.max_pulls)
-            self.log.info(
-                "%s: %d reports fetched in %d pulls, %d new, %d updated in the store",
-                self.sms_conn_id,
-                pulled.fetched,
-                pulled.pulls,
-                pulled.inserted,
-                pulled.updated,
-            )
-            watermark = self._watermark("reports")
-            pages = store.iter_reports(
-                vendor=hook.vendor, since_seq=store.get_watermark(watermark), conn_id=self.sms_conn_id
-            )
-            copied, sample = self._copy_new_rows(store, pages, REPORT_COLUMNS, REPORT_KEY, watermark)
-        result: dict[str, Any] = {
-            "conn_id": self.sms_conn_id,
-            "vendor": hook.vendor,
-            **pulled.to_dict(),
-            "copied": copied,
-        }
-        if not self.target_table:
-            result["reports"] = sample
-        return result
+        return pull_reports(hook, store, max_pulls=self.max_pulls)
+
+    def stored_pages(self, store: SmsStore, vendor: str, since_seq: int) -> Iterator[list[dict[str, Any]]]:
+        return store.iter_reports(vendor=vendor, since_seq=since_seq, conn_id=self.sms_conn_id)
 
 
-class SmsInboundSyncOperator(_StoreOperator):
+class SmsInboundSyncOperator(_QueueSyncOperator):
     """Pull inbound (MO) messages into the store, then copy new ones to ``target_table``."""
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    feature = "inbound"
+    columns = INBOUND_COLUMNS
+    key = INBOUND_KEY
+    xcom_key = "messages"
+
+    def pull(self, hook: SmsHook, store: SmsStore) -> PullResult:
         from airflow_provider_sms.sync import pull_inbound
 
-        hook = self._hook_for("inbound")
-        with self._store() as store:
-            pulled = pull_inbound(hook, store, max_pulls=self.max_pulls)
-            self.log.info(
-                "%s: %d inbound messages fetched in %d pulls, %d new",
-                self.sms_conn_id,
-                pulled.fetched,
-                pulled.pulls,
-                pulled.inserted,
-            )
-            watermark = self._watermark("inbound")
-            pages = store.iter_inbound(
-                vendor=hook.vendor, since_seq=store.get_watermark(watermark), conn_id=self.sms_conn_id
-            )
-            copied, sample = self._copy_new_rows(store, pages, INBOUND_COLUMNS, INBOUND_KEY, watermark)
-        result: dict[str, Any] = {
-            "conn_id": self.sms_conn_id,
-            "vendor": hook.vendor,
-            **pulled.to_dict(),
-            "copied": copied,
-        }
-        if not self.target_table:
-            result["messages"] = sample
-        return result
+        return pull_inbound(hook, store, max_pulls=self.max_pulls)
+
+    def stored_pages(self, store: SmsStore, vendor: str, since_seq: int) -> Iterator[list[dict[str, Any]]]:
+        return store.iter_inbound(vendor=vendor, since_seq=since_seq, conn_id=self.sms_conn_id)
 
 
 class SmsBalanceOperator(_StoreOperator):

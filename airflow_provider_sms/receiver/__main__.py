@@ -1,6 +1,7 @@
 """Run the push receiver on its own, for teams that do not expose Airflow's API server.
 
     python -m airflow_provider_sms.receiver --host 0.0.0.0 --port 8790 [--store-conn-id sms_store]
+        [--ssl-certfile cert.pem --ssl-keyfile key.pem] [--forwarded-allow-ips 10.0.0.5]
 
 Connections are read as any Airflow process outside a task reads them: ``AIRFLOW_CONN_*``
 environment variables and the secrets backends configured in the Airflow config.
@@ -18,6 +19,8 @@ from urllib.parse import parse_qsl, urlencode
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8790
+#: seconds a stop waits for open connections (an idle vendor connection must not keep the process alive)
+GRACEFUL_SHUTDOWN_SECONDS = 10
 _SENSITIVE = re.compile(r"secret|token|pass|key|sign|auth", re.IGNORECASE)
 
 
@@ -61,6 +64,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="trust X-Forwarded-For from these proxy addresses (comma list), so that callback_allow_ips "
         "sees the vendor's address rather than the proxy's",
     )
+    parser.add_argument("--ssl-certfile", default=None, help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--ssl-keyfile", default=None, help="the certificate's private key (PEM)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -71,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from airflow_provider_sms.receiver.app import create_standalone_app
 
     args = parse_args(argv)
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise SystemExit("--ssl-certfile and --ssl-keyfile go together")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_standalone_app(
         store_conn_id=args.store_conn_id,
@@ -82,7 +89,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         options.update(proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips)
     else:
         options.update(proxy_headers=False)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, **options)
+    if args.ssl_certfile:
+        options.update(ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **options,
+    )
     # after uvicorn set up its logging: Airflow's logging setup leaves uvicorn.error not propagating to
     # uvicorn's handler, which would hide the "Uvicorn running on ..." line
     logging.getLogger("uvicorn.error").propagate = True

@@ -28,7 +28,9 @@ SQLite file ``$AIRFLOW_HOME/sms_store.db`` that the operators use by default. Po
 the sending tasks write to: that is where masked numbers are matched to sent ones and batch counters
 are kept.
 
-Secrets never reach a log line: requests are logged by path (never the query string), and the
+Secrets never reach a log line: before anything else sees the request, the ``secret`` query value
+is taken out of it and the query string keeps ``secret=***``, so access logs (uvicorn's, or the one
+Airflow's API server writes) cannot show it; the receiver's own lines name the path only, and the
 ``callback_secret`` extra is registered with Airflow's secrets masker when the connection is read.
 """
 
@@ -45,6 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -75,6 +78,8 @@ DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
 DEFAULT_TABLE_PREFIX: Final = "sms_"
 #: the query parameter that carries the connection's ``callback_secret``
 SECRET_PARAM: Final = "secret"
+#: where ``_HideSecret`` leaves the secret in the ASGI scope (a list: the parameter may be repeated)
+_SECRET_SCOPE_KEY: Final = "airflow_provider_sms.callback_secret"
 #: the Airflow config section (env ``AIRFLOW__SMS__CALLBACK_...``) the receiver reads its defaults from
 CONFIG_SECTION: Final = "sms"
 #: connection extras the receiver reads
@@ -166,6 +171,28 @@ def _close_quietly(store: SmsStore) -> None:
         log.debug("SMS receiver: closing a store failed", exc_info=True)
 
 
+class _HideSecret:
+    """ASGI middleware: moves the ``secret`` query value into the scope and leaves ``secret=***`` behind.
+
+    Access logs read the query string from the same scope once the response is sent, so the secret
+    never reaches them, whichever server (uvicorn alone, Airflow's API server) writes them.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        query = scope.get("query_string") or b"" if scope.get("type") == "http" else b""
+        if query:
+            pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+            given = [value for name, value in pairs if name == SECRET_PARAM]
+            if given:
+                scope[_SECRET_SCOPE_KEY] = given
+                redacted = [(name, "***" if name == SECRET_PARAM else value) for name, value in pairs]
+                scope["query_string"] = urlencode(redacted, safe="*").encode("latin-1")
+        await self.app(scope, receive, send)
+
+
 class _StoreFailed(Exception):
     """The records were parsed but could not be committed (or the store could not be opened)."""
 
@@ -200,6 +227,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.stores = stores
+    app.add_middleware(_HideSecret)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -208,7 +236,9 @@ def create_app(
     @app.post("/callbacks/{conn_id}/{kind}")
     async def receive(conn_id: str, kind: str, request: Request) -> Response:
         answer = await _receive(conn_id, kind, request, settings, stores)
-        return JSONResponse(answer.body, status_code=answer.status)
+        # a refusal may leave the body unread: close rather than keep a half-read connection alive
+        headers = {"Connection": "close"} if 400 <= answer.status < 500 else None
+        return JSONResponse(answer.body, status_code=answer.status, headers=headers)
 
     return app
 
@@ -359,7 +389,9 @@ def _authenticated(push: VendorPush, conn: Connection, secret: Any, request: Req
         given_secret = (request.headers.get("appSecret") or "").upper()
         ok = bool(login and password) & _same(request.headers.get("appKey"), login) & _same(given_secret, expected)
     if secret not in (None, ""):
-        ok &= _same(request.query_params.get(SECRET_PARAM), str(secret))
+        given = request.scope.get(_SECRET_SCOPE_KEY) or []
+        # a repeated parameter is ambiguous: refused, but compared all the same
+        ok &= (len(given) == 1) & _same(given[-1] if given else None, str(secret))
     return ok
 
 

@@ -1,1 +1,1 @@
-"""SMS triggers (imported by class path in the triggerer)."""
+"""SMS triggers (the triggerer imports them by class path): delivery progress, and inbound replies for AssetWatcher."""

@@ -114,10 +114,10 @@ class SmsInboundTrigger(BaseEventTrigger):
     def position_key(self) -> str:
         """Name of this trigger's saved position: the connection, the store and the filter.
 
-        Tuning knobs (``poll_interval``, ``page_size``, ...) and ``start`` are left out, so changing
-        them resumes where the trigger was instead of starting over.
+        ``start``, ``pull`` and the tuning knobs (``poll_interval``, ``page_size``, ...) are left out,
+        so changing them resumes where the trigger was instead of starting over.
         """
-        identity = [self.sms_conn_id, self.store_conn_id, self.store_table_prefix, self.keywords, self.pull]
+        identity = [self.sms_conn_id, self.store_conn_id, self.store_table_prefix, self.keywords]
         digest = hashlib.sha256(json.dumps(identity, ensure_ascii=False).encode("utf-8")).hexdigest()[:16]
         return f"sms_inbound_trigger:{self.sms_conn_id}:{digest}"
 

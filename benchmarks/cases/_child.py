@@ -50,6 +50,52 @@ def fresh_home() -> Iterator[Path]:
         yield Path(home)
 
 
+@dataclass(frozen=True)
+class StoreTarget:
+    """Where a run's store lives: the embedded SQLite file (``conn_id`` None) or PostgreSQL tables."""
+
+    conn_id: str | None
+    prefix: str
+
+    @property
+    def label(self) -> str:
+        return "SQLite" if self.conn_id is None else "PostgreSQL"
+
+    def open(self) -> Any:
+        from airflow_provider_sms.store import SmsStore
+
+        return SmsStore(self.conn_id, table_prefix=self.prefix)
+
+
+_RUNS = iter(range(1, 10**9))
+
+
+@contextmanager
+def store_target(postgres_uri: str | None) -> Iterator[StoreTarget]:
+    """A fresh store for one run: a new ``AIRFLOW_HOME`` with the embedded SQLite file, or, with a
+    PostgreSQL URI, new tables under a prefix of their own, dropped afterwards. Tables exist before
+    the run starts, as they would in production."""
+    with fresh_home():
+        if postgres_uri is None:
+            yield StoreTarget(None, "sms_")
+            return
+        os.environ["AIRFLOW_CONN_SMS_BENCH_STORE"] = postgres_uri
+        target = StoreTarget("sms_bench_store", f"bench{os.getpid()}r{next(_RUNS)}_")
+        with target.open() as store:
+            store.dialect  # noqa: B018  (creates the tables)
+        try:
+            yield target
+        finally:
+            with target.open() as store:
+                conn = store._connection()
+                cur = conn.cursor()
+                pattern = target.prefix.replace("_", "\\_") + "%"
+                cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s", (pattern,))
+                for (table,) in cur.fetchall():
+                    cur.execute(f'DROP TABLE IF EXISTS "{table}"')
+                conn.commit()
+
+
 @dataclass
 class Timing:
     """Wall, own CPU and simulator CPU seconds of one run."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -30,37 +29,10 @@ from airflow_provider_sms.operators import (
 from airflow_provider_sms.sensors import SmsDeliverySensor
 from airflow_provider_sms.simulator import Fault, GatewaySimulator
 from airflow_provider_sms.store import SmsStore
+from airflow_provider_sms.testing import FakeTaskInstance, task_context
 from airflow_provider_sms.triggers.delivery import SmsDeliveryTrigger
 
 pytestmark = pytest.mark.integration
-
-
-@dataclass
-class FakeTaskInstance:
-    dag_id: str = "dag"
-    run_id: str = "run-1"
-    task_id: str = "send"
-    map_index: int = -1
-    xcoms: dict[str, Any] = field(default_factory=dict)
-
-    def xcom_pull(self, task_ids: str | None = None, **_: Any) -> Any:
-        return self.xcoms.get(task_ids or "")
-
-
-def context(ti: FakeTaskInstance | None = None) -> Any:
-    return {"ti": ti or FakeTaskInstance()}
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh AIRFLOW_HOME, so that every test gets its own embedded store."""
-    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture
-def sim(sms_simulator: GatewaySimulator, sms_connections: dict[str, str], home: Path) -> GatewaySimulator:
-    return sms_simulator
 
 
 def numbers(count: int, prefix: str = "138") -> list[str]:
@@ -80,7 +52,7 @@ def send_op(**kwargs: Any) -> SmsSendOperator:
 
 
 def test_send_splits_records_and_summarises(sim: GatewaySimulator, home: Path) -> None:
-    summary = send_op(mobiles=numbers(2500)).execute(context())
+    summary = send_op(mobiles=numbers(2500)).execute(task_context())
     assert summary["requests"] == 3 and summary["sent_requests"] == 3
     assert summary["accepted_numbers"] == summary["numbers"] == 2500
     assert len(summary["batch_ids"]) == 3
@@ -93,13 +65,13 @@ def test_send_splits_records_and_summarises(sim: GatewaySimulator, home: Path) -
 
 
 def test_mobiles_from_a_rendered_xcom_list(sim: GatewaySimulator) -> None:
-    summary = send_op(mobiles=str(numbers(3))).execute(context())
+    summary = send_op(mobiles=str(numbers(3))).execute(task_context())
     assert summary["accepted_numbers"] == 3
 
 
 def test_invalid_numbers_fail_before_anything_is_sent(sim: GatewaySimulator) -> None:
     with pytest.raises(SmsInvalidNumbersError, match="'12345'"):
-        send_op(mobiles=[*numbers(1500), "12345"]).execute(context())
+        send_op(mobiles=[*numbers(1500), "12345"]).execute(task_context())
     assert sends_seen(sim) == 0
     assert sim.gateway.stats()["requests"] == {}
 
@@ -118,10 +90,10 @@ def test_retry_after_a_crash_between_requests_sends_no_number_twice(
 
     monkeypatch.setattr(SmsHook, "submit", crash_on_second)
     with pytest.raises(RuntimeError):
-        send_op(mobiles=numbers(3000)).execute(context())
+        send_op(mobiles=numbers(3000)).execute(task_context())
     monkeypatch.setattr(SmsHook, "submit", real_submit)
 
-    summary = send_op(mobiles=numbers(3000)).execute(context())  # the retry of the same task instance
+    summary = send_op(mobiles=numbers(3000)).execute(task_context())  # the retry of the same task instance
     assert summary["skipped_requests"] == 1 and summary["sent_requests"] == 2
     assert sends_seen(sim) == 3
     accepted = sim.gateway.messages["paasw_v2"]
@@ -130,8 +102,8 @@ def test_retry_after_a_crash_between_requests_sends_no_number_twice(
 
 
 def test_another_run_is_not_deduplicated(sim: GatewaySimulator) -> None:
-    send_op(mobiles=numbers(10)).execute(context())
-    send_op(mobiles=numbers(10)).execute(context(FakeTaskInstance(run_id="run-2")))
+    send_op(mobiles=numbers(10)).execute(task_context())
+    send_op(mobiles=numbers(10)).execute(task_context(FakeTaskInstance(run_id="run-2")))
     assert sends_seen(sim) == 2
 
 
@@ -139,24 +111,24 @@ def test_unknown_outcome_is_not_resent_unless_asked(sim: GatewaySimulator, monke
     monkeypatch.setenv("AIRFLOW_CONN_SMS_PAASW_V2", sim.connection_json("paasw_v2", retry_wait=0.01, timeout=0.5))
     sim.gateway.add_fault(Fault(kind="delay", remaining=1, vendor="paasw_v2", path="/message/send", seconds=1.5))
     with pytest.raises(SmsOutcomeUnknownError, match="send request #1"):
-        send_op(mobiles=numbers(1500)).execute(context())
+        send_op(mobiles=numbers(1500)).execute(task_context())
     assert sends_seen(sim) == 1  # the vendor did accept it: resending would double-send
 
     with pytest.raises(SmsOutcomeUnknownError, match="earlier try") as info:
-        send_op(mobiles=numbers(1500)).execute(context())
+        send_op(mobiles=numbers(1500)).execute(task_context())
     assert len(info.value.mobiles) == 1000
     assert sends_seen(sim) == 2  # request #2 went out, #1 was not resent
     assert len(sim.gateway.messages["paasw_v2"]) == 1500
 
-    summary = send_op(mobiles=numbers(1500), resend_unknown=True).execute(context())
+    summary = send_op(mobiles=numbers(1500), resend_unknown=True).execute(task_context())
     assert summary["sent_requests"] == 1 and summary["skipped_requests"] == 1
     assert sends_seen(sim) == 3
 
 
 def test_mapped_instances_are_independent(sim: GatewaySimulator) -> None:
-    first = send_op(mobiles=numbers(5)).execute(context(FakeTaskInstance(map_index=0)))
-    second = send_op(mobiles=numbers(5, "139")).execute(context(FakeTaskInstance(map_index=1)))
-    again = send_op(mobiles=numbers(5)).execute(context(FakeTaskInstance(map_index=0)))
+    first = send_op(mobiles=numbers(5)).execute(task_context(FakeTaskInstance(map_index=0)))
+    second = send_op(mobiles=numbers(5, "139")).execute(task_context(FakeTaskInstance(map_index=1)))
+    again = send_op(mobiles=numbers(5)).execute(task_context(FakeTaskInstance(map_index=0)))
     assert first["sent_requests"] == second["sent_requests"] == 1
     assert again["skipped_requests"] == 1 and again["batch_ids"] == first["batch_ids"]
     assert sends_seen(sim) == 2
@@ -164,7 +136,7 @@ def test_mapped_instances_are_independent(sim: GatewaySimulator) -> None:
 
 def test_account_md5_client_ref_is_the_idempotency_key(sim: GatewaySimulator) -> None:
     op = send_op(sms_conn_id="sms_account_md5", mobiles=numbers(4000))
-    summary = op.execute(context())
+    summary = op.execute(task_context())
     assert summary["sent_requests"] == 2
     assert all(len(batch) == 32 for batch in summary["batch_ids"])  # taskIds derived from the key
 
@@ -177,7 +149,7 @@ def test_template_send_with_mapping_params(sim: GatewaySimulator) -> None:
         template_id="4289538897476608",
         template_params={"code": "1234"},
     )
-    assert op.execute(context())["accepted_numbers"] == 2
+    assert op.execute(task_context())["accepted_numbers"] == 2
     assert sends_seen(sim, "paasw_v2 /message/sendTemplate") == 1
 
 
@@ -197,14 +169,14 @@ def sensor(**kwargs: Any) -> SmsDeliverySensor:
 def test_sensor_waits_for_final_reports_and_counts_them(sim: GatewaySimulator) -> None:
     sim.gateway.config.report_delay = 0.3
     sim.gateway.config.failure_rate = 0.2
-    summary = send_op(mobiles=numbers(1200)).execute(context())
+    summary = send_op(mobiles=numbers(1200)).execute(task_context())
     ti = FakeTaskInstance(task_id="wait", xcoms={"send": summary})
     wait = sensor()
-    assert wait.poke(context(ti)) is False  # nothing due yet
+    assert wait.poke(task_context(ti)) is False  # nothing due yet
     import time
 
     time.sleep(0.4)
-    done = wait.poke(context(ti))
+    done = wait.poke(task_context(ti))
     assert not isinstance(done, bool) and done.is_done
     outcome = done.xcom_value
     assert outcome["total"] == 1200
@@ -216,10 +188,10 @@ def test_sensor_waits_for_final_reports_and_counts_them(sim: GatewaySimulator) -
 
 
 def test_reports_of_other_batches_pulled_meanwhile_stay_in_the_store(sim: GatewaySimulator) -> None:
-    batch_a = send_op(mobiles=numbers(10)).execute(context())
-    batch_b = send_op(mobiles=numbers(10, "139")).execute(context(FakeTaskInstance(task_id="send_b")))
+    batch_a = send_op(mobiles=numbers(10)).execute(task_context())
+    batch_b = send_op(mobiles=numbers(10, "139")).execute(task_context(FakeTaskInstance(task_id="send_b")))
     ti = FakeTaskInstance(task_id="wait", xcoms={"send": batch_a})
-    assert sensor().poke(context(ti))  # the pull handed out A's and B's reports
+    assert sensor().poke(task_context(ti))  # the pull handed out A's and B's reports
     assert sim.gateway.take_reports("paasw_v2") == []  # the vendor will not hand B's out again
     with SmsStore() as store:
         progress = store.batch_progress("paasw_v2", batch_b["batch_ids"])
@@ -228,47 +200,47 @@ def test_reports_of_other_batches_pulled_meanwhile_stay_in_the_store(sim: Gatewa
 
 def test_sensor_fails_below_the_minimum_delivered_share(sim: GatewaySimulator) -> None:
     sim.gateway.config.failure_rate = 0.5
-    summary = send_op(mobiles=numbers(200)).execute(context())
+    summary = send_op(mobiles=numbers(200)).execute(task_context())
     ti = FakeTaskInstance(task_id="wait", xcoms={"send": summary})
     with pytest.raises(SmsError, match="below the minimum share"):
-        sensor(min_delivered_share=0.9).poke(context(ti))
+        sensor(min_delivered_share=0.9).poke(task_context(ti))
     with pytest.raises(SmsError, match="failed delivery"):
-        sensor(fail_on_failure=True).poke(context(ti))
+        sensor(fail_on_failure=True).poke(task_context(ti))
 
 
 def test_sensor_with_batch_ids_and_masked_account_md5_reports(sim: GatewaySimulator) -> None:
-    summary = send_op(sms_conn_id="sms_account_md5", mobiles=numbers(50)).execute(context())
-    done = sensor(sms_conn_id="sms_account_md5", send_task_id=None, batch_ids=summary["batch_ids"]).poke(context())
+    summary = send_op(sms_conn_id="sms_account_md5", mobiles=numbers(50)).execute(task_context())
+    done = sensor(sms_conn_id="sms_account_md5", send_task_id=None, batch_ids=summary["batch_ids"]).poke(task_context())
     assert not isinstance(done, bool)
     assert done.xcom_value["by_status"] == {"delivered": 50, "failed": 0, "pending": 0}
 
 
 def test_sensor_queries_only_pending_pairs_for_intl(sim: GatewaySimulator) -> None:
     intl_numbers = [f"86138{i:08d}" for i in range(1200)]
-    summary = send_op(sms_conn_id="sms_intl", mobiles=intl_numbers).execute(context())
+    summary = send_op(sms_conn_id="sms_intl", mobiles=intl_numbers).execute(task_context())
     ti = FakeTaskInstance(task_id="wait", xcoms={"send": summary})
-    assert sensor(sms_conn_id="sms_intl").poke(context(ti))
+    assert sensor(sms_conn_id="sms_intl").poke(task_context(ti))
     status_calls = sim.gateway.stats()["requests"]["intl /api/v1/international/sms/status"]
     assert status_calls == 3  # 500 pairs a call
-    assert sensor(sms_conn_id="sms_intl").poke(context(ti))
+    assert sensor(sms_conn_id="sms_intl").poke(task_context(ti))
     assert sim.gateway.stats()["requests"]["intl /api/v1/international/sms/status"] == 3  # nothing pending
 
 
 def test_cloud_mas_sensor_keeps_to_the_pull_limit(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(CloudMasHook, "pull_interval", 0.5)
     sim.gateway.config.pull_interval = 0.5
-    summary = send_op(sms_conn_id="sms_cloud_mas", signature=None, mobiles=numbers(20)).execute(context())
+    summary = send_op(sms_conn_id="sms_cloud_mas", signature=None, mobiles=numbers(20)).execute(task_context())
     ti = FakeTaskInstance(task_id="wait", xcoms={"send": summary})
-    assert sensor(sms_conn_id="sms_cloud_mas").poke(context(ti))
+    assert sensor(sms_conn_id="sms_cloud_mas").poke(task_context(ti))
     assert sim.gateway.stats()["throttle_violations"] == {}
 
 
 def test_deferrable_sensor_runs_its_trigger(sim: GatewaySimulator) -> None:
-    summary = send_op(mobiles=numbers(30)).execute(context())
+    summary = send_op(mobiles=numbers(30)).execute(task_context())
     ti = FakeTaskInstance(task_id="wait", xcoms={"send": summary})
     wait = sensor(deferrable=True, poke_interval=0.1, timeout=30)
     with pytest.raises(TaskDeferred) as deferred:
-        wait.execute(context(ti))
+        wait.execute(task_context(ti))
     trigger = deferred.value.trigger
     assert isinstance(trigger, SmsDeliveryTrigger)
     classpath, kwargs = trigger.serialize()
@@ -280,7 +252,7 @@ def test_deferrable_sensor_runs_its_trigger(sim: GatewaySimulator) -> None:
 
     event = asyncio.run(asyncio.wait_for(first_event(), timeout=30))
     assert event.payload["status"] == "done" and event.payload["pending"] == 0
-    outcome = wait.execute_complete(context(ti), event.payload)
+    outcome = wait.execute_complete(task_context(ti), event.payload)
     assert outcome["by_status"]["delivered"] == 30
 
 
@@ -295,13 +267,13 @@ def warehouse(monkeypatch: pytest.MonkeyPatch, home: Path) -> Path:
 
 def test_reports_sync_twice_adds_no_row(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     target = warehouse(monkeypatch, home)
-    send_op(mobiles=numbers(1500)).execute(context())
+    send_op(mobiles=numbers(1500)).execute(task_context())
     sync = SmsReportsSyncOperator(
         task_id="sync", sms_conn_id="sms_paasw_v2", target_conn_id="warehouse", target_table="dlr"
     )
-    first = sync.execute(context())
+    first = sync.execute(task_context())
     assert first["fetched"] == 1500 and first["copied"] == 1500
-    second = sync.execute(context())
+    second = sync.execute(task_context())
     assert second["fetched"] == 0 and second["copied"] == 0
     with sqlite3.connect(target) as db:
         assert db.execute("SELECT count(*), count(DISTINCT batch_id || mobile) FROM dlr").fetchone() == (1500, 1500)
@@ -309,8 +281,8 @@ def test_reports_sync_twice_adds_no_row(sim: GatewaySimulator, monkeypatch: pyte
 
 
 def test_reports_sync_into_xcom(sim: GatewaySimulator) -> None:
-    send_op(mobiles=numbers(5)).execute(context())
-    result = SmsReportsSyncOperator(task_id="sync", sms_conn_id="sms_paasw_v2").execute(context())
+    send_op(mobiles=numbers(5)).execute(task_context())
+    result = SmsReportsSyncOperator(task_id="sync", sms_conn_id="sms_paasw_v2").execute(task_context())
     assert result["fetched"] == 5 and len(result["reports"]) == 5
     json.dumps(result)  # XCom-safe
 
@@ -318,12 +290,12 @@ def test_reports_sync_into_xcom(sim: GatewaySimulator) -> None:
 def test_inbound_sync_and_unsupported_vendor_skips(sim: GatewaySimulator) -> None:
     sim.gateway.add_inbound("paasw_v2", "13800000001", "TD")
     sim.gateway.add_inbound("paasw_v2", "13800000002", "好的")
-    result = SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_paasw_v2").execute(context())
+    result = SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_paasw_v2").execute(task_context())
     assert sorted(m["content"] for m in result["messages"]) == ["TD", "好的"]
-    again = SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_paasw_v2").execute(context())
+    again = SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_paasw_v2").execute(task_context())
     assert again["messages"] == []
     with pytest.raises(AirflowSkipException, match="intl has no inbound"):
-        SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_intl").execute(context())
+        SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_intl").execute(task_context())
 
 
 def test_balance_threshold_and_target(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
@@ -331,33 +303,33 @@ def test_balance_threshold_and_target(sim: GatewaySimulator, monkeypatch: pytest
     op = SmsBalanceOperator(
         task_id="b", sms_conn_id="sms_intl", target_conn_id="warehouse", target_table="balances", min_balance=10
     )
-    row = op.execute(context())
+    row = op.execute(task_context())
     assert row["currency"] == "CNY"
     sim.gateway.balances["intl"] = Decimal("3.50")
     with pytest.raises(SmsError, match="below the minimum 10"):
-        op.execute(context())
+        op.execute(task_context())
     with sqlite3.connect(target) as db:
         amounts = [Decimal(r[0]) for r in db.execute("SELECT amount FROM balances ORDER BY taken_at")]
     assert amounts[-1] == Decimal("3.5") and len(amounts) == 2
     with pytest.raises(AirflowSkipException, match="cloud_mas has no balance"):
-        SmsBalanceOperator(task_id="b", sms_conn_id="sms_cloud_mas").execute(context())
+        SmsBalanceOperator(task_id="b", sms_conn_id="sms_cloud_mas").execute(task_context())
 
 
 def test_opted_out_numbers_are_left_out_and_counted(sim: GatewaySimulator) -> None:
     with SmsStore() as store:
         store.add_opt_outs(["13800000001", "13800000003"], reason="TD", source="test")
-    summary = send_op(mobiles=["+86 138 0000 0001", *numbers(5)]).execute(context())
+    summary = send_op(mobiles=["+86 138 0000 0001", *numbers(5)]).execute(task_context())
     assert summary["opted_out"] == 2 and summary["accepted_numbers"] == 3
     sent = {mobile for _, mobile in sim.gateway.messages["paasw_v2"]}
     assert sent == {"13800000000", "13800000002", "13800000004"}
-    everyone = send_op(mobiles=numbers(5), skip_opted_out=False).execute(context(FakeTaskInstance(run_id="r2")))
+    everyone = send_op(mobiles=numbers(5), skip_opted_out=False).execute(task_context(FakeTaskInstance(run_id="r2")))
     assert everyone["accepted_numbers"] == 5 and everyone["opted_out"] == 0
 
 
 def test_all_opted_out_sends_nothing(sim: GatewaySimulator) -> None:
     with SmsStore() as store:
         store.add_opt_outs(["13800000001"])
-    assert send_op(mobiles="13800000001").execute(context())["requests"] == 0
+    assert send_op(mobiles="13800000001").execute(task_context())["requests"] == 0
     assert sends_seen(sim) == 0
     with pytest.raises(SmsInvalidNumbersError):  # invalid numbers still fail, opt-outs or not
-        send_op(mobiles="13800000001,999").execute(context())
+        send_op(mobiles="13800000001,999").execute(task_context())

@@ -1,0 +1,46 @@
+"""The benchmark harness runs its quick mode end to end and writes the table (the numbers are not judged here).
+
+The quick sizes are far too small for the targets to mean anything; this only proves that every
+case, the simulator process, the baselines and the report still work together.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CASE_WORDS = ("send", "vendor latency", "sync", "sensor check", "import", "peak memory")
+
+
+def test_quick_mode_writes_the_table(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--quick", "--no-postgres", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "| case | ours | baseline | ratio | target | pass |" in done.stdout
+
+    report = json.loads((tmp_path / "latest.json").read_text())
+    rows = report["rows"]
+    for word in CASE_WORDS:
+        assert any(word in row["case"] for row in rows), f"no row for {word!r}"
+    for row in rows:
+        assert {"case", "ours", "baseline", "ratio", "target", "passed", "verdict"} <= set(row)
+        assert row["verdict"] in ("pass", "FAIL", "info")
+    assert report["machine"]["cpus"] and report["machine"]["python"] and report["machine"]["airflow"]
+
+    markdown = (tmp_path / "latest.md").read_text()
+    assert "| case | ours | baseline | ratio | target | pass |" in markdown
+    assert markdown.count("\n| ") == len(rows) + 1  # header and one line per row
+    assert "cpu_model" in markdown
