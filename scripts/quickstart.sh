@@ -25,7 +25,7 @@ echo "== airflow db migrate"
 airflow db migrate > "$ROOT/db-migrate.log" 2>&1 || { cat "$ROOT/db-migrate.log"; exit 1; }
 for dag in sms_send_and_track sms_report_sync; do
     echo "== airflow dags test $dag"
-    airflow dags test "$dag" 2>&1 | tee "$ROOT/$dag.log" | grep -E "summary:|state=|Marking run|ERROR" || true
+    airflow dags test "$dag" 2>&1 | tee "$ROOT/$dag.log" | grep -E "summary:|DagRun Finished|ERROR" | cut -c1-220 || true
     grep -q "state=success" "$ROOT/$dag.log" || { echo "$dag did not succeed; see $ROOT/$dag.log" >&2; exit 1; }
 done
 echo "== what landed in the tables"

@@ -33,6 +33,23 @@ def sim_cpu(sim: Mapping[str, Any]) -> float:
     return float(requests.get(f"{sim['control_url']}/cpu", timeout=60).json()["cpu_seconds"])
 
 
+def vm(field: str) -> int:
+    """A ``/proc/self/status`` memory figure in bytes: ``VmRSS`` now, ``VmHWM`` the high-water mark."""
+    import re
+
+    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    return int(match.group(1)) * 1024 if match else 0
+
+
+def reset_peak_memory() -> bool:
+    """Make ``VmHWM`` start again from the current RSS (Linux), so a peak is the measured step's own."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def own_cpu() -> float:
     times = os.times()
     return times.user + times.system

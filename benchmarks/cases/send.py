@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -134,14 +133,17 @@ def child_send(params: dict[str, Any]) -> dict[str, Any]:
     return {"runs": runs}
 
 
-def _vm(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    return int(match.group(1)) * 1024 if match else 0
-
-
 def child_send_memory(params: dict[str, Any]) -> dict[str, Any]:
     """Peak memory the send adds on top of the number list it was given (RSS high-water, reset before)."""
-    from benchmarks.cases._child import FakeTaskInstance, fresh_home, reset_simulator, timed, use_simulator
+    from benchmarks.cases._child import (
+        FakeTaskInstance,
+        fresh_home,
+        reset_peak_memory,
+        reset_simulator,
+        timed,
+        use_simulator,
+        vm,
+    )
 
     sim, vendor, count = params["sim"], params["vendor"], int(params["count"])
     use_simulator(sim)
@@ -153,14 +155,10 @@ def child_send_memory(params: dict[str, Any]) -> dict[str, Any]:
         list_bytes = sys.getsizeof(mobiles) + sum(sys.getsizeof(m) for m in mobiles)
         operator = _operator(vendor, mobiles, 1)
         gc.collect()
-        rss_before = _vm("VmRSS")
-        try:
-            Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current RSS
-            peak_reset = True
-        except OSError:
-            peak_reset = False
+        rss_before = vm("VmRSS")
+        peak_reset = reset_peak_memory()
         timing, summary = timed(sim, lambda: operator.execute({"ti": FakeTaskInstance("memory")}))
-        peak = _vm("VmHWM")
+        peak = vm("VmHWM")
     if summary["accepted_numbers"] != count:
         raise AssertionError(f"accepted {summary['accepted_numbers']} of {count}")
     return {

@@ -55,27 +55,20 @@ def child_prepare(params: dict[str, Any]) -> dict[str, Any]:
     return {"path": params["path"], "count": int(params["count"])}
 
 
-def _vm(field: str) -> int:
-    import re
-
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    return int(match.group(1)) * 1024 if match else 0
-
-
 def child_sync(params: dict[str, Any]) -> dict[str, Any]:
     """One timed sync (ours, into SQLite or PostgreSQL, or the baseline) of a queue the parent has just filled."""
     from benchmarks.baselines import pull_reports_into_sqlite
-    from benchmarks.cases._child import store_target, timed, use_simulator
+    from benchmarks.cases._child import reset_peak_memory, store_target, timed, use_simulator, vm
 
     sim, variant, count = params["sim"], params["variant"], int(params["count"])
     use_simulator(sim)
     connection = json.loads(sim["connections"][VENDOR])
     if variant == "baseline":
         with tempfile.TemporaryDirectory(prefix="sms-bench-sync-") as directory:
-            rss_before = _vm("VmRSS")
-            Path("/proc/self/clear_refs").write_text("5")
+            rss_before = vm("VmRSS")
+            reset_peak_memory()
             timing, stored = timed(sim, lambda: pull_reports_into_sqlite(connection, os.path.join(directory, "b.db")))
-            peak = _vm("VmHWM")
+            peak = vm("VmHWM")
         if stored != count:
             raise AssertionError(f"baseline: stored {stored} of {count} reports")
         return {**timing.to_dict(), "rss_before": rss_before, "peak_rss": peak, "stored": stored}
@@ -93,10 +86,10 @@ def child_sync(params: dict[str, Any]) -> dict[str, Any]:
             _record_sends(store, count)  # the sends, as the SQLite template has them (untimed)
         store.batch_progress(VENDOR, [str(FIRST_BATCH)])  # connects: opening the store is not the sync
         max_pulls = count // PER_BATCH + 10
-        rss_before = _vm("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")
+        rss_before = vm("VmRSS")
+        reset_peak_memory()
         timing, result = timed(sim, lambda: pull_reports(hook, store, max_pulls=max_pulls))
-        peak = _vm("VmHWM")
+        peak = vm("VmHWM")
         progress = store.batch_progress(VENDOR, [b for b, _ in _batches(count)])
         store.close()
         hook.close()
