@@ -18,31 +18,13 @@ from airflow_provider_sms.hooks.base import SmsHook
 from airflow_provider_sms.operators import SmsSendOperator
 from airflow_provider_sms.simulator import Fault, GatewaySimulator
 from airflow_provider_sms.store import SmsStore
+from airflow_provider_sms.testing import task_context
 
 pytestmark = pytest.mark.integration
 
 
-class FakeTaskInstance:
-    def __init__(self, run_id: str = "run-1") -> None:
-        self.dag_id, self.run_id, self.task_id, self.map_index = "dag", run_id, "send", -1
-
-    def xcom_pull(self, *_: Any, **__: Any) -> Any:
-        return None
-
-
-def context(run_id: str = "run-1") -> Any:
-    return {"ti": FakeTaskInstance(run_id)}
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
-    return tmp_path
-
-
-@pytest.fixture
-def sim(sms_simulator: GatewaySimulator, sms_connections: dict[str, str], home: Path) -> GatewaySimulator:
-    return sms_simulator
+def context() -> dict[str, Any]:
+    return task_context()
 
 
 def numbers(count: int) -> list[str]:
