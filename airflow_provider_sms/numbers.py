@@ -13,6 +13,11 @@ _SEPARATORS = re.compile(r"[\s\-().]")
 _CHINA_MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)
 _E164_DIGITS = re.compile(r"[1-9]\d{6,14}", re.ASCII)
 _MASKED = re.compile(r"(\d+)\*+(\d+)", re.ASCII)
+# A whole list already in normal form, joined by newlines: checked by one regex scan in C instead
+# of a Python call per number (a list of a million numbers costs ~40 ms this way, ~2 s the other).
+_ALL_DOMESTIC = re.compile(r"1[3-9]\d{9}(?:\n1[3-9]\d{9})*", re.ASCII)
+_ALL_INTERNATIONAL = re.compile(r"[1-9]\d{6,14}(?:\n[1-9]\d{6,14})*", re.ASCII)
+_PLAIN_CHECK_SLICE = 2000
 
 SINGLE_PART_CHARS = 70
 MULTI_PART_CHARS = 67
@@ -22,7 +27,7 @@ def split_mobiles(mobiles: str | Iterable[str]) -> list[str]:
     """Accept a comma/semicolon/newline separated string or any iterable of numbers."""
     if isinstance(mobiles, str):
         return [m for m in re.split(r"[,;\n，]", mobiles) if m.strip()]
-    return [str(m) for m in mobiles]
+    return list(map(str, mobiles))
 
 
 def normalize_domestic(raw: str) -> str | None:
@@ -49,11 +54,16 @@ def normalize_international(raw: str) -> str | None:
 
 def normalize_mobiles(mobiles: str | Iterable[str], *, international: bool) -> tuple[list[str], list[str]]:
     """Normalise and de-duplicate (first occurrence wins); returns (valid, invalid) in input order."""
+    numbers = split_mobiles(mobiles)
+    if _all_in_normal_form(numbers, international=international):
+        if len(set(numbers)) == len(numbers):  # a set, not dict.fromkeys: a third of the peak memory
+            return numbers, []
+        return list(dict.fromkeys(numbers)), []  # rare: repeats, dropped keeping first occurrences
     normalize = normalize_international if international else normalize_domestic
     valid: list[str] = []
     invalid: list[str] = []
     seen: set[str] = set()
-    for raw in split_mobiles(mobiles):
+    for raw in numbers:
         number = normalize(raw.strip())
         if number is None:
             invalid.append(raw.strip())
@@ -63,8 +73,30 @@ def normalize_mobiles(mobiles: str | Iterable[str], *, international: bool) -> t
     return valid, invalid
 
 
+def _all_in_normal_form(numbers: list[str], *, international: bool) -> bool:
+    """Whether every number is already normal, checked a slice at a time by one regex scan in C.
+
+    Slices, because the regex engine keeps state per repetition: a million numbers in one scan
+    would cost more memory than the list itself.
+    """
+    plain = _ALL_INTERNATIONAL if international else _ALL_DOMESTIC
+    for start in range(0, len(numbers), _PLAIN_CHECK_SLICE):
+        part = numbers[start : start + _PLAIN_CHECK_SLICE]
+        joined = "\n".join(part)
+        if joined.count("\n") != len(part) - 1 or plain.fullmatch(joined) is None:  # a newline inside a number
+            return False
+    return bool(numbers)
+
+
 def chunk_mobiles(mobiles: Sequence[str], *, max_count: int, max_chars: int | None = None) -> Iterator[list[str]]:
     """Cut a list into as few comma-joined requests as both caps allow, keeping order."""
+    widths = set(map(len, mobiles))
+    if len(widths) <= 1:  # the usual list, numbers all one length: plain slices
+        width = widths.pop() if widths else 1
+        size = max_count if max_chars is None else max(1, min(max_count, (max_chars + 1) // (width + 1)))
+        for start in range(0, len(mobiles), size):
+            yield list(mobiles[start : start + size])
+        return
     chunk: list[str] = []
     chars = 0
     for mobile in mobiles:
@@ -84,6 +116,18 @@ def message_parts(text: str) -> int:
     if length <= SINGLE_PART_CHARS:
         return 1
     return -(-length // MULTI_PART_CHARS)
+
+
+def china_mobile_forms(number: str) -> tuple[str, ...]:
+    """The ways one mainland mobile is written by the vendors: 11 digits, or 86 and 11 digits (intl).
+
+    An opt-out received as ``13800138000`` must also stop a send to ``8613800138000``.
+    """
+    if len(number) == 11 and _CHINA_MOBILE.fullmatch(number):
+        return (number, "86" + number)
+    if len(number) == 13 and number.startswith("86") and _CHINA_MOBILE.fullmatch(number, 2):
+        return (number, number[2:])
+    return (number,)
 
 
 def mask_matches(mask: str, mobile: str) -> bool:

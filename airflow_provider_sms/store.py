@@ -38,7 +38,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,7 +47,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from airflow_provider_sms.errors import SmsConfigurationError
-from airflow_provider_sms.numbers import mask_matches
+from airflow_provider_sms.numbers import china_mobile_forms, mask_matches
 from airflow_provider_sms.records import (
     DELIVERED,
     FAILED,
@@ -60,14 +60,25 @@ from airflow_provider_sms.records import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: Table names without the prefix, e.g. for dropping a test's tables.
 # fmt: off
 TABLES: Final = (
-    "requests", "sent_messages", "delivery_reports", "inbound_messages", "balances",
+    "requests", "delivery_reports", "inbound_messages", "balances",
     "opt_outs", "watermarks", "counters", "schema_version", "notifications",
 )
 # fmt: on
+#: Views over the tables: ``sent_messages`` lists each accepted request's numbers, one row each.
+VIEWS: Final = ("sent_messages",)
+
+
+def drop_statements(table_prefix: str) -> list[str]:
+    """SQL that drops a store's views and tables (both dialects), e.g. to clean up after a test."""
+    return [f"DROP VIEW IF EXISTS {table_prefix}{v}" for v in VIEWS] + [
+        f"DROP TABLE IF EXISTS {table_prefix}{t}" for t in TABLES
+    ]
+
+
 ACCEPTED: Final = "accepted"
 UNKNOWN: Final = "unknown"
 
@@ -250,6 +261,46 @@ class MaskResolver:
         return found[0] if len(found) == 1 else None
 
 
+class _SentBatch:
+    """Which accepted request of one batch sent a number, from the requests' JSON lists of numbers.
+
+    A number asked about once is found by a substring search of the JSON text (no decoding: a page
+    of reports can touch a thousand batches); a batch asked about often is decoded once into a dict.
+    """
+
+    __slots__ = ("_owners", "_requests")
+
+    def __init__(self, requests: Sequence[tuple[str, str | None]]) -> None:
+        self._requests = requests  # (idempotency_key, numbers as JSON), oldest first
+        self._owners: dict[str, str] | None = None
+
+    def index(self) -> dict[str, str]:
+        """Number -> the key of the first request that sent it (a new dict the caller may change)."""
+        owners: dict[str, str] = {}
+        for key, numbers in self._requests:
+            for mobile in json.loads(numbers) if numbers else ():
+                owners.setdefault(mobile, key)
+        return owners
+
+    def owner(self, mobile: str, *, decode: bool) -> str | None:
+        if decode and self._owners is None:
+            self._owners = self.index()
+        if self._owners is not None:
+            return self._owners.get(mobile)
+        needle = json.dumps(mobile, ensure_ascii=False)  # quotes included: matches whole numbers only
+        for key, numbers in self._requests:
+            if numbers and needle in numbers:
+                return key
+        return None
+
+
+def _mobiles_json(mobiles: Sequence[str]) -> str:
+    """A JSON list of numbers; digits need no escaping, so the usual list is joined (10x json.dumps)."""
+    if "".join(mobiles).encode().isdigit():  # bytes.isdigit: ASCII digits only, and fast
+        return '["' + '","'.join(mobiles) + '"]'
+    return json.dumps(list(mobiles), ensure_ascii=False, separators=(",", ":"))
+
+
 def _settle(old: _ReportState | None, rows: Sequence[_Row]) -> tuple[_Row | None, int, int, int]:
     """Apply several reports for one message in order: the row to write (if any) and the counts."""
     inserted = updated = unchanged = 0
@@ -357,6 +408,8 @@ class _Dialect:
     lock_row: str  # appended to the SELECT of a counter row to lock it until commit
     schema_lock: str | None  # serialises CREATE TABLE IF NOT EXISTS between processes
     array_params: bool  # bind a page's columns as arrays and unnest() them, instead of a row per statement
+    sent_view: str  # CREATE VIEW sent_messages: a request's JSON list of numbers as rows
+    mobiles_of_v1_request: str  # schema 1 -> 2: a request's sent_messages rows as a JSON list
 
 
 _SQLITE = _Dialect(
@@ -368,6 +421,12 @@ _SQLITE = _Dialect(
     lock_row="",  # BEGIN IMMEDIATE already holds the database's single write lock
     schema_lock=None,
     array_params=False,
+    sent_view="""CREATE VIEW IF NOT EXISTS {p}sent_messages AS
+        SELECT r.vendor, r.batch_id, j.value AS mobile, r.idempotency_key, r.conn_id, r.submitted_at,
+            r.dag_id, r.run_id, r.task_id, r.map_index
+        FROM {p}requests r, json_each(r.mobiles) j WHERE r.state = 'accepted'""",
+    mobiles_of_v1_request="""SELECT json_group_array(s.mobile) FROM {p}sent_messages s
+        WHERE s.idempotency_key = {p}requests.idempotency_key""",
 )
 _POSTGRES = _Dialect(
     name="postgresql",
@@ -378,6 +437,13 @@ _POSTGRES = _Dialect(
     lock_row=" FOR UPDATE",
     schema_lock="SELECT pg_advisory_xact_lock(?)",
     array_params=True,
+    sent_view="""CREATE OR REPLACE VIEW {p}sent_messages AS
+        SELECT r.vendor, r.batch_id, j.mobile, r.idempotency_key, r.conn_id, r.submitted_at,
+            r.dag_id, r.run_id, r.task_id, r.map_index
+        FROM {p}requests r CROSS JOIN LATERAL jsonb_array_elements_text(r.mobiles::jsonb) AS j (mobile)
+        WHERE r.state = 'accepted'""",
+    mobiles_of_v1_request="""SELECT COALESCE(json_agg(s.mobile ORDER BY s.mobile)::text, '[]')
+        FROM {p}sent_messages s WHERE s.idempotency_key = {p}requests.idempotency_key""",
 )
 _PG_ARRAY_TYPES = {"seq": "bigint", "map_index": "integer"}  # unnest() casts; other columns are text
 
@@ -413,20 +479,10 @@ _SCHEMA = (
         task_id TEXT NOT NULL DEFAULT '',
         map_index INTEGER NOT NULL DEFAULT -1,
         created_at TEXT NOT NULL,
-        updated_at TEXT NOT NULL)""",
+        updated_at TEXT NOT NULL,
+        mobiles TEXT,
+        submitted_at TEXT)""",
     "CREATE INDEX IF NOT EXISTS {p}requests_batch ON {p}requests (vendor, batch_id)",
-    """CREATE TABLE IF NOT EXISTS {p}sent_messages (
-        vendor TEXT NOT NULL,
-        batch_id TEXT NOT NULL,
-        mobile TEXT NOT NULL,
-        idempotency_key TEXT NOT NULL,
-        conn_id TEXT NOT NULL,
-        submitted_at TEXT,
-        dag_id TEXT NOT NULL DEFAULT '',
-        run_id TEXT NOT NULL DEFAULT '',
-        task_id TEXT NOT NULL DEFAULT '',
-        map_index INTEGER NOT NULL DEFAULT -1,
-        PRIMARY KEY (vendor, batch_id, mobile))""",
     """CREATE TABLE IF NOT EXISTS {p}delivery_reports (
         vendor TEXT NOT NULL,
         batch_id TEXT NOT NULL,
@@ -481,21 +537,26 @@ _REQUEST_COLUMNS = (
     "dag_id, run_id, task_id, map_index, created_at, updated_at"
 )
 _UPSERT_REQUEST = """INSERT INTO {p}requests (idempotency_key, vendor, conn_id, batch_id, state, total,
-        reason, dag_id, run_id, task_id, map_index, created_at, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        delivered, failed, reason, dag_id, run_id, task_id, map_index, created_at, updated_at,
+        mobiles, submitted_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (idempotency_key) DO UPDATE SET
         vendor = excluded.vendor, conn_id = excluded.conn_id, batch_id = excluded.batch_id,
-        state = excluded.state, total = excluded.total,
-        reason = COALESCE(excluded.reason, {p}requests.reason),
+        state = excluded.state, total = excluded.total, delivered = excluded.delivered,
+        failed = excluded.failed, reason = COALESCE(excluded.reason, {p}requests.reason),
         dag_id = excluded.dag_id, run_id = excluded.run_id, task_id = excluded.task_id,
-        map_index = excluded.map_index, updated_at = excluded.updated_at
+        map_index = excluded.map_index, updated_at = excluded.updated_at, mobiles = excluded.mobiles,
+        submitted_at = excluded.submitted_at
     WHERE {p}requests.state <> 'accepted'"""
-# fmt: off
-_SENT_COLUMNS = (
-    "vendor", "batch_id", "mobile", "idempotency_key", "conn_id", "submitted_at", "dag_id",
-    "run_id", "task_id", "map_index",
-)
-# fmt: on
+_ACCEPTED_IN_BATCH = """SELECT idempotency_key, mobiles FROM {p}requests
+    WHERE vendor = ? AND batch_id = ? AND state = 'accepted' ORDER BY created_at, idempotency_key"""
+_FINAL_REPORTS_IN_BATCH = """SELECT mobile, status FROM {p}delivery_reports
+    WHERE vendor = ? AND batch_id = ? AND status IN (?, ?)"""
+_BEFORE_RECORDING = """SELECT 'state', state, batch_id FROM {p}requests WHERE idempotency_key = ?
+    UNION ALL SELECT 'request', idempotency_key, mobiles FROM {p}requests
+        WHERE vendor = ? AND batch_id = ? AND state = 'accepted'
+    UNION ALL SELECT 'report', mobile, status FROM {p}delivery_reports
+        WHERE vendor = ? AND batch_id = ? AND status IN (?, ?)"""
 # fmt: off
 _REPORT_COLUMNS = (
     "vendor", "batch_id", "mobile", "status", "code", "description", "reported_at",
@@ -681,11 +742,13 @@ class SmsStore:
 
     def _ensure_schema(self) -> None:
         version = self._schema_version()
+        if version == 1:
+            self._upgrade_from_1()
+            version = self._schema_version()
         if version is None:
             with self._transaction(write=True) as cur:
-                if self._dialect.schema_lock:
-                    cur.execute(self._sql(self._dialect.schema_lock), (zlib.crc32(self.table_prefix.encode()),))
-                for ddl in _SCHEMA:
+                self._lock_schema(cur)
+                for ddl in (*_SCHEMA, self._dialect.sent_view):
                     cur.execute(self._sql(ddl))
                 cur.execute(
                     self._sql(
@@ -705,6 +768,36 @@ class SmsStore:
                 f"SMS store tables {self.table_prefix}* ({self._where()}) have schema version {version}; "
                 f"this provider reads version {SCHEMA_VERSION}: upgrade airflow-provider-sms"
             )
+
+    def _lock_schema(self, cur: Any) -> None:
+        if self._dialect.schema_lock:
+            cur.execute(self._sql(self._dialect.schema_lock), (zlib.crc32(self.table_prefix.encode()),))
+
+    def _upgrade_from_1(self) -> None:
+        """Schema 1 kept a ``sent_messages`` row per number; 2 keeps each request's numbers with it.
+
+        One row per request is what lets a send of 100,000 numbers cost next to nothing beyond the
+        vendor's time; ``sent_messages`` lives on as a view, so queries written against it still work.
+        """
+        with self._transaction(write=True) as cur:
+            self._lock_schema(cur)
+            cur.execute(self._sql("SELECT version FROM {p}schema_version WHERE id = 1"))
+            if int(cur.fetchone()[0]) != 1:
+                return  # another process upgraded while this one waited for the lock
+            log.info("SMS store: upgrading %s* (%s) from schema version 1 to 2", self.table_prefix, self._where())
+            cur.execute(self._sql("ALTER TABLE {p}requests ADD COLUMN mobiles TEXT"))
+            cur.execute(self._sql("ALTER TABLE {p}requests ADD COLUMN submitted_at TEXT"))
+            cur.execute(
+                self._sql(
+                    f"""UPDATE {{p}}requests SET mobiles = ({self._dialect.mobiles_of_v1_request}),
+                        submitted_at = (SELECT MIN(s.submitted_at) FROM {{p}}sent_messages s
+                            WHERE s.idempotency_key = {{p}}requests.idempotency_key)
+                    WHERE state = 'accepted'"""
+                )
+            )
+            cur.execute(self._sql("DROP TABLE {p}sent_messages"))
+            cur.execute(self._sql(self._dialect.sent_view))
+            cur.execute(self._sql("UPDATE {p}schema_version SET version = ? WHERE id = 1"), (SCHEMA_VERSION,))
 
     def _schema_version(self) -> int | None:
         try:
@@ -806,28 +899,42 @@ class SmsStore:
     def record_accepted(self, key: str, receipt: SendReceipt, *, conn_id: str, task: TaskIdentity) -> None:
         """Record, in one transaction, that the vendor accepted ``key`` as ``receipt.batch_id``.
 
-        Recording a key that is already accepted changes nothing; an ``unknown`` one is upgraded.
-        Reports that arrived before this call are counted into the new request's counters.
+        One row per request, its numbers a JSON list in it: recording costs the same for one number
+        or a thousand. Recording a key that is already accepted changes nothing; an ``unknown`` one is
+        upgraded. Reports that arrived before this call are counted into the new request's counters.
         """
         mobiles = list(dict.fromkeys(receipt.mobiles))
+        numbers = _mobiles_json(mobiles)
         now = _now()
-        submitted = _ts(receipt.submitted_at)
+        batch = (receipt.vendor, receipt.batch_id)
         with self._transaction(write=True) as cur:
-            # The report counter row serialises this with save_reports, so no report slips between
-            # the sent rows going in and the counters being set.
-            self._lock_counter(cur, "delivery_reports")
-            cur.execute(self._sql("SELECT state, batch_id FROM {p}requests WHERE idempotency_key = ?"), (key,))
-            row = cur.fetchone()
-            if row is not None and row[0] == ACCEPTED:
-                if row[1] != receipt.batch_id:
+            if self._dialect.lock_row:
+                # The report counter row serialises this with save_reports, so no report slips between
+                # the request going in and its counters being set (SQLite's BEGIN IMMEDIATE already does).
+                self._lock_counter(cur, "delivery_reports")
+            # One round trip: this key's state; the batch's accepted requests, whose numbers are counted
+            # there, not here (a vendor that reuses batch ids); the reports that came before this call.
+            cur.execute(self._sql(_BEFORE_RECORDING), (key, *batch, *batch, DELIVERED, FAILED))
+            found: dict[str, list[tuple[Any, Any]]] = {"state": [], "request": [], "report": []}
+            for kind, first, second in cur.fetchall():
+                found[kind].append((first, second))
+            if found["state"] and found["state"][0][0] == ACCEPTED:
+                recorded_batch = found["state"][0][1]
+                if recorded_batch != receipt.batch_id:
                     log.warning(
                         "SMS store: request %s is already recorded as %s batch %s; batch %s not recorded",
                         key,
                         receipt.vendor,
-                        row[1],
+                        recorded_batch,
                         receipt.batch_id,
                     )
                 return
+            earlier, finals = found["request"], found["report"]
+            counted: Collection[str] = mobiles
+            if earlier or finals:
+                counted = set(mobiles).difference(_SentBatch(earlier).index())
+            delivered = sum(1 for mobile, status in finals if status == DELIVERED and mobile in counted)
+            failed = sum(1 for mobile, status in finals if status == FAILED and mobile in counted)
             cur.execute(
                 self._sql(_UPSERT_REQUEST),
                 (
@@ -836,7 +943,9 @@ class SmsStore:
                     conn_id,
                     receipt.batch_id,
                     ACCEPTED,
-                    len(mobiles),
+                    len(counted),
+                    delivered,
+                    failed,
                     None,
                     task.dag_id,
                     task.run_id,
@@ -844,41 +953,8 @@ class SmsStore:
                     task.map_index,
                     now,
                     now,
-                ),
-            )
-            rows = [
-                (
-                    receipt.vendor,
-                    receipt.batch_id,
-                    mobile,
-                    key,
-                    conn_id,
-                    submitted,
-                    task.dag_id,
-                    task.run_id,
-                    task.task_id,
-                    task.map_index,
-                )
-                for mobile in mobiles
-            ]
-            self._insert_many(
-                cur, "sent_messages", _SENT_COLUMNS, rows, "ON CONFLICT (vendor, batch_id, mobile) DO NOTHING"
-            )
-            count = """(SELECT COUNT(*) FROM {p}sent_messages s JOIN {p}delivery_reports d
-                ON d.vendor = s.vendor AND d.batch_id = s.batch_id AND d.mobile = s.mobile
-                WHERE s.vendor = ? AND s.batch_id = ? AND s.idempotency_key = ? AND d.status = ?)"""
-            cur.execute(
-                self._sql(f"UPDATE {{p}}requests SET delivered = {count}, failed = {count} WHERE idempotency_key = ?"),
-                (
-                    receipt.vendor,
-                    receipt.batch_id,
-                    key,
-                    DELIVERED,
-                    receipt.vendor,
-                    receipt.batch_id,
-                    key,
-                    FAILED,
-                    key,
+                    numbers,
+                    _ts(receipt.submitted_at),
                 ),
             )
 
@@ -907,6 +983,8 @@ class SmsStore:
                     None,
                     UNKNOWN,
                     len(set(mobiles)),
+                    0,
+                    0,
                     reason,
                     task.dag_id,
                     task.run_id,
@@ -914,6 +992,8 @@ class SmsStore:
                     task.map_index,
                     now,
                     now,
+                    _mobiles_json(list(dict.fromkeys(mobiles))),
+                    None,
                 ),
             )
 
@@ -1023,11 +1103,8 @@ class SmsStore:
 
     def _sent_numbers(self, vendor: str, batch_id: str) -> list[str]:
         with self._transaction(write=False) as cur:
-            cur.execute(
-                self._sql("SELECT mobile FROM {p}sent_messages WHERE vendor = ? AND batch_id = ?"),
-                (vendor, batch_id),
-            )
-            return [r[0] for r in cur.fetchall()]
+            cur.execute(self._sql(_ACCEPTED_IN_BATCH), (vendor, batch_id))
+            return list(_SentBatch(cur.fetchall()).index())
 
     def _stored_reports(self, cur: Any, keys: list[_Key]) -> tuple[dict[_Key, _ReportState], dict[_Key, str]]:
         """For the keys of one page: the stored reports, and the requests that sent the messages.
@@ -1040,34 +1117,25 @@ class SmsStore:
         for vendor, batch_id, mobile in keys:
             by_batch.setdefault((vendor, batch_id), []).append(mobile)
         reports: dict[_Key, _ReportState] = {}
-        sent: dict[_Key, str] = {}
         seek: list[_Key] = []
-        scan_reports = self._sql(
+        scan = self._sql(
             "SELECT mobile, status, code, description, reported_at FROM {p}delivery_reports "
             "WHERE vendor = ? AND batch_id = ? LIMIT ?"
-        )
-        scan_sent = self._sql(
-            "SELECT mobile, idempotency_key FROM {p}sent_messages WHERE vendor = ? AND batch_id = ? LIMIT ?"
         )
         for (vendor, batch_id), mobiles in by_batch.items():
             if len(mobiles) < _SCAN_MIN_KEYS:
                 seek.extend((vendor, batch_id, m) for m in mobiles)
                 continue
             limit = _SCAN_FACTOR * len(mobiles)
-            cur.execute(scan_reports, (vendor, batch_id, limit + 1))
-            found_reports = cur.fetchall()
-            cur.execute(scan_sent, (vendor, batch_id, limit + 1))
-            found_sent = cur.fetchall()
-            if len(found_reports) > limit or len(found_sent) > limit:
+            cur.execute(scan, (vendor, batch_id, limit + 1))
+            found = cur.fetchall()
+            if len(found) > limit:
                 seek.extend((vendor, batch_id, m) for m in mobiles)
                 continue
             wanted = set(mobiles)
-            for mobile, *state in found_reports:
+            for mobile, *state in found:
                 if mobile in wanted:
                     reports[(vendor, batch_id, mobile)] = tuple(state)
-            for mobile, request_key in found_sent:
-                if mobile in wanted:
-                    sent[(vendor, batch_id, mobile)] = request_key
         arrays = self._dialect.array_params
         for chunk in _chunks(seek, PAGE_SIZE if arrays else _SEEK_CHUNK):
             params: list[Any]
@@ -1079,33 +1147,36 @@ class SmsStore:
                 params = [v for key in chunk for v in key]
             cur.execute(
                 self._sql(
-                    f"""SELECT k.column1, k.column2, k.column3, d.status, d.code, d.description,
-                            d.reported_at, s.idempotency_key
-                    FROM {source}
-                    LEFT JOIN {{p}}delivery_reports d
-                        ON d.vendor = k.column1 AND d.batch_id = k.column2 AND d.mobile = k.column3
-                    LEFT JOIN {{p}}sent_messages s
-                        ON s.vendor = k.column1 AND s.batch_id = k.column2 AND s.mobile = k.column3
-                    WHERE d.status IS NOT NULL OR s.idempotency_key IS NOT NULL"""
+                    f"""SELECT k.column1, k.column2, k.column3, d.status, d.code, d.description, d.reported_at
+                    FROM {source} JOIN {{p}}delivery_reports d
+                        ON d.vendor = k.column1 AND d.batch_id = k.column2 AND d.mobile = k.column3"""
                 ),
                 params,
             )
-            for (
-                vendor,
-                batch_id,
-                mobile,
-                status,
-                code,
-                description,
-                reported_at,
-                request_key,
-            ) in cur.fetchall():
-                key = (vendor, batch_id, mobile)
-                if status is not None:
-                    reports[key] = (status, code, description, reported_at)
+            for vendor, batch_id, mobile, *state in cur.fetchall():
+                reports[(vendor, batch_id, mobile)] = tuple(state)
+        sent: dict[_Key, str] = {}
+        for (vendor, batch_id), batch in self._sent_batches(cur, list(by_batch)).items():
+            mobiles = by_batch[(vendor, batch_id)]
+            decode = len(mobiles) >= _SCAN_MIN_KEYS
+            for mobile in mobiles:
+                request_key = batch.owner(mobile, decode=decode)
                 if request_key is not None:
-                    sent[key] = request_key
+                    sent[(vendor, batch_id, mobile)] = request_key
         return reports, sent
+
+    def _sent_batches(self, cur: Any, batches: Sequence[tuple[str, str]]) -> dict[tuple[str, str], _SentBatch]:
+        """The accepted requests of each (vendor, batch_id) that has any."""
+        by_vendor: dict[str, list[str]] = {}
+        for vendor, batch_id in batches:
+            by_vendor.setdefault(vendor, []).append(batch_id)
+        found: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+        sql = """SELECT batch_id, idempotency_key, mobiles FROM {p}requests
+            WHERE vendor = ? AND state = 'accepted' AND batch_id IN ({in}) ORDER BY created_at, idempotency_key"""
+        for vendor, batch_ids in by_vendor.items():
+            for batch_id, request_key, mobiles in self._select_in(cur, sql, (vendor,), batch_ids):
+                found.setdefault((vendor, batch_id), []).append((request_key, mobiles))
+        return {batch: _SentBatch(requests) for batch, requests in found.items()}
 
     def batch_progress(self, vendor: str, batch_ids: Sequence[str]) -> BatchProgress:
         """Progress of the batches from their request counters: O(batches), however many messages."""
@@ -1139,18 +1210,18 @@ class SmsStore:
                     (vendor,),
                 )
                 batch_ids = [r[0] for r in cur.fetchall()]
-        sql = """SELECT s.batch_id, s.mobile FROM {p}sent_messages s
-            LEFT JOIN {p}delivery_reports d
-                ON d.vendor = s.vendor AND d.batch_id = s.batch_id AND d.mobile = s.mobile
-            WHERE s.vendor = ? AND s.batch_id = ? AND (d.status IS NULL OR d.status = 'pending')
-            ORDER BY s.mobile"""
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
         pairs: list[tuple[str, str]] = []
         with self._transaction(write=False) as cur:
             for batch_id in dict.fromkeys(batch_ids):
-                cur.execute(self._sql(sql), (vendor, batch_id))
-                pairs.extend((str(b), str(m)) for b, m in cur.fetchall())
+                cur.execute(self._sql(_ACCEPTED_IN_BATCH), (vendor, batch_id))
+                requests = cur.fetchall()
+                if not requests:
+                    continue
+                numbers = _SentBatch(requests).index()
+                cur.execute(self._sql(_FINAL_REPORTS_IN_BATCH), (vendor, batch_id, DELIVERED, FAILED))
+                for mobile, _ in cur.fetchall():
+                    numbers.pop(mobile, None)
+                pairs.extend((str(batch_id), mobile) for mobile in sorted(numbers))
                 if limit is not None and len(pairs) >= limit:
                     return pairs[:limit]
         return pairs
@@ -1165,10 +1236,8 @@ class SmsStore:
         by_code: dict[str, int] = {}
         finals = """SELECT status, code, COUNT(*) FROM {p}delivery_reports
             WHERE vendor = ? AND status <> 'pending' AND batch_id IN ({in}) GROUP BY status, code"""
-        pending = """SELECT COUNT(*) FROM {p}sent_messages s
-            LEFT JOIN {p}delivery_reports d
-                ON d.vendor = s.vendor AND d.batch_id = s.batch_id AND d.mobile = s.mobile
-            WHERE s.vendor = ? AND s.batch_id IN ({in}) AND (d.status IS NULL OR d.status = 'pending')"""
+        pending = """SELECT COALESCE(SUM(total - delivered - failed), 0) FROM {p}requests
+            WHERE vendor = ? AND state = 'accepted' AND batch_id IN ({in})"""
         with self._transaction(write=False) as cur:
             for status, code, count in self._select_in(cur, finals, (vendor,), ids):
                 by_status[status] = by_status.get(status, 0) + int(count)
@@ -1355,12 +1424,27 @@ class SmsStore:
         return added
 
     def opted_out(self, mobiles: Sequence[str]) -> set[str]:
-        """Which of the numbers are opted out (chunked IN lookups on the primary key)."""
-        wanted = list(dict.fromkeys(mobiles))
+        """Which of the numbers are opted out; a mainland mobile in either form (``138…`` or ``86138…``).
+
+        An opt-out list no longer than the numbers asked about (the usual case: a few hundred
+        against a send of thousands) is read whole, in one query; a longer one is looked up by
+        key: one array query on PostgreSQL, IN lists of a few hundred on SQLite.
+        """
+        wanted = set(mobiles)
+        if not wanted:
+            return set()
         with self._transaction(write=False) as cur:
-            return {
-                r[0] for r in self._select_in(cur, "SELECT mobile FROM {p}opt_outs WHERE mobile IN ({in})", (), wanted)
-            }
+            cur.execute(self._sql("SELECT mobile FROM {p}opt_outs LIMIT ?"), (len(wanted) + 1,))
+            listed = [r[0] for r in cur.fetchall()]
+            if len(listed) > len(wanted):
+                keys = list({form for mobile in wanted for form in china_mobile_forms(mobile)})
+                if self._dialect.array_params:
+                    cur.execute(self._sql("SELECT mobile FROM {p}opt_outs WHERE mobile = ANY(?)"), (keys,))
+                    listed = [r[0] for r in cur.fetchall()]
+                else:
+                    sql = "SELECT mobile FROM {p}opt_outs WHERE mobile IN ({in})"
+                    listed = [r[0] for r in self._select_in(cur, sql, (), keys)]
+        return {form for mobile in listed for form in china_mobile_forms(mobile) if form in wanted}
 
     # ---------------------------------------------------------------------------- positions and quiet periods
 
@@ -1485,11 +1569,13 @@ __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
     "UNKNOWN",
+    "VIEWS",
     "BatchProgress",
     "MaskResolver",
     "RequestRecord",
     "SaveResult",
     "SmsStore",
     "TaskIdentity",
+    "drop_statements",
     "report_replaces",
 ]

@@ -181,10 +181,10 @@ def prepare_send(vendor: str, connection: dict[str, Any], mobiles: Sequence[str]
 
 
 class SentRecorder:
-    """What the provider's store records per accepted request, in plain sqlite3, before the next request.
+    """The least durable record exactly-once needs, in plain sqlite3, before the next request goes out.
 
-    One row for the request (its key, batch id and state) and one row per number with the same columns
-    and primary key as the store's ``sent_messages``, in one transaction committed per request.
+    One row per accepted request (key, batch id, state, the numbers as a JSON list), committed per
+    request in the same WAL mode as the store: what the provider's store writes, without its checks.
     """
 
     def __init__(self, path: str) -> None:
@@ -193,27 +193,16 @@ class SentRecorder:
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute(
             """CREATE TABLE requests (idempotency_key TEXT PRIMARY KEY, vendor TEXT NOT NULL, batch_id TEXT,
-            state TEXT NOT NULL, total BIGINT NOT NULL, created_at TEXT NOT NULL)"""
-        )
-        self.db.execute(
-            """CREATE TABLE sent_messages (vendor TEXT NOT NULL, batch_id TEXT NOT NULL, mobile TEXT NOT NULL,
-            idempotency_key TEXT NOT NULL, conn_id TEXT NOT NULL, submitted_at TEXT, dag_id TEXT NOT NULL,
-            run_id TEXT NOT NULL, task_id TEXT NOT NULL, map_index INTEGER NOT NULL,
-            PRIMARY KEY (vendor, batch_id, mobile))"""
+            state TEXT NOT NULL, total BIGINT NOT NULL, mobiles TEXT NOT NULL, created_at TEXT NOT NULL)"""
         )
 
     def record(self, vendor: str, batch_id: str, mobiles: Sequence[str]) -> None:
         key = hashlib.sha256(f"{vendor}:{batch_id}".encode()).hexdigest()
         now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
-        self.db.execute("BEGIN IMMEDIATE")
         self.db.execute(
-            "INSERT INTO requests VALUES (?, ?, ?, 'accepted', ?, ?)", (key, vendor, batch_id, len(mobiles), now)
+            "INSERT INTO requests VALUES (?, ?, ?, 'accepted', ?, ?, ?)",
+            (key, vendor, batch_id, len(mobiles), json.dumps(list(mobiles)), now),
         )
-        self.db.executemany(
-            "INSERT INTO sent_messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(vendor, batch_id, m, key, f"sms_{vendor}", now, "benchmarks", "run", "send", -1) for m in mobiles],
-        )
-        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
@@ -273,11 +262,11 @@ def post_concurrently(prepared: Prepared, concurrency: int) -> int:
 # ------------------------------------------------------------------------------------------------ reports
 
 
-def pull_reports_into_sqlite(connection: dict[str, Any], path: str) -> int:
-    """Drain the paasw_v2 report queue, then insert every row with one executemany in one transaction.
+def pull_report_rows(connection: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Drain the paasw_v2 report queue into rows holding what the store keeps of a report.
 
-    The rows hold what the store keeps of a report (status, code, description, time in UTC, the raw
-    record as JSON, connection, fetch time, a sequence number), in a table with the same key.
+    Status, code, description, time in UTC, the raw record as JSON, connection, fetch time, a
+    sequence number; all held in memory until the one insert at the end.
     """
     from zoneinfo import ZoneInfo
 
@@ -318,20 +307,50 @@ def pull_reports_into_sqlite(connection: dict[str, Any], path: str) -> int:
                         len(rows) + 1,
                     )
                 )
+    return rows
+
+
+_REPORTS_TABLE = """CREATE TABLE {name} (vendor TEXT NOT NULL, batch_id TEXT NOT NULL,
+    mobile TEXT NOT NULL, status TEXT NOT NULL, code TEXT NOT NULL, description TEXT NOT NULL,
+    reported_at TEXT, raw TEXT, conn_id TEXT NOT NULL, fetched_at TEXT NOT NULL, seq BIGINT NOT NULL,
+    PRIMARY KEY (vendor, batch_id, mobile))"""
+
+
+def pull_reports_into_sqlite(connection: dict[str, Any], path: str) -> int:
+    """Drain the queue, then insert every row with one executemany in one transaction (same key as the store)."""
+    rows = pull_report_rows(connection)
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
-        db.execute(
-            """CREATE TABLE IF NOT EXISTS reports (vendor TEXT NOT NULL, batch_id TEXT NOT NULL,
-            mobile TEXT NOT NULL, status TEXT NOT NULL, code TEXT NOT NULL, description TEXT NOT NULL,
-            reported_at TEXT, raw TEXT, conn_id TEXT NOT NULL, fetched_at TEXT NOT NULL, seq BIGINT NOT NULL,
-            PRIMARY KEY (vendor, batch_id, mobile))"""
-        )
-        db.execute("CREATE UNIQUE INDEX IF NOT EXISTS reports_seq ON reports (seq)")
+        db.execute(_REPORTS_TABLE.format(name="reports"))
+        db.execute("CREATE UNIQUE INDEX reports_seq ON reports (seq)")
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         db.execute("COMMIT")
     finally:
         db.close()
+    return len(rows)
+
+
+def pull_reports_into_postgres(connection: dict[str, Any], uri: str, table: str) -> int:
+    """The same into PostgreSQL with plain psycopg: one (pipelined) executemany in one transaction."""
+    import psycopg
+
+    rows = pull_report_rows(connection)
+    with psycopg.connect(uri) as db:
+        db.execute(_REPORTS_TABLE.format(name=table))
+        db.execute(f"CREATE UNIQUE INDEX {table}_seq ON {table} (seq)")
+        db.commit()
+        try:
+            with db.cursor() as cur:
+                cur.executemany(
+                    f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (vendor, batch_id, mobile) DO NOTHING",
+                    rows,
+                )
+            db.commit()
+        finally:
+            db.execute(f"DROP TABLE {table}")
+            db.commit()
     return len(rows)

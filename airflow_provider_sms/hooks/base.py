@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -399,7 +400,17 @@ class SmsHook(BaseHook):
     def session(self) -> requests.Session:
         session = requests.Session()
         session.headers["User-Agent"] = "airflow-provider-sms"
+        # The environment's proxies are read once, here: with trust_env requests walks os.environ twice
+        # on every call, which costs more than building the request. No netrc: vendors get no
+        # credentials but the connection's.
+        session.proxies.update(requests.utils.get_environ_proxies(self.config.base_url))
+        session.trust_env = False
         return session
+
+    @cached_property
+    def _environment_ca_bundle(self) -> str | None:
+        """REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, which requests uses wherever verify is plain True."""
+        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
     def get_conn(self) -> requests.Session:
         return self.session
@@ -681,8 +692,10 @@ class SmsHook(BaseHook):
         timeout) or the vendor said 429; any other failure raises ``SmsOutcomeUnknownError``.
         """
         kwargs.setdefault("timeout", (self.config.connect_timeout, self.config.read_timeout))
-        # explicit, so that REQUESTS_CA_BUNDLE in the environment cannot override a connection's TLS setting
-        kwargs.setdefault("verify", self.session.verify)
+        # Explicit on every call: a connection's own CA bundle or verify=false stands whatever the
+        # environment says; plain True means the environment's bundle if it names one, as in requests.
+        verify = kwargs.get("verify", self.session.verify)
+        kwargs["verify"] = (self._environment_ca_bundle or True) if verify is True else verify
         url = self.url(path)
 
         def attempt() -> requests.Response:

@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import json
 import os
+import re
+import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import InsecureRequestWarning
@@ -74,6 +76,22 @@ RSPCOD_MEANINGS: dict[str, str] = {
 _FALSE = ("false", "0", "no", "off")
 _TRUE = ("true", "1", "yes", "on")
 _UNDECODABLE: Any = object()
+
+_hush_lock = threading.Lock()
+
+
+def _hush_unverified_tls_warning(host: str) -> None:
+    """Drop urllib3's InsecureRequestWarning for this one vendor host.
+
+    The hook already logs once that verification is off, as the vendor instructs; a warning per call
+    would bury the task log. A filter on the host's own message is safe from any thread, where
+    ``warnings.catch_warnings`` around each call is not, and leaves every other host's warning alone.
+    Checked on every new session, as code such as pytest resets the filters between its tests.
+    """
+    message = rf"Unverified HTTPS request is being made to host '{re.escape(host)}'"
+    with _hush_lock:
+        if not any(f[0] == "ignore" and f[1] is not None and f[1].pattern == message for f in warnings.filters):
+            warnings.filterwarnings("ignore", message=message, category=InsecureRequestWarning)
 
 
 @dataclass(frozen=True)
@@ -152,8 +170,10 @@ class CloudMasHook(SmsHook):
     @cached_property
     def session(self) -> requests.Session:
         session = super().session
-        # Also passed on every call: REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE would override session.verify.
+        # Also passed on every call (see SmsHook.request), so the environment cannot override it.
         session.verify = self.tls_verify
+        if self.tls_verify is False:
+            _hush_unverified_tls_warning(urlsplit(self.config.base_url).hostname or "")
         if self.tls_verify is False and not self._tls_warning_logged:
             self._tls_warning_logged = True
             self.log.warning(
@@ -171,16 +191,6 @@ class CloudMasHook(SmsHook):
             return "TLS verified against the system CA store"
         return f"TLS verified against {self.tls_verify}"
 
-    @contextlib.contextmanager
-    def _quiet_tls(self) -> Iterator[None]:
-        """Silence urllib3's InsecureRequestWarning for our own unverified calls only, not process-wide."""
-        if self.tls_verify is not False:
-            yield
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", InsecureRequestWarning)
-            yield
-
     # ------------------------------------------------------------------ wire
 
     def _post(
@@ -194,17 +204,16 @@ class CloudMasHook(SmsHook):
         """POST the base64 text of the JSON payload, which may hold the secretKey: it is never logged."""
         text = json.dumps(dict(payload), ensure_ascii=False, separators=(",", ":"))
         body = base64.b64encode(text.encode("utf-8"))
-        with self._quiet_tls():
-            response = self.request(
-                operation,
-                "POST",
-                path,
-                data=body,
-                headers={"Content-Type": CONTENT_TYPE},
-                send=send,
-                verify=self.tls_verify,
-                **kwargs,
-            )
+        response = self.request(
+            operation,
+            "POST",
+            path,
+            data=body,
+            headers={"Content-Type": CONTENT_TYPE},
+            send=send,
+            verify=self.tls_verify,
+            **kwargs,
+        )
         return self._decode(response, operation), response
 
     def reply_is_readable(self, response: requests.Response) -> bool:
@@ -444,8 +453,7 @@ class CloudMasHook(SmsHook):
                 f"connection {self.sms_conn_id!r} ({self.conn_type}) is missing the 'sign' extra (the signature code)"
             )
         try:
-            with self._quiet_tls():
-                status = self.request("reachability check", "GET", "/", verify=self.tls_verify).status_code
+            status = self.request("reachability check", "GET", "/", verify=self.tls_verify).status_code
         except SmsResponseError as exc:
             if exc.status is None:
                 raise

@@ -38,7 +38,7 @@ def parse_mobiles(value: Any) -> str | list[str]:
             return [str(m) for m in parsed]
         return text
     if isinstance(value, Iterable):
-        return [str(m) for m in value]
+        return list(map(str, value))
     raise TypeError(f"mobiles must be a list of numbers or a comma-separated string, got {type(value).__name__}")
 
 

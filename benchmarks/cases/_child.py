@@ -92,6 +92,8 @@ def store_target(postgres_uri: str | None) -> Iterator[StoreTarget]:
     """A fresh store for one run: a new ``AIRFLOW_HOME`` with the embedded SQLite file, or, with a
     PostgreSQL URI, new tables under a prefix of their own, dropped afterwards. Tables exist before
     the run starts, as they would in production."""
+    from airflow_provider_sms.store import drop_statements
+
     with fresh_home():
         if postgres_uri is None:
             yield StoreTarget(None, "sms_")
@@ -106,10 +108,8 @@ def store_target(postgres_uri: str | None) -> Iterator[StoreTarget]:
             with target.open() as store:
                 conn = store._connection()
                 cur = conn.cursor()
-                pattern = target.prefix.replace("_", "\\_") + "%"
-                cur.execute("SELECT tablename FROM pg_tables WHERE tablename LIKE %s", (pattern,))
-                for (table,) in cur.fetchall():
-                    cur.execute(f'DROP TABLE IF EXISTS "{table}"')
+                for statement in drop_statements(target.prefix):
+                    cur.execute(statement)
                 conn.commit()
 
 

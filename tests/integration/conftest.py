@@ -42,8 +42,8 @@ def store_args(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, 
     yield {"store_conn_id": "sms_test_pg", "store_table_prefix": prefix}
     import psycopg
 
-    from airflow_provider_sms.store import TABLES
+    from airflow_provider_sms.store import drop_statements
 
     with psycopg.connect(uri, autocommit=True) as conn:
-        for table in TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {prefix}{table}")
+        for statement in drop_statements(prefix):
+            conn.execute(statement)

@@ -218,16 +218,39 @@ def test_verify_true_is_a_clear_tls_error(
     assert "TLS error" in message
 
 
-def test_unverified_warning_silenced_for_the_hook_only(
+def test_unverified_warning_silenced_for_the_vendor_host_only(
     hook: CloudMasHook, sms_simulator: GatewaySimulator, recwarn: pytest.WarningsRecorder
 ) -> None:
     filters_before = list(warnings.filters)
     hook.send("13800138000", "hi")
     hook.fetch_reports()
     assert not [w for w in recwarn if issubclass(w.category, InsecureRequestWarning)]
-    assert warnings.filters == filters_before
-    with pytest.warns(InsecureRequestWarning):  # other code still gets urllib3's warning
-        requests.get(sms_simulator.https_url, verify=False, timeout=5)
+    added = [f for f in warnings.filters if f not in filters_before]
+    assert len(added) == 1, "one filter, for the vendor's host"
+    hook.for_thread().fetch_reports()  # another session on the same host adds no second filter
+    assert [f for f in warnings.filters if f not in filters_before] == added
+    other_host = sms_simulator.https_url.replace("127.0.0.1", "localhost")
+    with pytest.warns(InsecureRequestWarning, match="host 'localhost'"):  # any other host still warns
+        requests.get(other_host, verify=False, timeout=5)
+
+
+def test_unverified_warning_stays_silent_with_concurrent_sends(
+    hook: CloudMasHook, sms_simulator: GatewaySimulator, recwarn: pytest.WarningsRecorder
+) -> None:
+    """Sending threads each open a session; none may leak the warning or leave the filters changed."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def send(i: int) -> None:
+        copy = hook.for_thread()
+        try:
+            copy.send(f"1380013{i:04d}", "hi")
+        finally:
+            copy.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, range(32)))
+    assert not [w for w in recwarn if issubclass(w.category, InsecureRequestWarning)]
+    assert sum(1 for f in warnings.filters if f[2] is InsecureRequestWarning) == 1
 
 
 # ----------------------------------------------------------------------------------------- credentials

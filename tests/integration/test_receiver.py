@@ -32,7 +32,7 @@ from airflow_provider_sms.hooks import get_sms_hook
 from airflow_provider_sms.receiver.app import create_standalone_app
 from airflow_provider_sms.records import DELIVERED, FAILED
 from airflow_provider_sms.simulator import GatewaySimulator
-from airflow_provider_sms.store import TABLES, SmsStore, TaskIdentity
+from airflow_provider_sms.store import SmsStore, TaskIdentity, drop_statements
 
 pytestmark = pytest.mark.integration
 
@@ -163,8 +163,8 @@ def backend(
             import psycopg
 
             with psycopg.connect(postgres_uri(), autocommit=True) as conn:
-                for table in TABLES:
-                    conn.execute(f"DROP TABLE IF EXISTS {db.extras['callback_store_table_prefix']}{table}")
+                for statement in drop_statements(db.extras["callback_store_table_prefix"]):
+                    conn.execute(statement)
 
 
 @pytest.fixture

@@ -35,6 +35,8 @@ from airflow_provider_sms.errors import SmsConfigurationError
 from airflow_provider_sms.numbers import mask_matches
 from airflow_provider_sms.records import Balance, DeliveryReport, InboundMessage, SendReceipt
 from airflow_provider_sms.store import (
+    _SCHEMA,
+    SCHEMA_VERSION,
     TABLES,
     BatchProgress,
     MaskResolver,
@@ -43,6 +45,7 @@ from airflow_provider_sms.store import (
     TaskIdentity,
     _json,
     _ts,
+    drop_statements,
     report_replaces,
 )
 
@@ -86,8 +89,8 @@ def drop_tables(uri: str, prefix: str) -> None:
     import psycopg
 
     with psycopg.connect(uri, autocommit=True) as conn:
-        for table in TABLES:
-            conn.execute(f"DROP TABLE IF EXISTS {prefix}{table}")
+        for statement in drop_statements(prefix):
+            conn.execute(statement)
 
 
 @dataclass
@@ -251,15 +254,75 @@ def test_schema_is_created_on_first_use_and_versioned(backend: Backend) -> None:
     assert store.accepted_requests(["k"]) == {}
     for table in TABLES:
         assert backend.table_exists(table), table
-    assert backend.query("SELECT id, version FROM {p}schema_version") == [(1, 1)]
+    assert backend.query("SELECT id, version FROM {p}schema_version") == [(1, SCHEMA_VERSION)]
+    assert backend.query("SELECT COUNT(*) FROM {p}sent_messages") == [(0,)]  # the view
 
     again = backend.open()  # a second store on existing tables neither fails nor adds a version row
     assert again.accepted_requests(["k"]) == {}
     assert backend.query("SELECT COUNT(*) FROM {p}schema_version") == [(1,)]
 
-    backend.query("UPDATE {p}schema_version SET version = 2")
-    with pytest.raises(SmsConfigurationError, match="schema version 2"):
+    backend.query("UPDATE {p}schema_version SET version = 99")
+    with pytest.raises(SmsConfigurationError, match="schema version 99"):
         backend.open().accepted_requests(["k"])
+
+
+# Version 1 of the store, as the provider shipped it: a sent_messages row per number.
+_V1_REQUESTS = """CREATE TABLE {p}requests (
+    idempotency_key TEXT PRIMARY KEY, vendor TEXT NOT NULL, conn_id TEXT NOT NULL, batch_id TEXT,
+    state TEXT NOT NULL, total BIGINT NOT NULL DEFAULT 0, delivered BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0, reason TEXT, dag_id TEXT NOT NULL DEFAULT '',
+    run_id TEXT NOT NULL DEFAULT '', task_id TEXT NOT NULL DEFAULT '',
+    map_index INTEGER NOT NULL DEFAULT -1, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)"""
+_V1_SENT_MESSAGES = """CREATE TABLE {p}sent_messages (
+    vendor TEXT NOT NULL, batch_id TEXT NOT NULL, mobile TEXT NOT NULL, idempotency_key TEXT NOT NULL,
+    conn_id TEXT NOT NULL, submitted_at TEXT, dag_id TEXT NOT NULL DEFAULT '',
+    run_id TEXT NOT NULL DEFAULT '', task_id TEXT NOT NULL DEFAULT '',
+    map_index INTEGER NOT NULL DEFAULT -1, PRIMARY KEY (vendor, batch_id, mobile))"""
+
+
+def test_a_version_1_store_is_upgraded_in_place_keeping_every_send(backend: Backend) -> None:
+    serial = "INTEGER PRIMARY KEY" if backend.name == "sqlite" else "BIGSERIAL PRIMARY KEY"
+    for ddl in _SCHEMA:
+        v1_ddl = _V1_REQUESTS if ddl.startswith("CREATE TABLE IF NOT EXISTS {p}requests (") else ddl
+        backend.query(v1_ddl.replace("{serial_pk}", serial))
+    backend.query(_V1_SENT_MESSAGES)
+    backend.query("INSERT INTO {p}schema_version VALUES (1, 1, '2026-01-01T00:00:00+00:00')")
+    backend.query("INSERT INTO {p}counters VALUES ('delivery_reports', 1), ('inbound_messages', 0)")
+    backend.query(
+        "INSERT INTO {p}requests (idempotency_key, vendor, conn_id, batch_id, state, total, delivered, "
+        "task_id, map_index, created_at, updated_at) VALUES "
+        "('k1', ?, 'sms_test', 'B1', 'accepted', 3, 1, 'send', 0, '2026-01-01T00:00:00+00:00', "
+        "'2026-01-01T00:00:00+00:00'), "
+        "('k2', ?, 'sms_test', NULL, 'unknown', 2, 0, 'send', 0, '2026-01-01T00:00:00+00:00', "
+        "'2026-01-01T00:00:00+00:00')",
+        (VENDOR, VENDOR),
+    )
+    for mobile in numbers(3):
+        backend.query(
+            "INSERT INTO {p}sent_messages (vendor, batch_id, mobile, idempotency_key, conn_id, submitted_at, "
+            "task_id, map_index) VALUES (?, 'B1', ?, 'k1', 'sms_test', '2026-01-01T00:00:01+00:00', 'send', 0)",
+            (VENDOR, mobile),
+        )
+    backend.query(
+        "INSERT INTO {p}delivery_reports (vendor, batch_id, mobile, status, fetched_at, seq) "
+        "VALUES (?, 'B1', ?, 'delivered', '2026-01-01T00:01:00+00:00', 1)",
+        (VENDOR, numbers(1)[0]),
+    )
+
+    store = backend.open()
+    assert progress(store, "k1") == (3, 1, 0)
+    assert backend.query("SELECT version FROM {p}schema_version") == [(SCHEMA_VERSION,)]
+    assert not backend.table_exists("sent_messages"), "the per-number table is gone: a view replaces it"
+    assert sorted(backend.query("SELECT mobile, idempotency_key, submitted_at FROM {p}sent_messages")) == [
+        (m, "k1", "2026-01-01T00:00:01+00:00") for m in numbers(3)
+    ]
+    assert store.pending_pairs(VENDOR, ["B1"]) == [("B1", m) for m in numbers(3)[1:]]
+    assert store.accepted_requests(["k2"])["k2"].state == "unknown"
+
+    store.save_reports([report("B1", numbers(3)[1], "failed")])
+    assert progress(store, "k1") == (3, 1, 1)
+    backend.assert_counters_exact()
+    assert backend.open().accepted_requests(["k1"])["k1"].total == 3  # a second open finds version 2
 
 
 def test_table_prefix_must_be_an_identifier(tmp_path: Path) -> None:
@@ -694,6 +757,19 @@ def test_opt_outs(store: SmsStore) -> None:
     elapsed = time.perf_counter() - started
     assert found == set(many[::3])
     assert elapsed < 10, f"opted_out of 100,000 numbers took {elapsed:.1f}s"
+    # one person, two spellings: a domestic opt-out stops an intl send and the other way round
+    assert store.opted_out(["8613800000001", "8613800000004"]) == {"8613800000001"}
+    store.add_opt_outs(["8613900000009"], reason="STOP", source="manual")
+    assert store.opted_out(["13900000009", "13800000001"]) == {"13900000009", "13800000001"}
+    # a list longer than the numbers asked about is looked up by key, not read whole
+    few = ["13800000001", "13800000004", many[3], many[4], many[3]]
+    assert store.opted_out(few) == {"13800000001", many[3]}
+    assert store.opted_out(["8613800000001", "13900000009", "8613900000009"]) == {
+        "8613800000001",
+        "13900000009",
+        "8613900000009",
+    }
+    assert store.opted_out(many[:1200]) == set(many[:1200:3])  # more than one IN list on SQLite
 
 
 # -------------------------------------------------------------------------------------------- connections

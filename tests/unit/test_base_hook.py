@@ -504,6 +504,34 @@ def test_tls_verification_is_explicit_per_request(
     assert token.last_request.verify == "/etc/ssl/vendor-ca.pem"
 
 
+def test_plain_verify_uses_the_environments_ca_bundle_as_requests_would(
+    requests_mock: Any, conn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corporate-ca.pem")
+    token = mock_token(requests_mock)
+    hook = PaaswV2Hook(conn)
+    hook._fetch_token()
+    assert token.last_request.verify == "/etc/ssl/corporate-ca.pem"
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    fresh = PaaswV2Hook(conn)
+    fresh._fetch_token()
+    assert token.last_request.verify is True
+
+
+def test_proxies_come_from_the_environment_once_per_session(conn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    hook = PaaswV2Hook(conn)
+    assert hook.session.proxies.get("http") == "http://proxy.example:3128"
+    assert hook.session.trust_env is False  # not read again on every call, and no netrc credentials
+    host = hook.config.base_url.split("://", 1)[1].split("/")[0].split(":")[0]
+    monkeypatch.setenv("NO_PROXY", host)
+    assert PaaswV2Hook(conn).session.proxies == {}
+
+
 def test_retry_wait_bounds_the_backoff(requests_mock: Any, conn: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import random
 

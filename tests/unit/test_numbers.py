@@ -9,6 +9,7 @@ import pytest
 from airflow_provider_sms.numbers import (
     MULTI_PART_CHARS,
     SINGLE_PART_CHARS,
+    china_mobile_forms,
     chunk_mobiles,
     mask_matches,
     message_parts,
@@ -162,6 +163,52 @@ def test_normalize_mobiles_of_chinese_comma_string() -> None:
     assert invalid == []
 
 
+def _one_by_one(numbers: list[str], *, international: bool) -> tuple[list[str], list[str]]:
+    """The rule spelled out a number at a time: what the whole-list fast path must agree with."""
+    normalize = normalize_international if international else normalize_domestic
+    valid: dict[str, None] = {}
+    invalid = []
+    for raw in numbers:
+        number = normalize(raw.strip())
+        if number is None:
+            invalid.append(raw.strip())
+        else:
+            valid.setdefault(number)
+    return list(valid), invalid
+
+
+@pytest.mark.parametrize("international", [False, True])
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        ["13800138000", "13900139000", "13800138000"],  # plain: the fast path, de-duplicated
+        ["8613800138000", "447911123456", "8613800138000"],
+        ["13800138000", "12800138000"],  # one invalid domestic number among plain ones
+        ["13800138000", "+8613900139000"],  # one needing normalisation
+        ["13800138000\n13900139000", "13700137000"],  # a newline inside one item: not two numbers
+        ["13800138000", "13900139000\n"],
+        ["13800138000", ""],
+        ["0013800138000", "123456"],
+    ],
+)
+def test_whole_list_fast_path_agrees_with_the_number_by_number_rule(numbers: list[str], international: bool) -> None:
+    assert normalize_mobiles(numbers, international=international) == _one_by_one(numbers, international=international)
+
+
+def test_whole_list_check_sees_every_slice_of_a_long_list() -> None:
+    numbers = [f"138{i:08d}" for i in range(5000)]
+    assert normalize_mobiles(numbers, international=False) == (numbers, [])
+    assert normalize_mobiles([*numbers, numbers[0]], international=False) == (numbers, [])
+    late_invalid = [*numbers[:4500], "12800138000", *numbers[4500:]]
+    assert normalize_mobiles(late_invalid, international=False) == (numbers, ["12800138000"])
+
+
+def test_a_newline_inside_an_item_is_reported_invalid_not_split() -> None:
+    valid, invalid = normalize_mobiles(["13800138000\n13900139000", "13700137000"], international=False)
+    assert valid == ["13700137000"]
+    assert invalid == ["13800138000\n13900139000"]
+
+
 # ---------------------------------------------------------------------------- chunking
 
 
@@ -220,6 +267,31 @@ def test_chunk_by_characters_with_mixed_lengths() -> None:
     assert chunks == [["1234567", "12345678901"], ["123456789012345"], ["1234567"]]
 
 
+def _chunk_one_by_one(numbers: list[str], max_count: int, max_chars: int | None) -> list[list[str]]:
+    chunks: list[list[str]] = []
+    for mobile in numbers:
+        last = chunks[-1] if chunks else None
+        if (
+            last is not None
+            and len(last) < max_count
+            and (max_chars is None or len(",".join([*last, mobile])) <= max_chars)
+        ):
+            last.append(mobile)
+        else:
+            chunks.append([mobile])
+    return chunks
+
+
+@pytest.mark.parametrize("max_chars", [None, 1, 11, 12, 23, 24, 35, 1500, 10_000])
+@pytest.mark.parametrize("max_count", [1, 3, 125, 1000])
+@pytest.mark.parametrize("width", ["same", "mixed"])
+def test_chunking_agrees_with_filling_one_number_at_a_time(max_count: int, max_chars: int | None, width: str) -> None:
+    numbers = _numbers(400) if width == "same" else [n[: 7 + i % 6] for i, n in enumerate(_numbers(400))]
+    assert list(chunk_mobiles(numbers, max_count=max_count, max_chars=max_chars)) == _chunk_one_by_one(
+        numbers, max_count, max_chars
+    )
+
+
 # ---------------------------------------------------------------------------- message parts
 
 
@@ -262,3 +334,17 @@ def test_message_parts_counts_the_signature() -> None:
 )
 def test_mask_matches(mask: str, mobile: str, matches: bool) -> None:
     assert mask_matches(mask, mobile) is matches
+
+
+@pytest.mark.parametrize(
+    ("number", "forms"),
+    [
+        ("13800138000", ("13800138000", "8613800138000")),
+        ("8613800138000", ("8613800138000", "13800138000")),
+        ("8612800138000", ("8612800138000",)),  # 86 and not a mainland mobile
+        ("447911123456", ("447911123456",)),
+        ("12800138000", ("12800138000",)),
+    ],
+)
+def test_china_mobile_forms(number: str, forms: tuple[str, ...]) -> None:
+    assert china_mobile_forms(number) == forms
