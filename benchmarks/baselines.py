@@ -208,7 +208,36 @@ class SentRecorder:
         self.db.close()
 
 
-def post_all(prepared: Prepared, vendor: str, recorder: SentRecorder | None = None) -> int:
+class PostgresSentRecorder:
+    """The same record in PostgreSQL with plain psycopg: one INSERT and a (durable) commit per request."""
+
+    def __init__(self, uri: str, table: str) -> None:
+        import psycopg
+
+        self.table = table
+        self.db = psycopg.connect(uri)
+        self.db.execute(
+            f"""CREATE TABLE {table} (idempotency_key TEXT PRIMARY KEY, vendor TEXT NOT NULL, batch_id TEXT,
+            state TEXT NOT NULL, total BIGINT NOT NULL, mobiles TEXT NOT NULL, created_at TEXT NOT NULL)"""
+        )
+        self.db.commit()
+
+    def record(self, vendor: str, batch_id: str, mobiles: Sequence[str]) -> None:
+        key = hashlib.sha256(f"{vendor}:{batch_id}".encode()).hexdigest()
+        now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        self.db.execute(
+            f"INSERT INTO {self.table} VALUES (%s, %s, %s, 'accepted', %s, %s, %s)",
+            (key, vendor, batch_id, len(mobiles), json.dumps(list(mobiles)), now),
+        )
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.execute(f"DROP TABLE {self.table}")
+        self.db.commit()
+        self.db.close()
+
+
+def post_all(prepared: Prepared, vendor: str, recorder: SentRecorder | PostgresSentRecorder | None = None) -> int:
     """Post every prepared payload in order on one session; returns the numbers accepted."""
     accepted = 0
     with requests.Session() as session:

@@ -1,4 +1,4 @@
-"""Print row counts and a few rows of every table in the given SQLite files (the quick start's last step)."""
+"""Print row counts and a few rows of every table and view in the given SQLite files (the quick start's last step)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import sys
 def show(path: str) -> None:
     print(f"\n# {path}")
     with sqlite3.connect(path) as db:
-        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        tables = [
+            r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name")
+        ]
         for table in tables:
             count = db.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
             print(f"\n{table}: {count} rows")
