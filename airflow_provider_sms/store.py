@@ -1191,12 +1191,13 @@ class SmsStore:
         return BatchProgress(total, delivered, failed)
 
     def pending_pairs(
-        self, vendor: str, batch_ids: Sequence[str] | None, limit: int | None = None
+        self, vendor: str, batch_ids: Sequence[str] | None, limit: int | None = None, *, start: int = 0
     ) -> list[tuple[str, str]]:
         """(batch_id, mobile) of sent messages with no final report yet, in batch order.
 
         ``batch_ids=None``: every batch of the vendor whose counters say it still has pending
-        messages, oldest request first.
+        messages, oldest request first. ``start``: begin at that batch (modulo their number) and wrap
+        around, so that calls with a ``limit`` and different starts reach every batch, not only the first.
         """
         if limit is not None and limit <= 0:
             return []
@@ -1210,9 +1211,13 @@ class SmsStore:
                     (vendor,),
                 )
                 batch_ids = [r[0] for r in cur.fetchall()]
+        ordered = list(dict.fromkeys(batch_ids))
+        if ordered:
+            first = start % len(ordered)
+            ordered = ordered[first:] + ordered[:first]
         pairs: list[tuple[str, str]] = []
         with self._transaction(write=False) as cur:
-            for batch_id in dict.fromkeys(batch_ids):
+            for batch_id in ordered:
                 cur.execute(self._sql(_ACCEPTED_IN_BATCH), (vendor, batch_id))
                 requests = cur.fetchall()
                 if not requests:

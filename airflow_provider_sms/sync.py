@@ -9,6 +9,7 @@ will not hand out again.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,7 +51,14 @@ def pull_reports(
     conn_id = hook.sms_conn_id
     if hook.report_mode == "query":
         limit = hook.report_query_limit * max_pulls
-        pairs = store.pending_pairs(hook.vendor, list(batch_ids) if batch_ids is not None else None, limit=limit)
+        # A random first batch: with more pending pairs than one sync may ask about, numbers that never
+        # get a report must not keep every later batch from being asked about.
+        pairs = store.pending_pairs(
+            hook.vendor,
+            list(batch_ids) if batch_ids is not None else None,
+            limit=limit,
+            start=random.randrange(1 << 30),
+        )
         for start in range(0, len(pairs), hook.report_query_limit):
             reports = hook.fetch_reports(pairs[start : start + hook.report_query_limit])
             saved = store.save_reports(reports, conn_id=conn_id)

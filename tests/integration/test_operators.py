@@ -226,6 +226,34 @@ def test_sensor_queries_only_pending_pairs_for_intl(sim: GatewaySimulator) -> No
     assert sim.gateway.stats()["requests"]["intl /api/v1/international/sms/status"] == 3  # nothing pending
 
 
+def test_query_syncs_reach_every_batch_when_an_older_one_never_reports(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More pending pairs than a sync may ask about: each sync starts at another batch, so numbers that
+    never get a report (here a batch the vendor does not know) cannot hold back every later batch."""
+    from datetime import datetime, timezone
+
+    from airflow_provider_sms import sync
+    from airflow_provider_sms.hooks import get_sms_hook
+    from airflow_provider_sms.records import SendReceipt
+    from airflow_provider_sms.store import TaskIdentity
+
+    with SmsStore() as store:
+        stuck = SendReceipt("intl", "777", tuple(numbers(500, "86139")), datetime.now(timezone.utc))
+        store.record_accepted("stuck", stuck, conn_id="sms_intl", task=TaskIdentity())
+    summary = send_op(sms_conn_id="sms_intl", mobiles=numbers(500, "86138")).execute(task_context())
+    starts = iter(range(100))
+    monkeypatch.setattr(sync.random, "randrange", lambda _: next(starts))
+    hook = get_sms_hook("sms_intl")
+    with SmsStore() as store:
+        first = sync.pull_reports(hook, store, max_pulls=1)  # starts at the oldest batch: nothing comes back
+        assert (first.pulls, first.fetched) == (1, 0)
+        second = sync.pull_reports(hook, store, max_pulls=1)  # the next batch: its reports arrive
+        assert second.inserted == 500
+        assert store.batch_progress("intl", summary["batch_ids"]).pending == 0
+    hook.close()
+
+
 def test_cloud_mas_sensor_keeps_to_the_pull_limit(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(CloudMasHook, "pull_interval", 0.5)
     sim.gateway.config.pull_interval = 0.5

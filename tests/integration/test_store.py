@@ -565,6 +565,9 @@ def test_pending_pairs(store: SmsStore) -> None:
     ]
     assert store.pending_pairs(VENDOR, ["B2", "B1"], limit=3) == [("B2", b2[0]), ("B2", b2[1]), ("B1", b1[1])]
     assert store.pending_pairs(VENDOR, ["B1"], limit=0) == []
+    # a start rotates the batches, wrapping around: limited calls can reach every batch
+    assert store.pending_pairs(VENDOR, ["B2", "B1"], limit=2, start=1) == [("B1", b1[1]), ("B1", b1[2])]
+    assert store.pending_pairs(VENDOR, ["B2", "B1"], limit=3, start=3) == [("B1", b1[1]), ("B1", b1[2]), ("B2", b2[0])]
     assert sorted(store.pending_pairs(VENDOR, None)) == sorted([("B1", b1[1]), ("B1", b1[2]), *(("B2", m) for m in b2)])
     assert store.pending_pairs("another_vendor", ["B1"]) == []
 
