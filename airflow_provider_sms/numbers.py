@@ -13,8 +13,8 @@ _SEPARATORS = re.compile(r"[\s\-().]")
 _CHINA_MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)
 _E164_DIGITS = re.compile(r"[1-9]\d{6,14}", re.ASCII)
 _MASKED = re.compile(r"(\d+)\*+(\d+)", re.ASCII)
-# A whole list already in normal form, joined by newlines: checked by one regex scan in C instead
-# of a Python call per number (a list of a million numbers costs ~40 ms this way, ~2 s the other).
+# A list already in normal form, joined by newlines, is checked by a regex scan in C instead of a
+# Python call per number: 100,000 numbers cost ~6 ms this way, ~0.1 s the other.
 _ALL_DOMESTIC = re.compile(r"1[3-9]\d{9}(?:\n1[3-9]\d{9})*", re.ASCII)
 _ALL_INTERNATIONAL = re.compile(r"[1-9]\d{6,14}(?:\n[1-9]\d{6,14})*", re.ASCII)
 _PLAIN_CHECK_SLICE = 2000
@@ -56,7 +56,7 @@ def normalize_mobiles(mobiles: str | Iterable[str], *, international: bool) -> t
     """Normalise and de-duplicate (first occurrence wins); returns (valid, invalid) in input order."""
     numbers = split_mobiles(mobiles)
     if _all_in_normal_form(numbers, international=international):
-        if len(set(numbers)) == len(numbers):  # a set, not dict.fromkeys: a third of the peak memory
+        if len(set(numbers)) == len(numbers):  # a set, not dict.fromkeys: less peak memory
             return numbers, []
         return list(dict.fromkeys(numbers)), []  # rare: repeats, dropped keeping first occurrences
     normalize = normalize_international if international else normalize_domestic
