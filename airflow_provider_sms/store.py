@@ -973,6 +973,7 @@ class SmsStore:
         Never downgrades an accepted request; a later ``record_accepted`` upgrades this one.
         """
         now = _now()
+        unique = list(dict.fromkeys(mobiles))
         with self._transaction(write=True) as cur:
             cur.execute(
                 self._sql(_UPSERT_REQUEST),
@@ -982,7 +983,7 @@ class SmsStore:
                     conn_id,
                     None,
                     UNKNOWN,
-                    len(set(mobiles)),
+                    len(unique),
                     0,
                     0,
                     reason,
@@ -992,7 +993,7 @@ class SmsStore:
                     task.map_index,
                     now,
                     now,
-                    _mobiles_json(list(dict.fromkeys(mobiles))),
+                    _mobiles_json(unique),
                     None,
                 ),
             )

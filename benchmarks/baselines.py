@@ -180,6 +180,17 @@ def prepare_send(vendor: str, connection: dict[str, Any], mobiles: Sequence[str]
     raise ValueError(f"unknown vendor {vendor!r}")
 
 
+_REQUESTS_TABLE = """CREATE TABLE {name} (idempotency_key TEXT PRIMARY KEY, vendor TEXT NOT NULL,
+    batch_id TEXT, state TEXT NOT NULL, total BIGINT NOT NULL, mobiles TEXT NOT NULL, created_at TEXT NOT NULL)"""
+
+
+def _request_row(vendor: str, batch_id: str, mobiles: Sequence[str]) -> tuple[Any, ...]:
+    """The row both recorders commit for one accepted request."""
+    key = hashlib.sha256(f"{vendor}:{batch_id}".encode()).hexdigest()
+    now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return (key, vendor, batch_id, len(mobiles), json.dumps(list(mobiles)), now)
+
+
 class SentRecorder:
     """The least durable record exactly-once needs, in plain sqlite3, before the next request goes out.
 
@@ -191,17 +202,11 @@ class SentRecorder:
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode = WAL")
         self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute(
-            """CREATE TABLE requests (idempotency_key TEXT PRIMARY KEY, vendor TEXT NOT NULL, batch_id TEXT,
-            state TEXT NOT NULL, total BIGINT NOT NULL, mobiles TEXT NOT NULL, created_at TEXT NOT NULL)"""
-        )
+        self.db.execute(_REQUESTS_TABLE.format(name="requests"))
 
     def record(self, vendor: str, batch_id: str, mobiles: Sequence[str]) -> None:
-        key = hashlib.sha256(f"{vendor}:{batch_id}".encode()).hexdigest()
-        now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         self.db.execute(
-            "INSERT INTO requests VALUES (?, ?, ?, 'accepted', ?, ?, ?)",
-            (key, vendor, batch_id, len(mobiles), json.dumps(list(mobiles)), now),
+            "INSERT INTO requests VALUES (?, ?, ?, 'accepted', ?, ?, ?)", _request_row(vendor, batch_id, mobiles)
         )
 
     def close(self) -> None:
@@ -216,18 +221,13 @@ class PostgresSentRecorder:
 
         self.table = table
         self.db = psycopg.connect(uri)
-        self.db.execute(
-            f"""CREATE TABLE {table} (idempotency_key TEXT PRIMARY KEY, vendor TEXT NOT NULL, batch_id TEXT,
-            state TEXT NOT NULL, total BIGINT NOT NULL, mobiles TEXT NOT NULL, created_at TEXT NOT NULL)"""
-        )
+        self.db.execute(_REQUESTS_TABLE.format(name=table))
         self.db.commit()
 
     def record(self, vendor: str, batch_id: str, mobiles: Sequence[str]) -> None:
-        key = hashlib.sha256(f"{vendor}:{batch_id}".encode()).hexdigest()
-        now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         self.db.execute(
             f"INSERT INTO {self.table} VALUES (%s, %s, %s, 'accepted', %s, %s, %s)",
-            (key, vendor, batch_id, len(mobiles), json.dumps(list(mobiles)), now),
+            _request_row(vendor, batch_id, mobiles),
         )
         self.db.commit()
 

@@ -51,6 +51,17 @@ class Row:
         return "info" if self.passed is None else ("pass" if self.passed else "FAIL")
 
 
+def ratio_target(value: float, *, at_least: float | None = None, at_most: float | None = None) -> dict[str, Any]:
+    """A row's ``ratio``, ``target`` and ``passed`` for a bound on a ratio, from one number each,
+    so that the target as printed and the check made cannot drift apart."""
+    if (at_least is None) == (at_most is None):
+        raise ValueError("give exactly one of at_least and at_most")
+    if at_least is not None:
+        return {"ratio": f"{value:.2f}×", "target": f"≥ {at_least:g}×", "passed": value >= at_least}
+    assert at_most is not None
+    return {"ratio": f"{value:.2f}×", "target": f"≤ {at_most:g}×", "passed": value <= at_most}
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
