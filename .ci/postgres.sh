@@ -9,6 +9,7 @@
 #   eval "$(bash .ci/postgres.sh | tail -1)"      # sets SMS_TEST_POSTGRES_URI
 set -euo pipefail
 exec </dev/null
+cd /  # the postgres user runs commands below; it may not enter the caller's (private) directory
 
 CLUSTER=${SMS_PG_CLUSTER:-main}  # another name gives a separate cluster (used to test this script)
 ROLE=sms
