@@ -47,6 +47,14 @@ class SmsInvalidNumbersError(SmsInvalidRequestError):
         )
 
 
+class SmsPlanChangedError(SmsInvalidRequestError):
+    """A retry was given other numbers, text or options than the send plan its first try stored.
+
+    Nothing was sent in that try. Each retry executes the stored plan, so that no request's identity
+    changes between tries; a changed input is a new plan only when the author says so.
+    """
+
+
 class SmsNotSupportedError(SmsError, NotImplementedError):
     """The vendor's API has no such feature."""
 

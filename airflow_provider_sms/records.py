@@ -97,6 +97,9 @@ class SendReceipt(_Record):
     mobiles: tuple[str, ...]
     submitted_at: datetime
     raw: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: the vendor refused this request as a repeat of one it had already accepted (same client reference):
+    #: the earlier request stands, and ``batch_id`` is its batch
+    already_accepted: bool = field(default=False, compare=False)
 
     _time_fields: ClassVar[tuple[str, ...]] = ("submitted_at",)
 

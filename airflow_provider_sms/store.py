@@ -26,6 +26,7 @@ store from thread to thread (``asyncio.to_thread``) is safe. For parallel writer
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -60,12 +61,12 @@ from airflow_provider_sms.records import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 #: Table names without the prefix, e.g. for dropping a test's tables.
 # fmt: off
 TABLES: Final = (
     "requests", "delivery_reports", "inbound_messages", "balances",
-    "opt_outs", "watermarks", "counters", "schema_version", "notifications",
+    "opt_outs", "watermarks", "counters", "schema_version", "notifications", "send_plans",
 )
 # fmt: on
 #: Views over the tables: ``sent_messages`` lists each accepted request's numbers, one row each.
@@ -79,8 +80,14 @@ def drop_statements(table_prefix: str) -> list[str]:
     ]
 
 
+# States of a request row. A plan's rows start ``planned``; ``sending`` is the intent, durable before the
+# request's bytes leave; the vendor's answer makes it ``accepted`` (or ``unknown`` when no clear answer came).
+PLANNED: Final = "planned"
+SENDING: Final = "sending"
 ACCEPTED: Final = "accepted"
 UNKNOWN: Final = "unknown"
+SKIPPED: Final = "skipped"  # every number of a not-yet-sent request opted out
+CANCELLED: Final = "cancelled"  # a not-yet-sent request of a plan that a new plan replaced
 
 PAGE_SIZE: Final = 5000
 _IN_CHUNK = 500  # values per IN (...) list: under the 999 bound variables of SQLite builds before 3.32
@@ -147,6 +154,38 @@ class RequestRecord:
     @property
     def pending(self) -> int:
         return self.total - self.delivered - self.failed
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """One request of a stored send plan: its key, place, numbers and how far it got."""
+
+    key: str
+    index: int
+    state: str
+    mobiles: tuple[str, ...]
+    batch_id: str | None = None
+    sending_at: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """The requests a task instance's first try planned; every retry executes these, not a new cut.
+
+    ``task_key`` names the task instance, ``plan_key`` this plan of it (``generation`` counts plans
+    started anew on purpose), ``inputs`` the digests of what it was planned from, ``report_seq`` the
+    delivery-report sequence when it was stored: reports after it can be evidence for unknown outcomes.
+    """
+
+    task_key: str
+    plan_key: str
+    generation: int
+    inputs: Mapping[str, Any]
+    numbers: int
+    opted_out: int
+    requests: tuple[PlanRequest, ...]
+    report_seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -445,7 +484,8 @@ _POSTGRES = _Dialect(
     mobiles_of_v1_request="""SELECT COALESCE(json_agg(s.mobile ORDER BY s.mobile)::text, '[]')
         FROM {p}sent_messages s WHERE s.idempotency_key = {p}requests.idempotency_key""",
 )
-_PG_ARRAY_TYPES = {"seq": "bigint", "map_index": "integer"}  # unnest() casts; other columns are text
+# unnest() casts; other columns are text
+_PG_ARRAY_TYPES = {"seq": "bigint", "map_index": "integer", "total": "bigint", "request_index": "integer"}
 
 # Added after schema version 1 shipped: a version-1 database gets it on first use (CREATE IF NOT EXISTS).
 _NOTIFICATIONS_SCHEMA = (
@@ -454,6 +494,27 @@ _NOTIFICATIONS_SCHEMA = (
         sent_at TEXT NOT NULL,
         suppressed BIGINT NOT NULL DEFAULT 0,
         updated_at TEXT NOT NULL)""",
+)
+# Added in schema version 3: the plan each task instance's first try stored, and its requests' rows.
+_SEND_PLANS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS {p}send_plans (
+        task_key TEXT PRIMARY KEY,
+        plan_key TEXT NOT NULL,
+        generation INTEGER NOT NULL,
+        vendor TEXT NOT NULL,
+        conn_id TEXT NOT NULL,
+        dag_id TEXT NOT NULL DEFAULT '',
+        run_id TEXT NOT NULL DEFAULT '',
+        task_id TEXT NOT NULL DEFAULT '',
+        map_index INTEGER NOT NULL DEFAULT -1,
+        inputs TEXT NOT NULL,
+        numbers BIGINT NOT NULL,
+        requests INTEGER NOT NULL,
+        opted_out BIGINT NOT NULL DEFAULT 0,
+        report_seq BIGINT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS {p}requests_plan ON {p}requests (plan_key, request_index)",
 )
 # DDL; {p} is the table prefix, {serial_pk} the dialect's auto-numbered key. Times and money are text.
 _SCHEMA = (
@@ -481,8 +542,12 @@ _SCHEMA = (
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
         mobiles TEXT,
-        submitted_at TEXT)""",
+        submitted_at TEXT,
+        plan_key TEXT,
+        request_index INTEGER,
+        sending_at TEXT)""",
     "CREATE INDEX IF NOT EXISTS {p}requests_batch ON {p}requests (vendor, batch_id)",
+    *_SEND_PLANS_SCHEMA,
     """CREATE TABLE IF NOT EXISTS {p}delivery_reports (
         vendor TEXT NOT NULL,
         batch_id TEXT NOT NULL,
@@ -742,8 +807,9 @@ class SmsStore:
 
     def _ensure_schema(self) -> None:
         version = self._schema_version()
-        if version == 1:
-            self._upgrade_from_1()
+        upgrades = {1: self._upgrade_from_1, 2: self._upgrade_from_2}
+        while version in upgrades:
+            upgrades[version]()
             version = self._schema_version()
         if version is None:
             with self._transaction(write=True) as cur:
@@ -797,7 +863,21 @@ class SmsStore:
             )
             cur.execute(self._sql("DROP TABLE {p}sent_messages"))
             cur.execute(self._sql(self._dialect.sent_view))
-            cur.execute(self._sql("UPDATE {p}schema_version SET version = ? WHERE id = 1"), (SCHEMA_VERSION,))
+            cur.execute(self._sql("UPDATE {p}schema_version SET version = 2 WHERE id = 1"))
+
+    def _upgrade_from_2(self) -> None:
+        """Schema 3 adds send plans: each request row knows its plan, its place in it and when it went out."""
+        with self._transaction(write=True) as cur:
+            self._lock_schema(cur)
+            cur.execute(self._sql("SELECT version FROM {p}schema_version WHERE id = 1"))
+            if int(cur.fetchone()[0]) != 2:
+                return
+            log.info("SMS store: upgrading %s* (%s) from schema version 2 to 3", self.table_prefix, self._where())
+            for column in ("plan_key TEXT", "request_index INTEGER", "sending_at TEXT"):
+                cur.execute(self._sql(f"ALTER TABLE {{p}}requests ADD COLUMN {column}"))
+            for ddl in (*_NOTIFICATIONS_SCHEMA, *_SEND_PLANS_SCHEMA):
+                cur.execute(self._sql(ddl))
+            cur.execute(self._sql("UPDATE {p}schema_version SET version = 3 WHERE id = 1"))
 
     def _schema_version(self) -> int | None:
         try:
@@ -896,18 +976,31 @@ class SmsStore:
             rows = list(self._select_in(cur, sql, (), wanted))
         return {row[0]: _request_record(row) for row in rows}
 
-    def record_accepted(self, key: str, receipt: SendReceipt, *, conn_id: str, task: TaskIdentity) -> None:
+    def record_accepted(
+        self,
+        key: str,
+        receipt: SendReceipt,
+        *,
+        conn_id: str,
+        task: TaskIdentity,
+        next_intent: str | None = None,
+    ) -> None:
         """Record, in one transaction, that the vendor accepted ``key`` as ``receipt.batch_id``.
 
         One row per request, its numbers a JSON list in it: recording costs the same for one number
         or a thousand. Recording a key that is already accepted changes nothing; an ``unknown`` one is
         upgraded. Reports that arrived before this call are counted into the new request's counters.
+
+        ``next_intent``: a planned request that goes out next, marked ``sending`` in the same commit,
+        so the intent of every request is durable before it leaves at no extra commit.
         """
         mobiles = list(dict.fromkeys(receipt.mobiles))
         numbers = _mobiles_json(mobiles)
         now = _now()
         batch = (receipt.vendor, receipt.batch_id)
         with self._transaction(write=True) as cur:
+            if next_intent is not None:
+                self._mark_sending(cur, [next_intent], now, (PLANNED,))
             if self._dialect.lock_row:
                 # The report counter row serialises this with save_reports, so no report slips between
                 # the request going in and its counters being set (SQLite's BEGIN IMMEDIATE already does).
@@ -997,6 +1090,241 @@ class SmsStore:
                     None,
                 ),
             )
+
+    # ---------------------------------------------------------------------------- send plans
+
+    def find_plan(self, task_key: str) -> StoredPlan | None:
+        """The plan a task instance's first try stored, with every request's row, or None."""
+        plan_columns = "plan_key, generation, inputs, numbers, opted_out, report_seq"
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql(f"SELECT {plan_columns} FROM {{p}}send_plans WHERE task_key = ?"), (task_key,))
+            found = cur.fetchone()
+            if found is None:
+                return None
+            plan = dict(zip(plan_columns.split(", "), found, strict=True))
+            cur.execute(
+                self._sql(
+                    "SELECT idempotency_key, request_index, state, mobiles, batch_id, sending_at, reason "
+                    "FROM {p}requests WHERE plan_key = ? ORDER BY request_index"
+                ),
+                (plan["plan_key"],),
+            )
+            rows = cur.fetchall()
+        requests = tuple(
+            PlanRequest(
+                key=key,
+                index=int(index),
+                state=state,
+                mobiles=tuple(json.loads(mobiles)) if mobiles else (),
+                batch_id=batch_id,
+                sending_at=datetime.fromisoformat(sending_at) if sending_at else None,
+                reason=reason,
+            )
+            for key, index, state, mobiles, batch_id, sending_at, reason in rows
+        )
+        return StoredPlan(
+            task_key=task_key,
+            plan_key=str(plan["plan_key"]),
+            generation=int(plan["generation"]),
+            inputs=json.loads(plan["inputs"]),
+            numbers=int(plan["numbers"]),
+            opted_out=int(plan["opted_out"]),
+            report_seq=int(plan["report_seq"]),
+            requests=requests,
+        )
+
+    def save_plan(
+        self,
+        plan: StoredPlan,
+        *,
+        vendor: str,
+        conn_id: str,
+        task: TaskIdentity,
+        intents: Collection[str] = (),
+        replaces: str | None = None,
+    ) -> StoredPlan:
+        """Store a new plan and its requests in one commit, before anything of it goes out.
+
+        ``intents``: the keys that go out first, stored as ``sending`` in the same commit. ``replaces``:
+        the plan key of an earlier plan of the same task instance whose unsent requests are cancelled.
+        Returns the plan with the report sequence it starts after (evidence for unknown outcomes).
+        """
+        now = _now()
+        rows = [
+            (
+                request.key,
+                vendor,
+                conn_id,
+                SENDING if request.key in intents else PLANNED,
+                len(request.mobiles),
+                task.dag_id,
+                task.run_id,
+                task.task_id,
+                task.map_index,
+                now,
+                now,
+                _mobiles_json(request.mobiles),
+                plan.plan_key,
+                request.index,
+                now if request.key in intents else None,
+            )
+            for request in plan.requests
+        ]
+        columns = (
+            "idempotency_key, vendor, conn_id, state, total, dag_id, run_id, task_id, map_index, created_at, "
+            "updated_at, mobiles, plan_key, request_index, sending_at"
+        )
+        with self._transaction(write=True) as cur:
+            cur.execute(self._sql("SELECT value FROM {p}counters WHERE name = 'delivery_reports'"))
+            report_seq = int(cur.fetchone()[0])
+            cur.execute(
+                self._sql(
+                    """INSERT INTO {p}send_plans (task_key, plan_key, generation, vendor, conn_id, dag_id, run_id,
+                        task_id, map_index, inputs, numbers, requests, opted_out, report_seq, created_at, updated_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (task_key) DO UPDATE SET plan_key = excluded.plan_key,
+                        generation = excluded.generation, inputs = excluded.inputs, numbers = excluded.numbers,
+                        requests = excluded.requests, opted_out = excluded.opted_out,
+                        report_seq = excluded.report_seq, updated_at = excluded.updated_at"""
+                ),
+                (
+                    plan.task_key,
+                    plan.plan_key,
+                    plan.generation,
+                    vendor,
+                    conn_id,
+                    task.dag_id,
+                    task.run_id,
+                    task.task_id,
+                    task.map_index,
+                    json.dumps(plan.inputs, sort_keys=True),
+                    plan.numbers,
+                    len(plan.requests),
+                    plan.opted_out,
+                    report_seq,
+                    now,
+                    now,
+                ),
+            )
+            if replaces is not None:
+                cur.execute(
+                    self._sql("UPDATE {p}requests SET state = ?, updated_at = ? WHERE plan_key = ? AND state = ?"),
+                    (CANCELLED, now, replaces, PLANNED),
+                )
+            self._insert_many(
+                cur,
+                "requests",
+                columns.split(", "),
+                rows,
+                "ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+        return dataclasses.replace(plan, report_seq=report_seq)
+
+    def update_plan(
+        self,
+        task_key: str,
+        *,
+        numbers: Mapping[str, Sequence[str]] | None = None,
+        opted_out: int = 0,
+        intents: Collection[str] = (),
+    ) -> None:
+        """One commit at the start of a retry: new number lists for requests not yet sent (opt-outs left
+        out; an empty list skips the request), and the intents of the requests that go out first."""
+        now = _now()
+        with self._transaction(write=True) as cur:
+            for key, mobiles in (numbers or {}).items():
+                cur.execute(
+                    self._sql(
+                        "UPDATE {p}requests SET mobiles = ?, total = ?, state = ?, updated_at = ? "
+                        "WHERE idempotency_key = ? AND state = ?"
+                    ),
+                    (_mobiles_json(mobiles), len(mobiles), PLANNED if mobiles else SKIPPED, now, key, PLANNED),
+                )
+            if opted_out:
+                cur.execute(
+                    self._sql("UPDATE {p}send_plans SET opted_out = opted_out + ?, updated_at = ? WHERE task_key = ?"),
+                    (opted_out, now, task_key),
+                )
+            self._mark_sending(cur, list(intents), now, (PLANNED, SENDING, UNKNOWN))
+
+    def mark_sending(self, keys: Sequence[str]) -> None:
+        """Store the intent of requests about to go out (a resend of an unknown one included)."""
+        with self._transaction(write=True) as cur:
+            self._mark_sending(cur, keys, _now(), (PLANNED, SENDING, UNKNOWN))
+
+    def _mark_sending(self, cur: Any, keys: Sequence[str], now: str, states: Sequence[str]) -> None:
+        if not keys:
+            return
+        marks = ", ".join("?" * len(states))
+        self._execute_many(
+            cur,
+            f"UPDATE {{p}}requests SET state = ?, sending_at = ?, updated_at = ? "
+            f"WHERE idempotency_key = ? AND state IN ({marks})",
+            [(SENDING, now, now, key, *states) for key in keys],
+        )
+
+    def release_intent(self, key: str, reason: str) -> None:
+        """The request surely did not go out (or the vendor refused it): it may be sent again later."""
+        with self._transaction(write=True) as cur:
+            cur.execute(
+                self._sql(
+                    "UPDATE {p}requests SET state = ?, sending_at = NULL, reason = ?, updated_at = ? "
+                    "WHERE idempotency_key = ? AND state = ?"
+                ),
+                (PLANNED, reason[:500], _now(), key, SENDING),
+            )
+
+    def acceptance_evidence(
+        self, vendor: str, since_seq: int, unknown: Mapping[str, tuple[datetime, Sequence[str]]]
+    ) -> tuple[dict[str, str], int]:
+        """Batch ids that delivery reports prove the vendor accepted unknown requests under.
+
+        ``unknown`` maps a request key to (when it went out, its numbers). A report counts as evidence
+        for a request when it is for one of its numbers, arrived after the request went out, and names
+        a batch that no accepted request in the store has: the batch the lost reply would have named.
+        Only reports written after ``since_seq`` are read; returns the evidence and the last seq read,
+        where the next look may start.
+        """
+        owners: dict[str, str] = {}
+        for key, (_, mobiles) in unknown.items():
+            for mobile in mobiles:
+                owners[mobile] = key
+        since_text = {key: _ts(when) or "" for key, (when, _) in unknown.items()}
+        votes: dict[str, dict[str, int]] = {}
+        last_seq = since_seq
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT batch_id, mobile, fetched_at, seq FROM {p}delivery_reports WHERE vendor = ? AND seq > ?"
+                ),
+                (vendor, since_seq),
+            )
+            while rows := cur.fetchmany(PAGE_SIZE):
+                for batch_id, mobile, fetched_at, seq in rows:
+                    last_seq = max(last_seq, int(seq))
+                    owner = owners.get(mobile)
+                    if owner is not None and fetched_at >= since_text[owner]:
+                        counts = votes.setdefault(owner, {})
+                        counts[batch_id] = counts.get(batch_id, 0) + 1
+            candidates = sorted({batch for counts in votes.values() for batch in counts})
+            known = {
+                row[0]
+                for row in self._select_in(
+                    cur,
+                    "SELECT batch_id FROM {p}requests WHERE vendor = ? AND state = 'accepted' AND batch_id IN ({in})",
+                    (vendor,),
+                    candidates,
+                )
+            }
+        found: dict[str, str] = {}
+        for key, counts in votes.items():
+            best = max(
+                ((count, batch) for batch, count in counts.items() if batch not in known),
+                default=None,
+            )
+            if best is not None:
+                found[key] = best[1]
+        return found, last_seq
 
     # ---------------------------------------------------------------------------- delivery reports
 
@@ -1572,15 +1900,21 @@ def _request_record(row: Sequence[Any]) -> RequestRecord:
 
 __all__ = [
     "ACCEPTED",
+    "CANCELLED",
+    "PLANNED",
     "SCHEMA_VERSION",
+    "SENDING",
+    "SKIPPED",
     "TABLES",
     "UNKNOWN",
     "VIEWS",
     "BatchProgress",
     "MaskResolver",
+    "PlanRequest",
     "RequestRecord",
     "SaveResult",
     "SmsStore",
+    "StoredPlan",
     "TaskIdentity",
     "drop_statements",
     "report_replaces",

@@ -73,6 +73,8 @@ class AccountMd5Hook(SmsHook):
     features = frozenset({SEND, REPORTS, INBOUND, BALANCE})
     supported_options = frozenset({"signature", "ext_no", "client_ref"})
     report_mode = "queue"
+    #: taskId is "全局唯一": the vendor refuses a repeat instead of sending it twice
+    idempotent_client_ref = True
 
     # ------------------------------------------------------------------ credentials
 
@@ -142,7 +144,21 @@ class AccountMd5Hook(SmsHook):
         }
         if request.options.ext_no:
             payload["extNo"] = str(request.options.ext_no)
-        reply = self._post("send", payload, operation, send=request)
+        try:
+            reply = self._post("send", payload, operation, send=request)
+        except SmsVendorError as exc:
+            if request.client_ref and _repeated_task_id(exc, task_id):
+                # the taskId is unique at the vendor: a refusal as "already used" means the earlier
+                # request under it was accepted; its reports carry this taskId as sendId
+                self.log.info(
+                    "%s: %s: taskId %s was already accepted in an earlier request (%s); not sent again",
+                    self.vendor,
+                    operation,
+                    task_id,
+                    exc.vendor_message,
+                )
+                return SendReceipt(self.vendor, task_id, request.mobiles, self.now(), already_accepted=True)
+            raise
         # The vendor accepted the send: its reply may echo the taskId (the sample shows it empty); ours stands
         # unless the vendor names another, which is then the sendId its reports will carry.
         data = reply.get("data")
@@ -234,6 +250,16 @@ class AccountMd5Hook(SmsHook):
         raw = balance.raw or {}
         payment = PAYMENT_NAMES.get(str(raw.get("payment")), str(raw.get("paymentName") or "unknown payment"))
         return f"account {self.config.login} at {self.config.base_url}: balance {balance.amount} ({payment})"
+
+
+#: words of a refusal that says the taskId was used before. The document lists no error codes, so the
+#: vendor's message is all there is; a message naming the taskId itself counts too.
+REPEATED_TASK_WORDS = ("已存在", "重复", "已使用", "已被使用", "exist", "duplicate", "repeat", "already used")
+
+
+def _repeated_task_id(error: SmsVendorError, task_id: str) -> bool:
+    message = error.vendor_message.lower()
+    return task_id.lower() in message or any(word in message for word in REPEATED_TASK_WORDS)
 
 
 def _positive_integer(text: str) -> bool:

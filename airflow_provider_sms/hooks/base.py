@@ -313,6 +313,9 @@ class SmsHook(BaseHook):
     report_mode: ClassVar[str] = "queue"
     #: how many (batch_id, mobile) pairs one report query takes, for ``report_mode == "query"``.
     report_query_limit: ClassVar[int] = 0
+    #: the vendor refuses a repeated client reference instead of sending it again, so a request whose
+    #: outcome is unknown can be resent safely under the same reference (``client_ref_for``)
+    idempotent_client_ref: ClassVar[bool] = False
     #: how the retry loop waits; tests replace it to observe waits without spending them
     retry_sleep: ClassVar[staticmethod[[float], None]] = staticmethod(time.sleep)
 
@@ -470,10 +473,7 @@ class SmsHook(BaseHook):
         this hook (normalised, de-duplicated), so it is not normalised a second time: that costs about
         as much as the rest of planning together on a list of a million numbers.
         """
-        self._require(SEND_TEMPLATE if template_id else SEND)
-        send_options = self._parse_options(options)
-        if template_id is None and not (content and content.strip()):
-            raise SmsInvalidRequestError(f"{self.vendor}: message content is empty")
+        send_options = self.prepare_send(content, template_id=template_id, **options)
         valid: list[str]
         invalid: list[str] = []
         if normalized and not isinstance(mobiles, str):
@@ -510,6 +510,42 @@ class SmsHook(BaseHook):
             self._validate_request(request)
         return requests_
 
+    def prepare_send(self, content: str | None, *, template_id: str | None = None, **options: Any) -> SendOptions:
+        """The checks that do not depend on the numbers: feature, options, empty content."""
+        self._require(SEND_TEMPLATE if template_id else SEND)
+        send_options = self._parse_options(options)
+        if template_id is None and not (content and content.strip()):
+            raise SmsInvalidRequestError(f"{self.vendor}: message content is empty")
+        return send_options
+
+    def stored_request(
+        self,
+        index: int,
+        mobiles: Sequence[str],
+        content: str | None,
+        options: SendOptions,
+        *,
+        template_id: str | None = None,
+        params: Any = None,
+        client_ref: str | None = None,
+    ) -> SendRequest:
+        """A request of a stored plan, rebuilt for a retry: the numbers as planned, checked again."""
+        request = SendRequest(
+            index=index,
+            mobiles=tuple(mobiles),
+            content=content,
+            options=options,
+            template_id=template_id,
+            params=params,
+            client_ref=client_ref,
+        )
+        self._validate_request(request)
+        return request
+
+    def client_ref_for(self, request_key: str) -> str | None:
+        """The client reference a planned request carries, derived from its key (vendors that dedupe on it)."""
+        return request_key[:32] if self.idempotent_client_ref else None
+
     def iter_send(self, planned: Sequence[SendRequest]) -> Iterator[SendReceipt]:
         """Submit planned requests in order, yielding each receipt as soon as the vendor accepts it."""
         total_numbers = sum(len(r.mobiles) for r in planned)
@@ -543,6 +579,17 @@ class SmsHook(BaseHook):
             if not self._send_state.reached or (exc.status is not None and exc.status >= 400):
                 raise
             raise SmsOutcomeUnknownError(self.vendor, request.description, request.mobiles, str(exc)) from None
+        except SmsError:
+            # unknown already; the vendor's own refusal; a transport error raised only when the request
+            # surely never left; a configuration error before it could: none of these was accepted
+            raise
+        except Exception as exc:
+            # anything else once the request may have reached the vendor (a reply nested too deep to parse,
+            # a bug reading it) leaves the outcome unknown: a retry must resolve it, never resend it blindly
+            if not getattr(self._send_state, "reached", False):
+                raise
+            cause = f"the reply could not be read ({type(exc).__name__})"
+            raise SmsOutcomeUnknownError(self.vendor, request.description, request.mobiles, cause) from None
 
     def fetch_reports(self, pairs: Iterable[tuple[str, str]] | None = None) -> list[DeliveryReport]:
         """Queue vendors: whatever reports are pending (each handed out once). Query vendors: the given pairs."""

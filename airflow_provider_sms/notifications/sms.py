@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import uuid
 from collections.abc import Generator, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,6 @@ from airflow.sdk import BaseNotifier
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_provider_sms.hooks.base import SmsHook
     from airflow_provider_sms.store import SmsStore
 
 DEFAULT_QUIET_PERIOD = timedelta(minutes=10)
@@ -156,7 +156,8 @@ class SmsNotifier(BaseNotifier):
         from airflow_provider_sms.errors import SmsOutcomeUnknownError
         from airflow_provider_sms.hooks import get_sms_hook
         from airflow_provider_sms.operators.send import parse_mobiles
-        from airflow_provider_sms.store import SmsStore
+        from airflow_provider_sms.sending import PlannedSend, SendSpec
+        from airflow_provider_sms.store import SmsStore, TaskIdentity
 
         text = self.message()
         mobiles = parse_mobiles(self.mobiles)
@@ -167,11 +168,29 @@ class SmsNotifier(BaseNotifier):
                 return {"status": "suppressed", "quiet_key": key}
             hook = get_sms_hook(self.sms_conn_id)
             try:
-                mobiles, opted_out = self._without_opt_outs(hook, store, mobiles)
-                if not mobiles:
-                    self.log.warning("SMS notification %r: every number has opted out; nothing sent", key)
-                    return {"status": "opted_out", "quiet_key": key, "opted_out": opted_out}
-                receipts = hook.send(mobiles, text, **self._options())
+                if claimed_at is None:  # the store cannot be reached: page anyway, unrecorded
+                    receipts = hook.send(mobiles, text, **self._options())
+                    batch_ids, numbers = [r.batch_id for r in receipts], sum(len(r.mobiles) for r in receipts)
+                else:
+                    # each notification is its own plan: stored, with its intent, before it goes out
+                    claim = claimed_at.isoformat() if isinstance(claimed_at, datetime) else uuid.uuid4().hex
+                    summary = (
+                        PlannedSend(
+                            hook,
+                            store,
+                            TaskIdentity.from_context(context),
+                            namespace=f"notifier\x00{key}\x00{claim}",
+                            skip_opted_out=self.skip_opted_out,
+                            unknown_grace_period=0,
+                            logger=self.log,
+                        )
+                        .run(SendSpec(mobiles, text, options=self._options()))
+                        .summary
+                    )
+                    if not summary["requests"]:
+                        self.log.warning("SMS notification %r: every number has opted out; nothing sent", key)
+                        return {"status": "opted_out", "quiet_key": key, "opted_out": summary["opted_out"]}
+                    batch_ids, numbers = summary["batch_ids"], summary["accepted_numbers"]
             except SmsOutcomeUnknownError:
                 raise  # it may have gone out: keep the quiet period
             except BaseException:
@@ -180,20 +199,24 @@ class SmsNotifier(BaseNotifier):
                 raise
             finally:
                 hook.close()
-            self._record(store, hook, key, receipts, context)
-        numbers = sum(len(r.mobiles) for r in receipts)
         self.log.info(
             "SMS notification %r sent through %s to %d number(s) (batches %s)",
             key,
             self.sms_conn_id,
             numbers,
-            ", ".join(r.batch_id for r in receipts),
+            ", ".join(batch_ids),
         )
-        return {"status": "sent", "quiet_key": key, "batch_ids": [r.batch_id for r in receipts], "numbers": numbers}
+        return {"status": "sent", "quiet_key": key, "batch_ids": batch_ids, "numbers": numbers}
 
-    def _claim(self, store: SmsStore, key: str) -> datetime | bool:
-        """The claim's time, True when sending without a quiet period, False when another caller holds it."""
+    def _claim(self, store: SmsStore, key: str) -> datetime | bool | None:
+        """The claim's time, True when sending without a quiet period, False when another caller holds it,
+        None when the store cannot be reached."""
         if self.quiet_period <= 0:
+            try:
+                store.dialect  # noqa: B018  (connects: the send is recorded there)
+            except Exception as exc:
+                self.log.warning("SMS notification %r: store unreachable (%s); sending unrecorded", key, exc)
+                return None
             return True
         now = datetime.now(timezone.utc)
         try:
@@ -206,7 +229,7 @@ class SmsNotifier(BaseNotifier):
                 type(exc).__name__,
                 exc,
             )
-            return True
+            return None
         if not claimed:
             self.log.info(
                 "SMS notification %r suppressed: one was sent less than %s ago",
@@ -222,32 +245,9 @@ class SmsNotifier(BaseNotifier):
         except Exception as exc:
             self.log.warning("SMS notification %r: quiet period not released (%s)", key, exc)
 
-    def _without_opt_outs(self, hook: SmsHook, store: SmsStore, mobiles: str | list[str]) -> tuple[list[str], int]:
-        from airflow_provider_sms.numbers import normalize_mobiles, split_mobiles
-
-        if not self.skip_opted_out:
-            return split_mobiles(mobiles), 0
-        valid, invalid = normalize_mobiles(mobiles, international=hook.international)
-        opted = store.opted_out(valid) if valid else set()
-        return [m for m in valid if m not in opted] + invalid, len(opted)
-
     def _options(self) -> dict[str, Any]:
         options = {"signature": self.signature, "kind": self.kind}
         return {k: v for k, v in options.items() if v}
-
-    def _record(self, store: SmsStore, hook: SmsHook, key: str, receipts: Sequence[Any], context: Context) -> None:
-        """Keep the sends in the store like any other, so their delivery reports count somewhere."""
-        from airflow_provider_sms.store import TaskIdentity
-
-        task = TaskIdentity.from_context(context)
-        for receipt in receipts:
-            request_key = hashlib.sha256(
-                "\x00".join(["notifier", self.sms_conn_id, key, receipt.vendor, receipt.batch_id]).encode("utf-8")
-            ).hexdigest()
-            try:
-                store.record_accepted(request_key, receipt, conn_id=self.sms_conn_id, task=task)
-            except Exception as exc:
-                self.log.warning("SMS notification %r: sent, but not recorded in the store (%s)", key, exc)
 
 
 def _dag_id(context: Any) -> str | None:

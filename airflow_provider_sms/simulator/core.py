@@ -18,7 +18,7 @@ import itertools
 import json
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -213,6 +213,59 @@ class SimConfig:
     reply_text: str = "收到"
 
 
+class Ledger:
+    """What the vendors did, counted on their side, so any run can be audited against it.
+
+    Per vendor: how many times each number was accepted for sending (a number accepted twice got the
+    message twice), how many times each delivery report (batch, number) and each inbound message was
+    handed out by a pull or a push (queue vendors hand each out once). Guarded by the gateway's lock.
+    """
+
+    def __init__(self) -> None:
+        self.accepted: dict[str, Counter[str]] = defaultdict(Counter)
+        self.reports: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+        self.inbound: dict[str, Counter[int]] = defaultdict(Counter)
+
+    def handed_out_reports(self, vendor: str, messages: Iterable[Message]) -> None:
+        counts = self.reports[vendor]
+        for message in messages:
+            counts[(message.batch_id, message.mobile)] += 1
+
+    def handed_out_inbound(self, vendor: str, messages: Iterable[Inbound]) -> None:
+        counts = self.inbound[vendor]
+        for message in messages:
+            counts[message.sequence_id] += 1
+
+    def summary(self, vendor: str | None = None, *, numbers: bool = False) -> dict[str, Any]:
+        """Per vendor: totals, what was repeated (up to 100 examples), and with ``numbers`` every count."""
+        vendors = sorted(set(self.accepted) | set(self.reports) | set(self.inbound))
+        out: dict[str, Any] = {}
+        for name in vendors if vendor is None else [vendor]:
+            accepted, reports, inbound = self.accepted[name], self.reports[name], self.inbound[name]
+            twice = {mobile: n for mobile, n in accepted.items() if n > 1}
+            out[name] = {
+                "accepted": {
+                    "numbers": len(accepted),
+                    "acceptances": sum(accepted.values()),
+                    "numbers_accepted_more_than_once": len(twice),
+                    "examples": dict(itertools.islice(twice.items(), 100)),
+                },
+                "reports": {
+                    "handed_out": sum(reports.values()),
+                    "distinct": len(reports),
+                    "handed_out_more_than_once": sum(1 for n in reports.values() if n > 1),
+                },
+                "inbound": {
+                    "handed_out": sum(inbound.values()),
+                    "distinct": len(inbound),
+                    "handed_out_more_than_once": sum(1 for n in inbound.values() if n > 1),
+                },
+            }
+            if numbers:
+                out[name]["accepted"]["counts"] = dict(accepted)
+        return out
+
+
 class Gateway:
     """Thread-safe state of all simulated vendors, as one process of truth for a test or a DAG run."""
 
@@ -245,6 +298,7 @@ class Gateway:
             self._push_reports: dict[str, deque[Message]] = defaultdict(deque)
             self._push_inbound: dict[str, deque[Inbound]] = defaultdict(deque)
             self.push_log: deque[PushOutcome] = deque(maxlen=PUSH_LOG_SIZE)
+            self.ledger = Ledger()
 
     # ---------------------------------------------------------------- accounts and tokens
 
@@ -295,7 +349,9 @@ class Gateway:
             if client_ref:
                 self.client_refs[vendor].add(client_ref)
             store = self.messages[vendor]
+            accepted = self.ledger.accepted[vendor]
             for mobile, content in messages:
+                accepted[mobile] += 1
                 delivered = self._delivered(batch_id, mobile)
                 parts = message_parts(content)
                 message = Message(vendor, batch_id, mobile, content, ext_no, submitted, due_at, delivered, parts)
@@ -334,6 +390,7 @@ class Gateway:
             ready = self._ready[vendor]
             count = len(ready) if limit is None else min(limit, len(ready))
             taken = [ready.popleft() for _ in range(count)]
+            self.ledger.handed_out_reports(vendor, taken)
             for message in taken:
                 message.reported = True
             return taken
@@ -368,7 +425,9 @@ class Gateway:
             self._release_due(vendor)
             queue = self.inbound[vendor]
             count = len(queue) if limit is None else min(limit, len(queue))
-            return [queue.popleft() for _ in range(count)]
+            taken = [queue.popleft() for _ in range(count)]
+            self.ledger.handed_out_inbound(vendor, taken)
+            return taken
 
     # ---------------------------------------------------------------- push
 
@@ -407,6 +466,10 @@ class Gateway:
             queue: deque[Any] = self._push_reports[vendor] if kind == "reports" else self._push_inbound[vendor]
             taken = list(queue)
             queue.clear()
+            if kind == "reports":
+                self.ledger.handed_out_reports(vendor, taken)
+            else:
+                self.ledger.handed_out_inbound(vendor, taken)
             for item in taken:
                 if isinstance(item, Message):
                     item.reported = True

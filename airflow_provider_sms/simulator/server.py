@@ -142,8 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(key, value)
             self.end_headers()
             self.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            self.close_connection = True  # the client went away (or died) before its answer
 
     do_GET = do_POST = do_PUT = do_DELETE = _dispatch
 
@@ -163,6 +163,16 @@ class _Server(ThreadingHTTPServer):
         self.simulator = simulator
         self.router = router
         self.tls = tls
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (a killed worker, a timeout) is routine for a gateway."""
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, ssl.SSLError, TimeoutError)):
+            log.debug("client %s went away: %s", client_address, error)
+            return
+        super().handle_error(request, client_address)
 
     @property
     def is_https(self) -> bool:
@@ -291,7 +301,10 @@ class GatewaySimulator:
         )
 
     def admin(self, request: SimRequest) -> SimResponse:
-        """``/_sim/`` endpoints: state, reset, config, faults, tokens, inbound, balance, push-config, push.
+        """``/_sim/`` endpoints: state, ledger, reset, config, faults, tokens, inbound, balance, push-config, push.
+
+        ``GET /_sim/ledger[?vendor=V][&numbers=1]`` audits what the vendors did: per number how many
+        times it was accepted, per report and inbound message how many times it was handed out.
 
         ``POST /_sim/push-config {vendor, kind, url}`` makes the vendor push ``kind`` (``reports`` or
         ``inbound``) to ``url`` instead of queueing it for pulls (``url`` null or empty: back to pulls);
@@ -314,6 +327,13 @@ class GatewaySimulator:
             raise BadRequest("admin payloads are JSON objects")
         if action == "state" and request.method == "GET":
             return SimResponse.json(gateway.stats())
+        if action == "ledger" and request.method == "GET":
+            # ?vendor=paasw_v2 for one vendor, &numbers=1 for every number's acceptance count
+            with gateway.lock:
+                ledger = gateway.ledger.summary(
+                    request.query.get("vendor") or None, numbers=request.query.get("numbers") in ("1", "true")
+                )
+            return SimResponse.json(ledger)
         if request.method != "POST":
             return SimResponse.json({"error": f"unknown admin call {request.method} {request.path}"}, 404)
         if action == "reset":

@@ -185,17 +185,18 @@ def test_account_set_up_for_upper_case_md5(sms_simulator: GatewaySimulator, monk
 # --- idempotency
 
 
-def test_repeated_client_ref_is_refused(hook: AccountMd5Hook, sms_simulator: GatewaySimulator) -> None:
-    hook.send("13800138000", "【S】hi", client_ref="once")
-    with pytest.raises(SmsVendorError) as info:
-        hook.send("13800138000", "【S】hi", client_ref="once")
-    assert info.value.code == "06"
-    assert "taskId once" in info.value.vendor_message
+def test_a_repeated_client_ref_is_the_earlier_acceptance(hook: AccountMd5Hook, sms_simulator: GatewaySimulator) -> None:
+    """taskId is unique at the vendor: asking again is refused there, which proves the first was accepted."""
+    [first] = hook.send("13800138000", "【S】hi", client_ref="once")
+    [again] = hook.send("13800138000", "【S】hi", client_ref="once")
+    assert not first.already_accepted and again.already_accepted
+    assert again.batch_id == first.batch_id == "once"
+    assert requests_to(sms_simulator, SEND_PATH) == 2
     assert sms_simulator.gateway.stats()["accepted_requests"][VENDOR] == 1
     assert Decimal(sms_simulator.gateway.stats()["balances"][VENDOR]) == Decimal("100000.00") - 1
 
 
-def test_read_timeout_after_send_then_retry_is_refused(
+def test_read_timeout_after_send_then_retry_is_resolved(
     sms_simulator: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hook = custom_hook(sms_simulator, monkeypatch, "sms_md5_slow", extra={"timeout": 0.5})
@@ -210,9 +211,9 @@ def test_read_timeout_after_send_then_retry_is_refused(
         ("slow", "13800138000"),
         ("slow", "13900139000"),
     ]
-    # a retry by the caller with the same client_ref cannot send it twice
-    with pytest.raises(SmsVendorError, match="code 06"):
-        hook.send(["13800138000", "13900139000"], "【S】hi", client_ref="slow")
+    # a retry by the caller with the same client_ref cannot send it twice, and learns it was accepted
+    [receipt] = hook.send(["13800138000", "13900139000"], "【S】hi", client_ref="slow")
+    assert receipt.already_accepted and receipt.batch_id == "slow"
     assert sms_simulator.gateway.stats()["accepted_requests"][VENDOR] == 1
     assert len(sms_simulator.gateway.messages[VENDOR]) == 2
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException, TaskDeferred
 
-from airflow_provider_sms.errors import SmsError, SmsInvalidNumbersError, SmsOutcomeUnknownError
+from airflow_provider_sms.errors import SmsError, SmsInvalidNumbersError
 from airflow_provider_sms.hooks.base import SmsHook
 from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
 from airflow_provider_sms.operators import (
@@ -27,7 +27,7 @@ from airflow_provider_sms.operators import (
     SmsSendOperator,
 )
 from airflow_provider_sms.sensors import SmsDeliverySensor
-from airflow_provider_sms.simulator import Fault, GatewaySimulator
+from airflow_provider_sms.simulator import GatewaySimulator
 from airflow_provider_sms.store import SmsStore
 from airflow_provider_sms.testing import FakeTaskInstance, task_context
 from airflow_provider_sms.triggers.delivery import SmsDeliveryTrigger
@@ -105,24 +105,6 @@ def test_another_run_is_not_deduplicated(sim: GatewaySimulator) -> None:
     send_op(mobiles=numbers(10)).execute(task_context())
     send_op(mobiles=numbers(10)).execute(task_context(FakeTaskInstance(run_id="run-2")))
     assert sends_seen(sim) == 2
-
-
-def test_unknown_outcome_is_not_resent_unless_asked(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_SMS_PAASW_V2", sim.connection_json("paasw_v2", retry_wait=0.01, timeout=0.5))
-    sim.gateway.add_fault(Fault(kind="delay", remaining=1, vendor="paasw_v2", path="/message/send", seconds=1.5))
-    with pytest.raises(SmsOutcomeUnknownError, match="send request #1"):
-        send_op(mobiles=numbers(1500)).execute(task_context())
-    assert sends_seen(sim) == 1  # the vendor did accept it: resending would double-send
-
-    with pytest.raises(SmsOutcomeUnknownError, match="earlier try") as info:
-        send_op(mobiles=numbers(1500)).execute(task_context())
-    assert len(info.value.mobiles) == 1000
-    assert sends_seen(sim) == 2  # request #2 went out, #1 was not resent
-    assert len(sim.gateway.messages["paasw_v2"]) == 1500
-
-    summary = send_op(mobiles=numbers(1500), resend_unknown=True).execute(task_context())
-    assert summary["sent_requests"] == 1 and summary["skipped_requests"] == 1
-    assert sends_seen(sim) == 3
 
 
 def test_mapped_instances_are_independent(sim: GatewaySimulator) -> None:

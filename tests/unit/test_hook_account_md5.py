@@ -281,13 +281,30 @@ def test_long_content_warns(hook: AccountMd5Hook, requests_mock: Any, logs: Any)
 
 
 def test_send_vendor_error_carries_message(hook: AccountMd5Hook, requests_mock: Any) -> None:
-    requests_mock.post(SEND_URL, json={"code": "06", "data": None, "message": "taskId dup-1 已存在"})
+    requests_mock.post(SEND_URL, json={"code": "07", "data": None, "message": "余额不足"})
     with pytest.raises(SmsVendorError) as info:
-        hook.send("13800138000", "【S】hi", client_ref="dup-1")
-    assert info.value.code == "06"
-    assert info.value.vendor_message == "taskId dup-1 已存在"
-    assert str(info.value) == "account_md5 rejected send request #1: code 06 - vendor says: taskId dup-1 已存在"
+        hook.send("13800138000", "【S】hi", client_ref="r-1")
+    assert info.value.code == "07"
+    assert info.value.vendor_message == "余额不足"
+    assert str(info.value) == "account_md5 rejected send request #1: code 07 - vendor says: 余额不足"
     assert requests_mock.call_count == 1
+
+
+@pytest.mark.parametrize("message", ["taskId dup-1 已存在", "任务ID重复", "taskId already used", "dup-1"])
+def test_a_refusal_of_a_used_task_id_is_the_earlier_acceptance(
+    hook: AccountMd5Hook, requests_mock: Any, message: str
+) -> None:
+    requests_mock.post(SEND_URL, json={"code": "06", "data": None, "message": message})
+    [receipt] = hook.send("13800138000", "【S】hi", client_ref="dup-1")
+    assert receipt.already_accepted and receipt.batch_id == "dup-1"
+    assert requests_mock.call_count == 1
+
+
+def test_a_refusal_of_a_fresh_task_id_stays_an_error(hook: AccountMd5Hook, requests_mock: Any) -> None:
+    """Without a client_ref of ours the taskId is new: no refusal can mean "accepted before"."""
+    requests_mock.post(SEND_URL, json={"code": "06", "data": None, "message": "taskId 已存在"})
+    with pytest.raises(SmsVendorError):
+        hook.send("13800138000", "【S】hi")
 
 
 def test_send_5xx_is_not_retried(hook: AccountMd5Hook, requests_mock: Any) -> None:

@@ -82,6 +82,7 @@ def test_receipt_to_dict_is_plain_json_types() -> None:
         "batch_id": WIDE_ID,
         "mobiles": ["13800138000", "13900139000"],
         "submitted_at": "2024-01-02T03:04:05.123456+00:00",
+        "already_accepted": False,
     }
 
 

@@ -1,0 +1,753 @@
+"""Exactly-once sends: the stored plan, intents before the wire, concurrency, progress, and unknown outcomes.
+
+``SmsSendOperator`` and ``SmsNotifier`` both send through ``PlannedSend``. What it promises and what
+it costs is the README's "What exactly once means here"; in short:
+
+* **A plan made once.** The first try of a task instance stores its plan (every request and its
+  numbers) before anything goes out; every retry executes that plan. A request's key is its place in
+  the plan, so a number that opts out between tries changes no other request's identity.
+* **Intent before the wire.** A request is stored as ``sending`` before its bytes leave. The intent
+  rides in the commit that records the previous acceptance (or stores the plan), so it costs no
+  commit of its own, for every request in flight.
+* **Unknown outcomes are resolved, not guessed.** A request that was in flight when the worker died,
+  or whose reply was lost or unreadable, is ``unknown``. A retry resolves it from evidence: a vendor
+  that refuses a repeated client reference is simply asked again; otherwise delivery reports for its
+  numbers under a batch the store never recorded show the batch the lost reply named. Without
+  evidence after a grace period the author's choice applies: fail (the default) or resend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from airflow_provider_sms.errors import (
+    SmsInvalidNumbersError,
+    SmsInvalidRequestError,
+    SmsOutcomeUnknownError,
+    SmsPlanChangedError,
+)
+from airflow_provider_sms.records import SendReceipt
+from airflow_provider_sms.store import (
+    ACCEPTED,
+    PLANNED,
+    SENDING,
+    SKIPPED,
+    UNKNOWN,
+    PlanRequest,
+    SmsStore,
+    StoredPlan,
+    TaskIdentity,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_sms.hooks.base import SendOptions, SendRequest, SmsHook
+
+log = logging.getLogger(__name__)
+
+#: what to do with a request whose outcome stayed unknown through the grace period
+FAIL: Final = "fail"
+RESEND: Final = "resend"
+UNKNOWN_POLICIES: Final = (FAIL, RESEND)
+#: what a retry given other input than its stored plan does
+NEW_PLAN: Final = "new_plan"
+PLAN_CHANGE_POLICIES: Final = (FAIL, NEW_PLAN)
+
+DEFAULT_UNKNOWN_GRACE_PERIOD: Final = 600.0
+#: numbers per opt-out lookup: bounds the lookup's own memory on very large lists
+OPT_OUT_LOOKUP_CHUNK: Final = 50_000
+_DIGEST_SLICE = 10_000  # numbers hashed per update: no joined copy of a million-number list
+
+
+@dataclass(frozen=True)
+class SendSpec:
+    """What the author asked to send: numbers as given, text or template, vendor options."""
+
+    mobiles: str | Sequence[str]
+    content: str | None = None
+    template_id: str | None = None
+    params: Any = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def task_key(namespace: str, conn_id: str, task: TaskIdentity) -> str:
+    """One key per task instance and connection: every try of it finds the same stored plan.
+
+    Without a task instance (a bare ``execute`` call) every call is its own plan.
+    """
+    if not (task.dag_id or task.run_id or task.task_id):
+        return "adhoc-" + uuid.uuid4().hex
+    parts = (namespace, conn_id, task.dag_id, task.run_id, task.task_id, str(task.map_index))
+    return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
+
+
+def request_key(plan_key: str, index: int) -> str:
+    """A request's key is its place in its plan: nothing a later try learns can change it."""
+    return hashlib.sha256(f"{plan_key}\x00{index}".encode()).hexdigest()
+
+
+def plan_inputs(valid: Sequence[str], spec: SendSpec, options: SendOptions) -> dict[str, Any]:
+    """Digests of everything a plan is made from, so a retry can say exactly what differs."""
+
+    def digest(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+    numbers = hashlib.sha256()
+    for start in range(0, len(valid), _DIGEST_SLICE):
+        numbers.update(",".join(valid[start : start + _DIGEST_SLICE]).encode("ascii", "replace"))
+        numbers.update(b",")
+    return {
+        "numbers": len(valid),
+        "numbers_digest": numbers.hexdigest()[:32],
+        "content_chars": len(spec.content or ""),
+        "content_digest": digest(spec.content or ""),
+        "template_id": spec.template_id or "",
+        "params_digest": digest(json.dumps(spec.params, sort_keys=True, ensure_ascii=False, default=str)),
+        "options_digest": digest(repr(options)),
+    }
+
+
+def plan_changes(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """In words, what differs between the inputs of a stored plan and this try's."""
+    changes = []
+    if stored.get("numbers_digest") != now["numbers_digest"]:
+        changes.append(f"the number list ({stored.get('numbers')} numbers planned, {now['numbers']} now)")
+    if stored.get("template_id", "") != now["template_id"]:
+        changes.append(
+            f"the template ({stored.get('template_id') or 'none'} planned, {now['template_id'] or 'none'} now)"
+        )
+    if stored.get("content_digest") != now["content_digest"]:
+        changes.append(f"the text ({stored.get('content_chars')} characters planned, {now['content_chars']} now)")
+    if stored.get("params_digest") != now["params_digest"]:
+        changes.append("the template parameters")
+    if stored.get("options_digest") != now["options_digest"]:
+        changes.append("the send options (signature, ext_no, scheduled_at, kind or sender_id)")
+    return changes
+
+
+@dataclass
+class SendTally:
+    """What one try did, for the task log and the XCom summary."""
+
+    requests: int = 0
+    numbers: int = 0
+    sent: int = 0
+    skipped: int = 0
+    accepted_numbers: int = 0
+    opted_out: int = 0
+    unknown: int = 0
+    resolved: int = 0
+    resent: int = 0
+    unresolved: list[str] = field(default_factory=list)
+
+    @classmethod
+    def carried_over(cls, carried: Mapping[str, int]) -> SendTally:
+        """A tally that goes on from the counters of an earlier part of the same try."""
+        return cls(
+            sent=int(carried.get("sent", 0)),
+            unknown=int(carried.get("unknown", 0)),
+            resolved=int(carried.get("resolved", 0)),
+            resent=int(carried.get("resent", 0)),
+        )
+
+    def carry(self) -> dict[str, int]:
+        """The counters a deferred send hands to its next part."""
+        return {"sent": self.sent, "unknown": self.unknown, "resolved": self.resolved, "resent": self.resent}
+
+
+@dataclass
+class SendResult:
+    """The outcome of ``PlannedSend.run``: a summary, or a time to look again for evidence."""
+
+    summary: dict[str, Any]
+    #: unknown outcomes still wait for evidence: call ``run`` again at this time (deferrable sends),
+    #: handing it ``carried``, the counters of this part
+    check_again_at: datetime | None = None
+    carried: dict[str, int] = field(default_factory=dict)
+
+
+class PlannedSend:
+    """Executes a task instance's stored send plan exactly once, across tries, crashes and retries.
+
+    :param hook: the vendor hook; ``store``: the message store holding plans and requests.
+    :param task: the task instance; every try of it executes one plan.
+    :param namespace: keeps plans of different senders (operator, notifier) apart.
+    :param max_concurrency: requests in flight at once, each on its own copy of the hook.
+    :param on_unknown: ``"fail"`` or ``"resend"`` once the grace period passed without evidence.
+    :param unknown_grace_period: seconds after an unknown request went out during which a retry waits
+        for evidence (delivery reports) before ``on_unknown`` applies.
+    :param on_plan_change: ``"fail"`` when a retry is given other input than its stored plan, or
+        ``"new_plan"`` to plan that input anew (requests of the old plan not yet sent are cancelled).
+    """
+
+    def __init__(
+        self,
+        hook: SmsHook,
+        store: SmsStore,
+        task: TaskIdentity,
+        *,
+        namespace: str = "send",
+        max_concurrency: int = 1,
+        on_unknown: str = FAIL,
+        unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
+        on_plan_change: str = FAIL,
+        skip_opted_out: bool = True,
+        logger: Any = None,
+    ) -> None:
+        if on_unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"on_unknown must be one of {list(UNKNOWN_POLICIES)}, got {on_unknown!r}")
+        if on_plan_change not in PLAN_CHANGE_POLICIES:
+            raise ValueError(f"on_plan_change must be one of {list(PLAN_CHANGE_POLICIES)}, got {on_plan_change!r}")
+        self.hook = hook
+        self.store = store
+        self.task = task
+        self.namespace = namespace
+        self.max_concurrency = max_concurrency
+        self.on_unknown = on_unknown
+        self.unknown_grace_period = max(0.0, float(unknown_grace_period))
+        self.on_plan_change = on_plan_change
+        self.skip_opted_out = skip_opted_out
+        self.log = logger or log
+        self._evidence_seq = 0  # delivery reports up to this seq were already looked at for evidence
+
+    @property
+    def conn_id(self) -> str:
+        return self.hook.sms_conn_id
+
+    # ------------------------------------------------------------------ the whole send
+
+    def run(self, spec: SendSpec, *, wait: bool = True, carried: Mapping[str, int] | None = None) -> SendResult:
+        """Plan (first try) or load the plan (retries), send what is not yet accepted, resolve unknowns.
+
+        ``wait=False``: when unknown outcomes still wait for evidence, return ``check_again_at`` instead of
+        sleeping (a deferrable operator hands its worker slot back meanwhile). ``carried``: the counters
+        of earlier parts of the same try (after a deferral).
+        """
+        from airflow_provider_sms.numbers import normalize_mobiles
+
+        hook = self.hook
+        options = hook.prepare_send(spec.content, template_id=spec.template_id, **dict(spec.options))
+        valid, invalid = normalize_mobiles(spec.mobiles, international=hook.international)
+        if invalid:
+            raise SmsInvalidNumbersError(hook.vendor, invalid, len(valid) + len(invalid))
+        if not valid:
+            raise SmsInvalidRequestError(f"{hook.vendor}: no mobile numbers to send to")
+        inputs = plan_inputs(valid, spec, options)
+        tally = SendTally.carried_over(carried or {})
+        key = task_key(self.namespace, self.conn_id, self.task)
+        plan = self.store.find_plan(key)
+        if plan is not None and plan.inputs != inputs:
+            changes = plan_changes(plan.inputs, inputs)
+            if self.on_plan_change == FAIL:
+                raise SmsPlanChangedError(
+                    f"{hook.vendor}: this try differs from the send plan its first try stored: {'; '.join(changes)}. "
+                    "Nothing was sent in this try; requests of the plan already accepted stay sent. "
+                    "Pass on_plan_change='new_plan' to send the new input as a new plan."
+                )
+            self.log.warning(
+                "%s: this try differs from its stored plan (%s); starting plan %d as asked (on_plan_change=%r)",
+                hook.vendor,
+                "; ".join(changes),
+                plan.generation + 1,
+                self.on_plan_change,
+            )
+        intents: frozenset[str] = frozenset()
+        if plan is None or plan.inputs != inputs:
+            plan, intents = self._new_plan(key, plan, valid, inputs, spec, options)
+        else:
+            plan = self._resume(plan)
+        del valid
+        return self._execute(plan, self._requests(plan, spec, options), intents, tally, wait=wait)
+
+    def _new_plan(
+        self,
+        key: str,
+        previous: StoredPlan | None,
+        valid: list[str],
+        inputs: Mapping[str, Any],
+        spec: SendSpec,
+        options: SendOptions,
+    ) -> tuple[StoredPlan, frozenset[str]]:
+        """Cut the numbers into requests and store them, with the first requests' intents, in one commit."""
+        hook = self.hook
+        opted_out = 0
+        if self.skip_opted_out:
+            opted = self.opted_out_numbers(valid)
+            if opted:
+                self.log.info("%s: leaving out %d opted-out numbers", hook.vendor, len(opted))
+                valid = [m for m in valid if m not in opted]
+                opted_out = len(opted)
+        generation = 1 if previous is None else previous.generation + 1
+        plan_key = f"{key}-{generation}"
+        planned = (
+            hook.plan_send(
+                valid,
+                spec.content,
+                template_id=spec.template_id,
+                params=spec.params,
+                normalized=True,
+                **dict(spec.options),
+            )
+            if valid
+            else []
+        )
+        stored = tuple(
+            PlanRequest(key=request_key(plan_key, r.index), index=r.index, state=PLANNED, mobiles=r.mobiles)
+            for r in planned
+        )
+        del planned
+        plan = StoredPlan(
+            task_key=key,
+            plan_key=plan_key,
+            generation=generation,
+            inputs=dict(inputs),
+            numbers=int(inputs["numbers"]),
+            opted_out=opted_out,
+            requests=stored,
+        )
+        intents = frozenset(r.key for r in stored[: self.max_concurrency])
+        saved = self.store.save_plan(
+            plan,
+            vendor=hook.vendor,
+            conn_id=self.conn_id,
+            task=self.task,
+            intents=intents,
+            replaces=previous.plan_key if previous is not None else None,
+        )
+        self.log.info(
+            "%s: planned %d numbers in %d requests (plan %d of this task instance)",
+            hook.vendor,
+            saved.numbers - opted_out,
+            len(stored),
+            generation,
+        )
+        return saved, intents
+
+    def _requests(self, plan: StoredPlan, spec: SendSpec, options: SendOptions) -> dict[int, SendRequest]:
+        """The hook's requests for a stored plan's rows, each carrying its client reference."""
+        hook = self.hook
+        return {
+            r.index: hook.stored_request(
+                r.index,
+                r.mobiles,
+                spec.content,
+                options,
+                template_id=spec.template_id,
+                params=spec.params,
+                client_ref=hook.client_ref_for(r.key),
+            )
+            for r in plan.requests
+            if r.mobiles
+        }
+
+    def _resume(self, plan: StoredPlan) -> StoredPlan:
+        """A retry: leave newly opted-out numbers out of requests not yet sent; nothing else changes."""
+        changes: dict[str, tuple[str, ...]] = {}
+        newly_opted = 0
+        planned = [r for r in plan.requests if r.state == PLANNED]
+        if self.skip_opted_out and planned:
+            opted = self.opted_out_numbers([m for r in planned for m in r.mobiles])
+            for r in planned:
+                kept = tuple(m for m in r.mobiles if m not in opted)
+                if len(kept) != len(r.mobiles):
+                    changes[r.key] = kept
+                    newly_opted += len(r.mobiles) - len(kept)
+            if newly_opted:
+                self.log.info(
+                    "%s: %d numbers opted out since the plan was made; left out of requests not yet sent",
+                    self.hook.vendor,
+                    newly_opted,
+                )
+        if not changes:
+            return plan
+        self.store.update_plan(plan.task_key, numbers=changes, opted_out=newly_opted)
+        rows = tuple(
+            dataclasses.replace(r, mobiles=changes[r.key], state=PLANNED if changes[r.key] else SKIPPED)
+            if r.key in changes
+            else r
+            for r in plan.requests
+        )
+        return dataclasses.replace(plan, requests=rows, opted_out=plan.opted_out + newly_opted)
+
+    # ------------------------------------------------------------------ executing a plan
+
+    def _execute(
+        self,
+        plan: StoredPlan,
+        requests: Mapping[int, SendRequest],
+        intents: frozenset[str],
+        tally: SendTally,
+        *,
+        wait: bool,
+    ) -> SendResult:
+        """Send what the plan has not had accepted; resolve what an earlier try left unknown."""
+        hook = self.hook
+        tally.requests = len(plan.requests)
+        tally.numbers = plan.numbers - plan.opted_out
+        tally.opted_out = plan.opted_out
+        batch_by_index = {r.index: r.batch_id for r in plan.requests if r.state == ACCEPTED and r.batch_id}
+        done = [r for r in plan.requests if r.state == ACCEPTED]
+        tally.skipped = len(done)
+        tally.accepted_numbers = sum(len(r.mobiles) for r in done)
+        if done:
+            self.log.info(
+                "%s: %d requests were already accepted in an earlier try and were not resent", hook.vendor, len(done)
+            )
+        unknown = [r for r in plan.requests if r.state in (SENDING, UNKNOWN)]
+        if unknown and not tally.unknown:
+            tally.unknown = len(unknown)
+            self.log.warning(
+                "%s: %d requests went out in an earlier try with no recorded answer (%s); resolving them",
+                hook.vendor,
+                len(unknown),
+                ", ".join(requests[r.index].description for r in unknown if r.index in requests),
+            )
+        queue: list[PlanRequest] = []
+        if unknown and hook.idempotent_client_ref:
+            queue.extend(unknown)  # the vendor refuses a repeat of its client reference: asking again is safe
+            unknown = []
+        elif unknown:
+            self._evidence_seq = plan.report_seq
+            unknown = self._resolve(unknown, batch_by_index, tally)
+        queue.extend(r for r in plan.requests if r.state == PLANNED and r.index in requests)
+        sender = _Sender(self, plan, requests, batch_by_index, tally)
+        if queue:
+            sender.send(queue, intents_stored=intents)
+        while unknown:
+            deadline = self._deadline(unknown)
+            now = datetime.now(timezone.utc)
+            if now >= deadline:
+                break
+            next_check = min(deadline, now + timedelta(seconds=self._check_interval()))
+            if not wait:
+                summary = self._summary(plan, batch_by_index, tally)
+                return SendResult(summary, check_again_at=next_check, carried=tally.carry())
+            time.sleep(max(0.0, (next_check - datetime.now(timezone.utc)).total_seconds()))
+            unknown = self._resolve(unknown, batch_by_index, tally)
+        if unknown and self.on_unknown == RESEND:
+            self.log.warning(
+                "%s: no evidence for %d unknown requests after %.0fs; resending them as asked (on_unknown='resend')",
+                hook.vendor,
+                len(unknown),
+                self.unknown_grace_period,
+            )
+            sender.resending = True
+            sender.send(unknown, intents_stored=frozenset())
+            unknown = []
+        summary = self._summary(plan, batch_by_index, tally)
+        if unknown:
+            described = [requests[r.index].description if r.index in requests else f"#{r.index + 1}" for r in unknown]
+            tally.unresolved = described
+            summary["unresolved_requests"] = described
+            self.log.error("%s: send summary %s", hook.vendor, summary)
+            raise SmsOutcomeUnknownError(
+                hook.vendor,
+                f"{len(unknown)} request(s) of an earlier try ({', '.join(described)})",
+                [m for r in unknown for m in r.mobiles],
+                f"no evidence of acceptance within {self.unknown_grace_period:.0f}s: {self._no_evidence_reason()}; "
+                "set on_unknown='resend' to resend them (a double send if the vendor had accepted them)",
+            )
+        return SendResult(summary)
+
+    def _resolve(
+        self, unknown: list[PlanRequest], batch_by_index: dict[int, str], tally: SendTally
+    ) -> list[PlanRequest]:
+        """Look for evidence of the unknown requests: pull delivery reports into the store, then match them."""
+        from airflow_provider_sms.hooks.base import REPORTS
+        from airflow_provider_sms.sync import pull_reports
+
+        hook = self.hook
+        pull = hook.supports(REPORTS) and hook.report_mode == "queue"
+        remaining = list(unknown)
+        while remaining:
+            # a page at a time, looking after each: a vendor that allows one pull per 5 s (cloud_mas) need
+            # not be drained of every report before the evidence is found
+            fetched = 0
+            if pull:
+                try:
+                    fetched = pull_reports(hook, self.store, max_pulls=1).fetched
+                except Exception as exc:  # evidence may still be in the store (pushed reports): look there
+                    self.log.warning("%s: pulling delivery reports for evidence failed: %s", hook.vendor, exc)
+            remaining = self._match_evidence(remaining, batch_by_index, tally)
+            if not fetched:
+                break
+        return remaining
+
+    def _match_evidence(
+        self, unknown: list[PlanRequest], batch_by_index: dict[int, str], tally: SendTally
+    ) -> list[PlanRequest]:
+        """Record as accepted the unknown requests that stored reports prove; the rest stay unknown."""
+        hook = self.hook
+        far_past = datetime.fromtimestamp(0, timezone.utc)
+        found, self._evidence_seq = self.store.acceptance_evidence(
+            hook.vendor, self._evidence_seq, {r.key: (r.sending_at or far_past, r.mobiles) for r in unknown}
+        )
+        remaining = []
+        for r in unknown:
+            batch_id = found.get(r.key)
+            if batch_id is None:
+                remaining.append(r)
+                continue
+            receipt = SendReceipt(hook.vendor, batch_id, r.mobiles, r.sending_at or datetime.now(timezone.utc))
+            self.store.record_accepted(r.key, receipt, conn_id=self.conn_id, task=self.task)
+            batch_by_index[r.index] = batch_id
+            tally.resolved += 1
+            tally.accepted_numbers += len(r.mobiles)
+            self.log.info(
+                "%s: request #%d (%d numbers) resolved from delivery reports: the vendor accepted it as batch %s",
+                hook.vendor,
+                r.index + 1,
+                len(r.mobiles),
+                batch_id,
+            )
+        return remaining
+
+    def _deadline(self, unknown: Sequence[PlanRequest]) -> datetime:
+        now = datetime.now(timezone.utc)
+        latest = max((r.sending_at or now - timedelta(seconds=self.unknown_grace_period)) for r in unknown)
+        return latest + timedelta(seconds=self.unknown_grace_period)
+
+    def _check_interval(self) -> float:
+        return min(30.0, max(0.2, self.unknown_grace_period / 20))
+
+    def _no_evidence_reason(self) -> str:
+        from airflow_provider_sms.hooks.base import REPORTS
+
+        hook = self.hook
+        if not hook.supports(REPORTS):
+            return f"{hook.vendor} has no delivery reports to show it"
+        if hook.report_mode == "query":
+            return (
+                f"{hook.vendor} reports can be asked for only by the batch id the lost reply carried; pushed "
+                "reports (the push receiver) are the only evidence, and none arrived"
+            )
+        return "no delivery report for its numbers under a batch unknown to the store arrived"
+
+    def _summary(self, plan: StoredPlan, batch_by_index: Mapping[int, str], tally: SendTally) -> dict[str, Any]:
+        return {
+            "conn_id": self.conn_id,
+            "vendor": self.hook.vendor,
+            "batch_ids": [batch_by_index[i] for i in sorted(batch_by_index)],
+            "requests": tally.requests,
+            "sent_requests": tally.sent,
+            "skipped_requests": tally.skipped,
+            "numbers": tally.numbers,
+            "accepted_numbers": tally.accepted_numbers,
+            "opted_out": tally.opted_out,
+            "unknown_requests": tally.unknown,
+            "resolved_requests": tally.resolved,
+            "resent_requests": tally.resent,
+            "plan": plan.generation,
+        }
+
+    # ------------------------------------------------------------------ opt-outs
+
+    def opted_out_numbers(self, valid: Sequence[str]) -> set[str]:
+        """Which of the (normalised) numbers are in the store's opt-out table, looked up a slice at a time."""
+        opted: set[str] = set()
+        for start in range(0, len(valid), OPT_OUT_LOOKUP_CHUNK):
+            opted |= self.store.opted_out(valid[start : start + OPT_OUT_LOOKUP_CHUNK])
+        return opted
+
+
+class _Sender:
+    """Sends a queue of a plan's requests, up to ``max_concurrency`` at once, recording each answer.
+
+    Each worker keeps one request in flight. When the vendor accepts it, the worker takes the next
+    request from the queue and stores that one's intent in the same commit that records the
+    acceptance, then sends it: one commit per request, and every request's intent durable before its
+    bytes leave. The first failure stops the queue; requests in flight finish and are recorded.
+    """
+
+    def __init__(
+        self,
+        owner: PlannedSend,
+        plan: StoredPlan,
+        requests: Mapping[int, SendRequest],
+        batch_by_index: dict[int, str],
+        tally: SendTally,
+    ) -> None:
+        self.owner = owner
+        self.plan = plan
+        self.requests = requests
+        self.batch_by_index = batch_by_index
+        self.tally = tally
+        self.resending = False
+        self._queue: deque[PlanRequest] = deque()
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._failure: BaseException | None = None
+        self._progress = _Progress(owner.log, owner.hook.vendor, len(plan.requests), tally)
+
+    def send(self, rows: Sequence[PlanRequest], *, intents_stored: frozenset[str]) -> None:
+        """Send ``rows`` in order; raises the first failure once everything in flight is recorded."""
+        owner = self.owner
+        self._queue = deque(rows)
+        self._stopped.clear()
+        self._failure = None
+        first = [self._queue.popleft() for _ in range(min(owner.max_concurrency, len(self._queue)))]
+        missing = [r.key for r in first if r.key not in intents_stored]
+        if missing:
+            owner.store.mark_sending(missing)  # one commit for the first requests of a try
+        if len(first) == 1:
+            self._worker(owner.hook, first[0])
+        elif first:
+            self._run_threads(first)
+        if self._failure is not None:
+            raise self._failure
+
+    def _run_threads(self, first: Sequence[PlanRequest]) -> None:
+        owner = self.owner
+        owner.hook.config  # noqa: B018  (the connection is looked up here, once, not by each thread)
+        copies = [owner.hook.for_thread() for _ in first]
+        threads = [
+            threading.Thread(target=self._worker, args=(copy, row), name=f"sms-send-{i}", daemon=True)
+            for i, (copy, row) in enumerate(zip(copies, first, strict=True))
+        ]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            self._stopped.set()  # this thread was interrupted (the task being stopped): nothing new goes out
+            for thread in threads:
+                thread.join()
+            raise
+        finally:
+            for copy in copies:
+                copy.close()
+
+    def _next(self) -> PlanRequest | None:
+        with self._lock:
+            if self._stopped.is_set() or not self._queue:
+                return None
+            return self._queue.popleft()
+
+    def _fail(self, request: SendRequest, error: BaseException) -> None:
+        with self._lock:
+            first = self._failure is None
+            if first:
+                self._failure = error
+        self._stopped.set()
+        vendor = self.owner.hook.vendor
+        if first:
+            self.owner.log.warning(
+                "%s: %s failed; sending no more requests, waiting for those already sent", vendor, request.description
+            )
+        else:
+            self.owner.log.error("%s: %s also failed: %s", vendor, request.description, error)
+
+    def _worker(self, hook: SmsHook, row: PlanRequest | None) -> None:
+        owner, store = self.owner, self.owner.store
+        while row is not None:
+            request = self.requests[row.index]
+            if self._stopped.is_set():
+                store.release_intent(row.key, "not sent: the send stopped at an earlier failure")
+                return
+            try:
+                receipt = hook.submit(request)
+            except SmsOutcomeUnknownError as exc:
+                store.record_unknown(
+                    row.key,
+                    vendor=hook.vendor,
+                    conn_id=owner.conn_id,
+                    mobiles=row.mobiles,
+                    task=owner.task,
+                    reason=exc.cause,
+                )
+                self._fail(request, exc)
+                return
+            except Exception as exc:
+                # submit turns every failure after the request may have reached the vendor into an unknown
+                # outcome, so this one surely did not go out (or the vendor refused it): it may go again
+                store.release_intent(row.key, f"{type(exc).__name__}: {exc}")
+                self._fail(request, exc)
+                return
+            following = self._next()
+            try:
+                store.record_accepted(
+                    row.key,
+                    receipt,
+                    conn_id=owner.conn_id,
+                    task=owner.task,
+                    next_intent=following.key if following is not None else None,
+                )
+            except BaseException as exc:
+                self._fail(request, exc)  # stays "sending": a retry resolves it from evidence
+                return
+            self._accepted(row, request, receipt)
+            row = following
+
+    def _accepted(self, row: PlanRequest, request: SendRequest, receipt: SendReceipt) -> None:
+        with self._lock:
+            self.batch_by_index[row.index] = receipt.batch_id
+            self.tally.accepted_numbers += len(row.mobiles)
+            if receipt.already_accepted:
+                self.tally.resolved += 1
+            elif self.resending or row.state in (SENDING, UNKNOWN):
+                self.tally.resent += 1
+                self.tally.sent += 1
+            else:
+                self.tally.sent += 1
+        self._progress.accepted(request, receipt.batch_id)
+
+
+class _Progress:
+    """Progress lines for the task log: the first and last request and at most every ``INTERVAL`` seconds.
+
+    A send of a thousand requests should not cost a thousand log lines; the store keeps every batch id.
+    """
+
+    INTERVAL: ClassVar[float] = 5.0
+
+    def __init__(self, logger: Any, vendor: str, requests: int, tally: SendTally) -> None:
+        self._log = logger
+        self._vendor = vendor
+        self._requests = requests
+        self._tally = tally
+        self._next_info = 0.0
+        self._lock = threading.Lock()
+
+    def accepted(self, request: SendRequest, batch_id: str) -> None:
+        with self._lock:
+            done = self._tally.accepted_numbers
+            now = time.monotonic()
+            loud = now >= self._next_info or done >= self._tally.numbers
+            if loud:
+                self._next_info = now + self.INTERVAL
+        self._log.log(
+            logging.INFO if loud else logging.DEBUG,
+            "%s: request %d/%d accepted as batch %s; %d/%d numbers accepted",
+            self._vendor,
+            request.index + 1,
+            self._requests,
+            batch_id,
+            done,
+            self._tally.numbers,
+        )
+
+
+__all__ = [
+    "FAIL",
+    "NEW_PLAN",
+    "RESEND",
+    "PlannedSend",
+    "SendResult",
+    "SendSpec",
+    "SendTally",
+    "plan_changes",
+    "plan_inputs",
+    "request_key",
+    "task_key",
+]

@@ -1,0 +1,457 @@
+"""Kill a real sending process at each point, retry it as Airflow would, and audit the simulator's ledger.
+
+``python -m tests.crash.run`` (full: every vendor, SQLite and PostgreSQL, max_concurrency 1 and 4,
+every crash point, three draws each) or ``--quick`` (what CI runs). Each scenario:
+
+1. resets the simulator (its own process, so counts are the vendor's, not ours) and a fresh store;
+2. runs ``SmsSendOperator.execute`` for one task instance in a forked child process that kills
+   itself with SIGKILL at the chosen point of a randomly drawn request (or that this runner kills
+   at a random moment), then runs the same task instance again, unharmed, until it ends, as
+   Airflow's retries would;
+3. reads the simulator's ledger: every number accepted more than once is a duplicate; every number
+   never accepted is lost, unless the last try failed naming it as an unknown outcome the author
+   chose to fail on (``on_unknown="fail"``).
+
+Crash points: ``before_request`` (the intent is stored, nothing sent), ``after_accept`` (the vendor
+accepted, nothing recorded), ``mid_commit`` (killed while the record of an acceptance commits),
+``after_commit`` (recorded, the next request not yet sent), ``random`` (killed from outside at a
+random moment, twice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+VENDORS = ("paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas")
+POINTS = ("before_request", "after_accept", "mid_commit", "after_commit", "random")
+#: requests per scenario: enough for a crash to land in the middle of a send
+REQUESTS_PER_SEND = 8
+#: intl reports can only be asked for by the batch id a lost reply carried: without push there is no
+#: evidence, so its scenarios fail on unknown outcomes (the error names them) instead of resending
+POLICY = {"intl": "fail"}
+GRACE_SECONDS = 1.5
+MAX_ATTEMPTS = 8
+EXIT_UNKNOWN = 3
+
+
+@dataclass
+class Scenario:
+    vendor: str
+    store: str
+    concurrency: int
+    point: str
+    draw: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.vendor}/{self.store}/c{self.concurrency}/{self.point}#{self.draw}"
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    numbers: int = 0
+    attempts: int = 0
+    kills: int = 0
+    final: str = ""
+    duplicates: int = 0
+    never_sent: int = 0
+    named_unknown: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# ----------------------------------------------------------------------------------------- the child
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _install_crash(point: str, nth: int) -> None:
+    """Patch the send path so that this process SIGKILLs itself at ``point`` of the ``nth`` request."""
+    from airflow_provider_sms.hooks.base import SmsHook
+    from airflow_provider_sms.store import SmsStore
+
+    lock = threading.Lock()
+    seen = {"n": 0}
+
+    def is_nth() -> bool:
+        with lock:
+            seen["n"] += 1
+            return seen["n"] == nth
+
+    if point == "before_request":
+        real_request = SmsHook.request
+
+        def request(self: SmsHook, operation: str, method: str, path: str, *, send: Any = None, **kw: Any) -> Any:
+            if send is not None and is_nth():
+                _die()
+            return real_request(self, operation, method, path, send=send, **kw)
+
+        SmsHook.request = request  # type: ignore[method-assign]
+    elif point == "after_accept":
+        real_submit = SmsHook.submit
+
+        def submit(self: SmsHook, request: Any) -> Any:
+            receipt = real_submit(self, request)
+            if is_nth():
+                _die()
+            return receipt
+
+        SmsHook.submit = submit  # type: ignore[method-assign]
+    elif point in ("mid_commit", "after_commit"):
+        real_record = SmsStore.record_accepted
+
+        def record(self: SmsStore, *args: Any, **kwargs: Any) -> Any:
+            if not is_nth():
+                return real_record(self, *args, **kwargs)
+            if point == "after_commit":
+                real_record(self, *args, **kwargs)
+                _die()
+            _kill_inside_commit(self)
+            return real_record(self, *args, **kwargs)
+
+        SmsStore.record_accepted = record  # type: ignore[method-assign]
+
+
+def _kill_inside_commit(store: Any) -> None:
+    """Make the store's next commit SIGKILL this process while it runs (a timer of under a millisecond)."""
+    connection = store._connection()
+
+    class Dying:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(connection, name)
+
+        def commit(self) -> None:
+            threading.Timer(random.uniform(0.0, 0.0008), _die).start()
+            connection.commit()
+            time.sleep(0.05)  # the commit is done: the kill lands before anything else happens
+            _die()
+
+    store._conn = Dying()
+
+
+def _child(
+    scenario: Scenario, mobiles: list[str], env: dict[str, str], crash: tuple[str, int] | None, out: Path
+) -> None:
+    """One try of the task instance, in a forked process; writes what happened to ``out`` and exits."""
+    log = os.open(str(out.with_suffix(".log")), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.environ.update(env)
+    code = 1
+    result: dict[str, Any] = {}
+    try:
+        from airflow_provider_sms.errors import SmsOutcomeUnknownError
+        from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
+        from airflow_provider_sms.operators import SmsSendOperator
+        from airflow_provider_sms.testing import FakeTaskInstance, task_context
+
+        CloudMasHook.pull_interval = 0.0  # the simulator process here allows pulls back to back
+        if crash is not None:
+            _install_crash(*crash)
+        operator = SmsSendOperator(
+            task_id="send",
+            sms_conn_id=f"sms_{scenario.vendor}",
+            mobiles=mobiles,
+            content="crash test",
+            signature="Crash" if scenario.vendor != "cloud_mas" else None,
+            max_concurrency=scenario.concurrency,
+            on_unknown=POLICY.get(scenario.vendor, "resend"),
+            unknown_grace_period=GRACE_SECONDS,
+            store_conn_id=env.get("CRASH_STORE_CONN_ID") or None,
+            store_table_prefix=env.get("CRASH_TABLE_PREFIX", "sms_"),
+        )
+        ti = FakeTaskInstance(dag_id="crash", run_id=scenario.name, task_id="send")
+        try:
+            result = {"summary": operator.execute(task_context(ti))}
+            code = 0
+        except SmsOutcomeUnknownError as exc:
+            result = {"unknown": list(exc.mobiles), "error": str(exc)}
+            code = EXIT_UNKNOWN
+    except BaseException:
+        result = {"error": traceback.format_exc()}
+    out.write_text(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(code)
+
+
+# ----------------------------------------------------------------------------------------- the runner
+
+
+class Simulator:
+    """``benchmarks.simproc``: the bundled simulator in its own process, reports due at once."""
+
+    def __init__(self, workdir: Path) -> None:
+        ready = workdir / "sim.json"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.simproc", "--ready-file", str(ready)],
+            stdin=subprocess.PIPE,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the simulator process did not start")
+            time.sleep(0.05)
+        self.info = json.loads(ready.read_text())
+
+    def reset(self) -> None:
+        requests.post(f"{self.info['control_url']}/reset", timeout=30).raise_for_status()
+
+    def accepted_counts(self, vendor: str) -> dict[str, int]:
+        reply = requests.get(
+            f"{self.info['http_url']}/_sim/ledger", params={"vendor": vendor, "numbers": "1"}, timeout=60
+        )
+        reply.raise_for_status()
+        return {k: int(v) for k, v in reply.json()[vendor]["accepted"]["counts"].items()}
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def numbers_for(vendor: str, count: int, seed: int) -> list[str]:
+    """Distinct mobiles; intl takes the country code."""
+    prefix = "86" if vendor == "intl" else ""
+    return [f"{prefix}13{seed % 10}{i:08d}" for i in range(count)]
+
+
+def size_for(vendor: str) -> int:
+    from airflow_provider_sms.hooks import hook_class_for_conn_type
+
+    hook = hook_class_for_conn_type(f"sms_{vendor}")
+    per_request = hook.max_numbers_per_request
+    if hook.max_mobiles_chars:
+        per_request = min(per_request, hook.max_mobiles_chars // 12)
+    return REQUESTS_PER_SEND * per_request
+
+
+#: seconds an unharmed send of each vendor took: random kills land inside that window
+TYPICAL_SECONDS: dict[str, float] = {}
+
+
+def _environment(scenario: Scenario, sim: Simulator, home: Path, postgres_uri: str | None) -> dict[str, str]:
+    """The child's environment: its own AIRFLOW_HOME (embedded store) or PostgreSQL tables, and the connections."""
+    env = {"AIRFLOW_HOME": str(home)}
+    for vendor in VENDORS:
+        connection = json.loads(sim.info["connections"][vendor])
+        connection["extra"] = {**connection.get("extra", {}), "retry_wait": 0.05}
+        env[f"AIRFLOW_CONN_SMS_{vendor.upper()}"] = json.dumps(connection)
+    if scenario.store == "postgres":
+        assert postgres_uri
+        env.update(
+            {
+                "AIRFLOW_CONN_SMS_CRASH_STORE": postgres_uri,
+                "CRASH_STORE_CONN_ID": "sms_crash_store",
+                "CRASH_TABLE_PREFIX": f"crash{uuid.uuid4().hex[:10]}_",
+            }
+        )
+    return env
+
+
+def run_scenario(scenario: Scenario, sim: Simulator, workdir: Path, postgres_uri: str | None, seed: int) -> Outcome:
+    """Kill, retry until the task instance ends, then audit the ledger."""
+    rng = random.Random(f"{seed}:{scenario.name}")
+    outcome = Outcome(scenario.name)
+    sim.reset()
+    home = workdir / scenario.name.replace("/", "_").replace("#", "_")
+    home.mkdir(parents=True)
+    env = _environment(scenario, sim, home, postgres_uri)
+    mobiles = numbers_for(scenario.vendor, size_for(scenario.vendor), rng.randrange(10))
+    outcome.numbers = len(mobiles)
+    named: set[str] = set()
+    try:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            outcome.attempts = attempt
+            crash = None
+            outside_kill = None
+            if attempt == 1 and scenario.point != "random":
+                crash = (scenario.point, rng.randint(1, REQUESTS_PER_SEND))
+            elif scenario.point == "random" and attempt <= 2:
+                outside_kill = rng.uniform(0.05, 0.95) * TYPICAL_SECONDS.get(scenario.vendor, 0.3)
+            result_file = home / f"try{attempt}.json"
+            started = time.monotonic()
+            code = _fork_and_wait(scenario, mobiles, env, crash, result_file, outside_kill)
+            if code == -signal.SIGKILL:
+                outcome.kills += 1
+                continue
+            result = json.loads(result_file.read_text()) if result_file.exists() else {}
+            if code == 0:
+                outcome.final = "sent"
+                if attempt == 1:
+                    TYPICAL_SECONDS[scenario.vendor] = time.monotonic() - started
+                break
+            if code == EXIT_UNKNOWN and "no evidence of acceptance" in result.get("error", ""):
+                named = set(result["unknown"])
+                outcome.final = "failed on unknown outcomes (named)"
+                break
+            outcome.final = f"try {attempt} failed: {result.get('error', code)!s:.300}"
+        else:
+            outcome.problems.append(f"still not done after {MAX_ATTEMPTS} tries: {outcome.final}")
+    finally:
+        if "CRASH_TABLE_PREFIX" in env:
+            _drop_tables(postgres_uri or "", env["CRASH_TABLE_PREFIX"])
+    _audit(outcome, sim.accepted_counts(scenario.vendor), mobiles, named)
+    return outcome
+
+
+def _audit(outcome: Outcome, counts: dict[str, int], mobiles: list[str], named: set[str]) -> None:
+    """Duplicates and losses, counted at the vendor's side."""
+    outcome.duplicates = sum(1 for n in counts.values() if n > 1)
+    outcome.named_unknown = len(named)
+    outcome.never_sent = sum(1 for m in mobiles if m not in counts and m not in named)
+    strays = set(counts) - set(mobiles)
+    if outcome.duplicates:
+        outcome.problems.append(f"{outcome.duplicates} numbers accepted more than once")
+    if outcome.never_sent:
+        outcome.problems.append(f"{outcome.never_sent} numbers never sent and not named")
+    if strays:
+        outcome.problems.append(f"{len(strays)} numbers the task never had were sent")
+
+
+def _fork_and_wait(
+    scenario: Scenario,
+    mobiles: list[str],
+    env: dict[str, str],
+    crash: tuple[str, int] | None,
+    out: Path,
+    outside_kill: float | None,
+) -> int:
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        _child(scenario, mobiles, env, crash, out)
+    if outside_kill is not None:
+        deadline = time.monotonic() + outside_kill
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.005)
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _drop_tables(uri: str, prefix: str) -> None:
+    import psycopg
+
+    from airflow_provider_sms.store import drop_statements
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        for statement in drop_statements(prefix):
+            conn.execute(statement)
+
+
+def scenarios(
+    vendors: list[str], stores: list[str], concurrencies: list[int], points: list[str], draws: int
+) -> list[Scenario]:
+    return [
+        Scenario(vendor, store, concurrency, point, draw)
+        for store in stores
+        for vendor in vendors
+        for concurrency in concurrencies
+        for point in points
+        for draw in range(draws)
+    ]
+
+
+def quick_scenarios(postgres: bool) -> list[Scenario]:
+    """What CI runs: every vendor, point and concurrency on SQLite; each vendor's two hardest on PostgreSQL."""
+    chosen = scenarios(list(VENDORS), ["sqlite"], [1, 4], list(POINTS), 1)
+    if postgres:
+        chosen += scenarios(list(VENDORS), ["postgres"], [4], ["after_accept", "mid_commit"], 1)
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the CI matrix (about 60 scenarios)")
+    parser.add_argument("--vendors", default=",".join(VENDORS))
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--concurrency", default="1,4")
+    parser.add_argument("--points", default=",".join(POINTS))
+    parser.add_argument("--draws", type=int, default=3, help="scenarios per combination (random request, moment)")
+    parser.add_argument("--seed", type=int, default=int(time.time()))
+    parser.add_argument("--postgres", default=os.environ.get("SMS_TEST_POSTGRES_URI", ""))
+    parser.add_argument("--out", help="write every outcome here as JSON")
+    args = parser.parse_args(argv)
+    postgres = args.postgres or None
+    if args.quick:
+        chosen = quick_scenarios(postgres is not None)
+    else:
+        stores = [s for s in args.stores.split(",") if s and (s != "postgres" or postgres)]
+        chosen = scenarios(
+            args.vendors.split(","),
+            stores,
+            [int(c) for c in args.concurrency.split(",")],
+            args.points.split(","),
+            args.draws,
+        )
+    # imported before forking, so that every child starts at once
+    import airflow_provider_sms.operators
+    import airflow_provider_sms.sending
+    import airflow_provider_sms.sync  # noqa: F401
+
+    for vendor in VENDORS:
+        importlib.import_module(f"airflow_provider_sms.hooks.{vendor}")
+    print(f"crash test: {len(chosen)} scenarios, seed {args.seed}", flush=True)
+    outcomes: list[Outcome] = []
+    with tempfile.TemporaryDirectory(prefix="sms-crash-") as tmp:
+        workdir = Path(tmp)
+        sim = Simulator(workdir)
+        try:
+            for scenario in chosen:
+                started = time.monotonic()
+                outcome = run_scenario(scenario, sim, workdir, postgres, args.seed)
+                outcomes.append(outcome)
+                verdict = "ok  " if outcome.ok else "FAIL"
+                print(
+                    f"{verdict} {scenario.name:<40} {outcome.numbers:>6} numbers, {outcome.attempts} tries, "
+                    f"{outcome.kills} killed, dup {outcome.duplicates}, lost {outcome.never_sent}, "
+                    f"named unknown {outcome.named_unknown}: {outcome.final} ({time.monotonic() - started:.1f}s)"
+                    + (f" — {'; '.join(outcome.problems)}" if outcome.problems else ""),
+                    flush=True,
+                )
+        finally:
+            sim.stop()
+    failed = [o for o in outcomes if not o.ok]
+    kills = sum(o.kills for o in outcomes)
+    print(
+        f"crash test: {len(outcomes)} scenarios, {kills} processes killed, "
+        f"{sum(o.duplicates for o in outcomes)} duplicated numbers, {sum(o.never_sent for o in outcomes)} lost, "
+        f"{sum(o.named_unknown for o in outcomes)} named as unknown; {len(failed)} failed",
+        flush=True,
+    )
+    if args.out:
+        Path(args.out).write_text(json.dumps([asdict(o) | {"ok": o.ok} for o in outcomes], indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Exactly-once sends across tries: the stored plan, intents before the wire, unknown outcomes resolved.
+
+Against the simulator over real sockets and a real store (SQLite, and PostgreSQL where marked); every
+count is taken at the simulator's side, from its ledger. The crash runner (``tests/crash``) kills real
+processes at each point; these tests pin down each rule on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_sms.errors import SmsOutcomeUnknownError, SmsPlanChangedError
+from airflow_provider_sms.hooks.base import SmsHook
+from airflow_provider_sms.operators import SmsSendOperator
+from airflow_provider_sms.simulator import Fault, GatewaySimulator
+from airflow_provider_sms.store import SmsStore
+from airflow_provider_sms.testing import FakeTaskInstance, task_context
+
+pytestmark = pytest.mark.integration
+
+
+def numbers(count: int, prefix: str = "138") -> list[str]:
+    return [f"{prefix}{i:08d}" for i in range(count)]
+
+
+def send_op(**kwargs: Any) -> SmsSendOperator:
+    defaults: dict[str, Any] = {"task_id": "send", "sms_conn_id": "sms_paasw_v2", "content": "hello", "signature": "S"}
+    return SmsSendOperator(**{**defaults, **kwargs})
+
+
+def ledger(sim: GatewaySimulator, vendor: str) -> dict[str, int]:
+    """Per number, how many times the vendor accepted it: read over the simulator's admin API."""
+    reply = requests.get(f"{sim.http_url}/_sim/ledger", params={"vendor": vendor, "numbers": "1"}, timeout=10)
+    reply.raise_for_status()
+    return {k: int(v) for k, v in reply.json()[vendor]["accepted"]["counts"].items()}
+
+
+def states(home: Path) -> dict[str, int]:
+    with sqlite3.connect(home / "sms_store.db") as db:
+        return dict(db.execute("SELECT state, COUNT(*) FROM sms_requests GROUP BY state").fetchall())
+
+
+def lose_reply_of_first_send(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, vendor: str, path: str) -> None:
+    """The vendor accepts the first send but answers too late: the client gives up, the outcome is unknown."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_SMS_{vendor.upper()}", sim.connection_json(vendor, retry_wait=0.01, timeout=0.3))
+    sim.gateway.add_fault(Fault(kind="delay", remaining=1, vendor=vendor, path=path, seconds=0.8))
+
+
+# ------------------------------------------------------------------------------------------- the plan
+
+
+def test_a_retry_given_other_numbers_fails_and_says_what_differs(sim: GatewaySimulator) -> None:
+    send_op(mobiles=numbers(1500)).execute(task_context())
+    with pytest.raises(SmsPlanChangedError, match=r"number list \(1500 numbers planned, 1501 now\)"):
+        send_op(mobiles=numbers(1501)).execute(task_context())
+    with pytest.raises(SmsPlanChangedError, match=r"the text \(5 characters planned, 6 now\)"):
+        send_op(mobiles=numbers(1500), content="hello!").execute(task_context())
+    assert sum(ledger(sim, "paasw_v2").values()) == 1500  # nothing went out for the changed tries
+
+
+def test_new_plan_sends_the_new_input_and_keeps_what_was_accepted(sim: GatewaySimulator, home: Path) -> None:
+    send_op(mobiles=numbers(1000)).execute(task_context())
+    summary = send_op(mobiles=numbers(1000, "139"), on_plan_change="new_plan").execute(task_context())
+    assert summary["plan"] == 2 and summary["sent_requests"] == 1
+    counts = ledger(sim, "paasw_v2")
+    assert len(counts) == 2000 and set(counts.values()) == {1}
+    assert states(home) == {"accepted": 2}
+
+
+def test_an_opt_out_between_tries_changes_no_other_request(sim: GatewaySimulator, home: Path) -> None:
+    """2,500 numbers, the first request accepted, then the worker dies; a number of request 3 opts out."""
+    real_submit = SmsHook.submit
+    calls = {"n": 0}
+
+    def die_on_second(self: SmsHook, request: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("worker killed")  # not an Exception: nothing below may catch it
+        return real_submit(self, request)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SmsHook, "submit", die_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            send_op(mobiles=numbers(2500)).execute(task_context())
+    with SmsStore() as store:
+        store.add_opt_outs(["13800002400"])
+    # the dead try left request #2 "sending": a retry must not resend it blindly, so allow it to resend
+    # after a short grace (nothing was sent) and check that only the opted-out number is missing
+    summary = send_op(mobiles=numbers(2500), on_unknown="resend", unknown_grace_period=0.3).execute(task_context())
+    assert summary["skipped_requests"] == 1 and summary["resent_requests"] == 1 and summary["sent_requests"] == 2
+    assert summary["opted_out"] == 1 and summary["accepted_numbers"] == 2499
+    counts = ledger(sim, "paasw_v2")
+    assert len(counts) == 2499 and set(counts.values()) == {1}
+    assert "13800002400" not in counts
+
+
+def test_numbers_opted_out_before_the_first_try_are_left_out_of_the_plan(sim: GatewaySimulator) -> None:
+    with SmsStore() as store:
+        store.add_opt_outs(["13800000001"])
+    first = send_op(mobiles=numbers(3)).execute(task_context())
+    assert first["opted_out"] == 1 and first["accepted_numbers"] == 2
+    again = send_op(mobiles=numbers(3)).execute(task_context())
+    assert again == first | {"skipped_requests": 1, "sent_requests": 0}
+
+
+# ------------------------------------------------------------------------------------------- intents
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_every_request_is_stored_as_sending_before_it_goes_out(
+    sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, concurrency: int
+) -> None:
+    """Looked at from a second connection at the moment each request leaves: its row says ``sending``."""
+    real_submit = SmsHook.submit
+    seen: list[str | None] = []
+    lock = threading.Lock()
+
+    def watch(self: SmsHook, request: Any) -> Any:
+        with SmsStore(store_args.get("store_conn_id"), table_prefix=store_args.get("store_table_prefix", "sms_")) as s:
+            plan = s.find_plan(_only_plan_key(s))
+        assert plan is not None
+        with lock:
+            seen.append(next(r.state for r in plan.requests if r.index == request.index))
+        return real_submit(self, request)
+
+    monkeypatch.setattr(SmsHook, "submit", watch)
+    summary = send_op(mobiles=numbers(6000), max_concurrency=concurrency, **store_args).execute(task_context())
+    assert summary["accepted_numbers"] == 6000
+    assert seen == ["sending"] * 6
+
+
+def _only_plan_key(store: SmsStore) -> str:
+    from airflow_provider_sms.sending import task_key
+    from airflow_provider_sms.store import TaskIdentity
+
+    return task_key("operator", "sms_paasw_v2", TaskIdentity("dag", "run-1", "send", -1))
+
+
+# ------------------------------------------------------------------------------------------- unknown outcomes
+
+
+def test_a_lost_reply_is_resolved_from_delivery_reports(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    lose_reply_of_first_send(sim, monkeypatch, "paasw_v2", "/message/send")
+    with pytest.raises(SmsOutcomeUnknownError, match="send request #1"):
+        send_op(mobiles=numbers(1500)).execute(task_context())
+    summary = send_op(mobiles=numbers(1500)).execute(task_context())
+    assert summary["unknown_requests"] == 1 and summary["resolved_requests"] == 1 and summary["resent_requests"] == 0
+    assert len(summary["batch_ids"]) == 2
+    counts = ledger(sim, "paasw_v2")
+    assert len(counts) == 1500 and set(counts.values()) == {1}
+
+
+@pytest.mark.parametrize(("vendor", "path"), [("paasw_v1", "/sms/send"), ("cloud_mas", "/sms/submit")])
+def test_lost_replies_of_other_queue_vendors_are_resolved_too(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, vendor: str, path: str
+) -> None:
+    lose_reply_of_first_send(sim, monkeypatch, vendor, path)
+    op = {"sms_conn_id": f"sms_{vendor}", "mobiles": numbers(300), "signature": None}  # the accounts' own
+    with pytest.raises(SmsOutcomeUnknownError):
+        send_op(**op).execute(task_context())
+    summary = send_op(**op).execute(task_context())
+    assert summary["resolved_requests"] == 1 and summary["accepted_numbers"] == 300
+    assert set(ledger(sim, vendor).values()) == {1}
+
+
+def test_without_evidence_the_author_chooses_fail_or_resend(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.gateway.config.report_delay = 3600  # no report will come in time: no evidence either way
+    lose_reply_of_first_send(sim, monkeypatch, "paasw_v2", "/message/send")
+    with pytest.raises(SmsOutcomeUnknownError):
+        send_op(mobiles=numbers(1500)).execute(task_context())
+    with pytest.raises(SmsOutcomeUnknownError, match="no evidence of acceptance within 0s") as info:
+        send_op(mobiles=numbers(1500), unknown_grace_period=0).execute(task_context())
+    assert len(info.value.mobiles) == 1000
+    summary = send_op(mobiles=numbers(1500), on_unknown="resend", unknown_grace_period=0).execute(task_context())
+    assert summary["resent_requests"] == 1
+    counts = ledger(sim, "paasw_v2")
+    assert sorted(set(counts.values())) == [1, 2]  # the author chose to resend what the vendor had accepted
+
+
+def test_a_deferrable_send_frees_its_worker_slot_while_it_waits_for_evidence(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim.gateway.config.report_delay = 3600
+    lose_reply_of_first_send(sim, monkeypatch, "paasw_v2", "/message/send")
+    with pytest.raises(SmsOutcomeUnknownError):
+        send_op(mobiles=numbers(1500)).execute(task_context())
+    op = send_op(mobiles=numbers(1500), deferrable=True, unknown_grace_period=60)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(task_context())
+    assert deferred.value.method_name == "execute_complete"
+    moment = deferred.value.trigger.moment  # type: ignore[attr-defined]
+    assert isinstance(moment, datetime)
+    carried = deferred.value.kwargs["carried"]
+    assert carried["sent"] == 1 and carried["unknown"] == 1  # request #2 went out before the wait
+    sim.gateway.config.report_delay = 0
+    with sim.gateway.lock:  # the vendor's reports fall due now
+        for entries in sim.gateway._due.values():
+            entries[:] = [(0.0, n, m) for _, n, m in entries]
+    summary = op.execute_complete(task_context(), event=None, carried=carried)
+    assert summary["resolved_requests"] == 1 and summary["sent_requests"] == 1
+    assert set(ledger(sim, "paasw_v2").values()) == {1}
+
+
+def test_account_md5_resends_under_the_same_task_id_and_is_never_stuck(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vendor accepted request #1, its reply was lost; the retry asks again and is told "taskId used"."""
+    lose_reply_of_first_send(sim, monkeypatch, "account_md5", "/api/v1/send")
+    op = {"sms_conn_id": "sms_account_md5", "mobiles": numbers(7000)}
+    with pytest.raises(SmsOutcomeUnknownError):
+        send_op(**op).execute(task_context())
+    summary = send_op(**op).execute(task_context())
+    assert summary["unknown_requests"] == 1 and summary["resolved_requests"] == 1
+    assert summary["accepted_numbers"] == 7000 and summary["sent_requests"] == 2
+    counts = ledger(sim, "account_md5")
+    assert len(counts) == 7000 and set(counts.values()) == {1}
+
+
+def test_an_unreadable_reply_after_a_send_is_an_unknown_outcome(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply nested 5,000 levels deep: the request is recorded as unknown, and the retry resolves it."""
+    from airflow_provider_sms.hooks import paasw_v2
+
+    real = paasw_v2.PaaswV2Hook._submit
+    calls = {"n": 0}
+
+    def deep_reply(self: SmsHook, request: Any) -> Any:
+        calls["n"] += 1
+        receipt = real(self, request)  # the vendor accepted it
+        if calls["n"] == 1:
+            json.loads("[" * 5000 + "]" * 5000)  # what parsing such a reply does: RecursionError
+        return receipt
+
+    monkeypatch.setattr(paasw_v2.PaaswV2Hook, "_submit", deep_reply)
+    with pytest.raises(SmsOutcomeUnknownError, match="could not be read"):
+        send_op(mobiles=numbers(1500)).execute(task_context())
+    summary = send_op(mobiles=numbers(1500)).execute(task_context())
+    assert summary["resolved_requests"] == 1
+    assert set(ledger(sim, "paasw_v2").values()) == {1}
+
+
+def test_mapped_instances_have_their_own_plans(sim: GatewaySimulator) -> None:
+    first = send_op(mobiles=numbers(5)).execute(task_context(FakeTaskInstance(map_index=0)))
+    second = send_op(mobiles=numbers(5, "139")).execute(task_context(FakeTaskInstance(map_index=1)))
+    assert first["sent_requests"] == second["sent_requests"] == 1
+    assert len(ledger(sim, "paasw_v2")) == 10
+
+
+def test_the_ledger_counts_reports_handed_out(sim: GatewaySimulator) -> None:
+    send_op(mobiles=numbers(20)).execute(task_context())
+    sim.gateway.take_reports("paasw_v2")
+    sim.gateway.take_reports("paasw_v2")
+    reply = requests.get(f"{sim.http_url}/_sim/ledger", timeout=10).json()["paasw_v2"]
+    assert reply["reports"] == {"handed_out": 20, "distinct": 20, "handed_out_more_than_once": 0}
+    assert reply["accepted"]["numbers"] == 20 and reply["accepted"]["acceptances"] == 20
