@@ -370,13 +370,13 @@ class PlannedSend:
                 )
         if not changes:
             return plan
-        self.store.update_plan(plan.task_key, numbers=changes, opted_out=newly_opted)
         rows = tuple(
             dataclasses.replace(r, mobiles=changes[r.key], state=PLANNED if changes[r.key] else SKIPPED)
             if r.key in changes
             else r
             for r in plan.requests
         )
+        self.store.update_plan(plan, [r for r in rows if r.key in changes], opted_out=newly_opted)
         return dataclasses.replace(plan, requests=rows, opted_out=plan.opted_out + newly_opted)
 
     # ------------------------------------------------------------------ executing a plan

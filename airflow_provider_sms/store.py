@@ -66,7 +66,7 @@ SCHEMA_VERSION: Final = 3
 # fmt: off
 TABLES: Final = (
     "requests", "delivery_reports", "inbound_messages", "balances",
-    "opt_outs", "watermarks", "counters", "schema_version", "notifications", "send_plans",
+    "opt_outs", "watermarks", "counters", "schema_version", "notifications", "send_plans", "plan_numbers",
 )
 # fmt: on
 #: Views over the tables: ``sent_messages`` lists each accepted request's numbers, one row each.
@@ -437,6 +437,14 @@ def _inbound_key(vendor: str, mobile: str, received_at: str | None, content: str
 # Dialects: everything that differs between SQLite and PostgreSQL is here.
 
 
+def _numbers_of(alias: str) -> str:
+    """SQL for a request row's numbers (JSON list): a planned request's stay in ``plan_numbers``, written once."""
+    return (
+        f"COALESCE({alias}.mobiles, (SELECT n.mobiles FROM {{p}}plan_numbers n "
+        f"WHERE n.plan_key = {alias}.plan_key AND n.request_index = {alias}.request_index))"
+    )
+
+
 @dataclass(frozen=True)
 class _Dialect:
     name: str
@@ -463,7 +471,9 @@ _SQLITE = _Dialect(
     sent_view="""CREATE VIEW IF NOT EXISTS {p}sent_messages AS
         SELECT r.vendor, r.batch_id, j.value AS mobile, r.idempotency_key, r.conn_id, r.submitted_at,
             r.dag_id, r.run_id, r.task_id, r.map_index
-        FROM {p}requests r, json_each(r.mobiles) j WHERE r.state = 'accepted'""",
+        FROM {p}requests r, json_each(NUMBERS_OF_R) j WHERE r.state = 'accepted'""".replace(
+        "NUMBERS_OF_R", _numbers_of("r")
+    ),
     mobiles_of_v1_request="""SELECT json_group_array(s.mobile) FROM {p}sent_messages s
         WHERE s.idempotency_key = {p}requests.idempotency_key""",
 )
@@ -479,8 +489,8 @@ _POSTGRES = _Dialect(
     sent_view="""CREATE OR REPLACE VIEW {p}sent_messages AS
         SELECT r.vendor, r.batch_id, j.mobile, r.idempotency_key, r.conn_id, r.submitted_at,
             r.dag_id, r.run_id, r.task_id, r.map_index
-        FROM {p}requests r CROSS JOIN LATERAL jsonb_array_elements_text(r.mobiles::jsonb) AS j (mobile)
-        WHERE r.state = 'accepted'""",
+        FROM {p}requests r CROSS JOIN LATERAL jsonb_array_elements_text((NUMBERS_OF_R)::jsonb) AS j (mobile)
+        WHERE r.state = 'accepted'""".replace("NUMBERS_OF_R", _numbers_of("r")),
     mobiles_of_v1_request="""SELECT COALESCE(json_agg(s.mobile ORDER BY s.mobile)::text, '[]')
         FROM {p}sent_messages s WHERE s.idempotency_key = {p}requests.idempotency_key""",
 )
@@ -515,6 +525,13 @@ _SEND_PLANS_SCHEMA = (
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS {p}requests_plan ON {p}requests (plan_key, request_index)",
+    # A planned request's numbers, written once with the plan. Its ``requests`` row stays small until
+    # the vendor accepts it, so storing an intent rewrites no list of numbers.
+    """CREATE TABLE IF NOT EXISTS {p}plan_numbers (
+        plan_key TEXT NOT NULL,
+        request_index INTEGER NOT NULL,
+        mobiles TEXT NOT NULL,
+        PRIMARY KEY (plan_key, request_index))""",
 )
 # DDL; {p} is the table prefix, {serial_pk} the dialect's auto-numbered key. Times and money are text.
 _SCHEMA = (
@@ -613,14 +630,25 @@ _UPSERT_REQUEST = """INSERT INTO {p}requests (idempotency_key, vendor, conn_id, 
         map_index = excluded.map_index, updated_at = excluded.updated_at, mobiles = excluded.mobiles,
         submitted_at = excluded.submitted_at
     WHERE {p}requests.state <> 'accepted'"""
-_ACCEPTED_IN_BATCH = """SELECT idempotency_key, mobiles FROM {p}requests
-    WHERE vendor = ? AND batch_id = ? AND state = 'accepted' ORDER BY created_at, idempotency_key"""
+# The accepted request (the first key) and, in the same statement, the next request's intent (the last).
+_ACCEPT_PLANNED = """UPDATE {p}requests SET
+        state = CASE WHEN idempotency_key = ? THEN 'accepted' ELSE 'sending' END,
+        batch_id = CASE WHEN idempotency_key = ? THEN ? ELSE batch_id END,
+        total = CASE WHEN idempotency_key = ? THEN ? ELSE total END,
+        delivered = CASE WHEN idempotency_key = ? THEN ? ELSE delivered END,
+        failed = CASE WHEN idempotency_key = ? THEN ? ELSE failed END,
+        submitted_at = CASE WHEN idempotency_key = ? THEN ? ELSE submitted_at END,
+        sending_at = CASE WHEN idempotency_key = ? THEN sending_at ELSE ? END,
+        updated_at = ?
+    WHERE (idempotency_key = ? AND state <> 'accepted') OR (idempotency_key = ? AND state = 'planned')"""
+_ACCEPTED_IN_BATCH = f"""SELECT r.idempotency_key, {_numbers_of("r")} FROM {{p}}requests r
+    WHERE r.vendor = ? AND r.batch_id = ? AND r.state = 'accepted' ORDER BY r.created_at, r.idempotency_key"""
 _FINAL_REPORTS_IN_BATCH = """SELECT mobile, status FROM {p}delivery_reports
     WHERE vendor = ? AND batch_id = ? AND status IN (?, ?)"""
-_BEFORE_RECORDING = """SELECT 'state', state, batch_id FROM {p}requests WHERE idempotency_key = ?
-    UNION ALL SELECT 'request', idempotency_key, mobiles FROM {p}requests
-        WHERE vendor = ? AND batch_id = ? AND state = 'accepted'
-    UNION ALL SELECT 'report', mobile, status FROM {p}delivery_reports
+_BEFORE_RECORDING = f"""SELECT 'state', state, batch_id FROM {{p}}requests WHERE idempotency_key = ?
+    UNION ALL SELECT 'request', r.idempotency_key, {_numbers_of("r")} FROM {{p}}requests r
+        WHERE r.vendor = ? AND r.batch_id = ? AND r.state = 'accepted'
+    UNION ALL SELECT 'report', mobile, status FROM {{p}}delivery_reports
         WHERE vendor = ? AND batch_id = ? AND status IN (?, ?)"""
 # fmt: off
 _REPORT_COLUMNS = (
@@ -861,8 +889,7 @@ class SmsStore:
                     WHERE state = 'accepted'"""
                 )
             )
-            cur.execute(self._sql("DROP TABLE {p}sent_messages"))
-            cur.execute(self._sql(self._dialect.sent_view))
+            cur.execute(self._sql("DROP TABLE {p}sent_messages"))  # a view again from schema 3 on
             cur.execute(self._sql("UPDATE {p}schema_version SET version = 2 WHERE id = 1"))
 
     def _upgrade_from_2(self) -> None:
@@ -877,6 +904,8 @@ class SmsStore:
                 cur.execute(self._sql(f"ALTER TABLE {{p}}requests ADD COLUMN {column}"))
             for ddl in (*_NOTIFICATIONS_SCHEMA, *_SEND_PLANS_SCHEMA):
                 cur.execute(self._sql(ddl))
+            cur.execute(self._sql("DROP VIEW IF EXISTS {p}sent_messages"))  # its numbers may now be a plan's
+            cur.execute(self._sql(self._dialect.sent_view))
             cur.execute(self._sql("UPDATE {p}schema_version SET version = 3 WHERE id = 1"))
 
     def _schema_version(self) -> int | None:
@@ -995,12 +1024,9 @@ class SmsStore:
         so the intent of every request is durable before it leaves at no extra commit.
         """
         mobiles = list(dict.fromkeys(receipt.mobiles))
-        numbers = _mobiles_json(mobiles)
         now = _now()
         batch = (receipt.vendor, receipt.batch_id)
         with self._transaction(write=True) as cur:
-            if next_intent is not None:
-                self._mark_sending(cur, [next_intent], now, (PLANNED,))
             if self._dialect.lock_row:
                 # The report counter row serialises this with save_reports, so no report slips between
                 # the request going in and its counters being set (SQLite's BEGIN IMMEDIATE already does).
@@ -1012,6 +1038,8 @@ class SmsStore:
             for kind, first, second in cur.fetchall():
                 found[kind].append((first, second))
             if found["state"] and found["state"][0][0] == ACCEPTED:
+                if next_intent is not None:
+                    self._mark_sending(cur, [next_intent], now, (PLANNED,))
                 recorded_batch = found["state"][0][1]
                 if recorded_batch != receipt.batch_id:
                     log.warning(
@@ -1028,6 +1056,18 @@ class SmsStore:
                 counted = set(mobiles).difference(_SentBatch(earlier).index())
             delivered = sum(1 for mobile, status in finals if status == DELIVERED and mobile in counted)
             failed = sum(1 for mobile, status in finals if status == FAILED and mobile in counted)
+            if found["state"]:
+                # A planned request: its row holds its numbers already, so only its outcome is written, and
+                # the next request's intent rides in the same statement (one round trip, one commit).
+                submitted = _ts(receipt.submitted_at)
+                outcome = (receipt.batch_id, len(counted), delivered, failed, submitted)
+                cur.execute(
+                    self._sql(_ACCEPT_PLANNED),
+                    (key, *(v for value in outcome for v in (key, value)), key, now, now, key, next_intent or key),
+                )
+                return
+            if next_intent is not None:
+                self._mark_sending(cur, [next_intent], now, (PLANNED,))
             cur.execute(
                 self._sql(_UPSERT_REQUEST),
                 (
@@ -1046,7 +1086,7 @@ class SmsStore:
                     task.map_index,
                     now,
                     now,
-                    numbers,
+                    _mobiles_json(mobiles),
                     _ts(receipt.submitted_at),
                 ),
             )
@@ -1104,8 +1144,10 @@ class SmsStore:
             plan = dict(zip(plan_columns.split(", "), found, strict=True))
             cur.execute(
                 self._sql(
-                    "SELECT idempotency_key, request_index, state, mobiles, batch_id, sending_at, reason "
-                    "FROM {p}requests WHERE plan_key = ? ORDER BY request_index"
+                    """SELECT r.idempotency_key, r.request_index, r.state, n.mobiles, r.batch_id, r.sending_at,
+                        r.reason FROM {p}requests r JOIN {p}plan_numbers n
+                            ON n.plan_key = r.plan_key AND n.request_index = r.request_index
+                    WHERE r.plan_key = ? ORDER BY r.request_index"""
                 ),
                 (plan["plan_key"],),
             )
@@ -1163,16 +1205,16 @@ class SmsStore:
                 task.map_index,
                 now,
                 now,
-                _mobiles_json(request.mobiles),
                 plan.plan_key,
                 request.index,
                 now if request.key in intents else None,
             )
             for request in plan.requests
         ]
+        numbers = [(plan.plan_key, request.index, _mobiles_json(request.mobiles)) for request in plan.requests]
         columns = (
             "idempotency_key, vendor, conn_id, state, total, dag_id, run_id, task_id, map_index, created_at, "
-            "updated_at, mobiles, plan_key, request_index, sending_at"
+            "updated_at, plan_key, request_index, sending_at"
         )
         with self._transaction(write=True) as cur:
             cur.execute(self._sql("SELECT value FROM {p}counters WHERE name = 'delivery_reports'"))
@@ -1212,40 +1254,33 @@ class SmsStore:
                     (CANCELLED, now, replaces, PLANNED),
                 )
             self._insert_many(
-                cur,
-                "requests",
-                columns.split(", "),
-                rows,
-                "ON CONFLICT (idempotency_key) DO NOTHING",
+                cur, "plan_numbers", ("plan_key", "request_index", "mobiles"), numbers, "ON CONFLICT DO NOTHING"
             )
+            self._insert_many(cur, "requests", columns.split(", "), rows, "ON CONFLICT (idempotency_key) DO NOTHING")
         return dataclasses.replace(plan, report_seq=report_seq)
 
-    def update_plan(
-        self,
-        task_key: str,
-        *,
-        numbers: Mapping[str, Sequence[str]] | None = None,
-        opted_out: int = 0,
-        intents: Collection[str] = (),
-    ) -> None:
-        """One commit at the start of a retry: new number lists for requests not yet sent (opt-outs left
-        out; an empty list skips the request), and the intents of the requests that go out first."""
+    def update_plan(self, plan: StoredPlan, changed: Sequence[PlanRequest], *, opted_out: int = 0) -> None:
+        """In one commit at the start of a retry: new number lists for requests not yet sent (opt-outs left
+        out; a request left with no number is skipped)."""
         now = _now()
         with self._transaction(write=True) as cur:
-            for key, mobiles in (numbers or {}).items():
+            for request in changed:
                 cur.execute(
                     self._sql(
-                        "UPDATE {p}requests SET mobiles = ?, total = ?, state = ?, updated_at = ? "
+                        "UPDATE {p}requests SET total = ?, state = ?, updated_at = ? "
                         "WHERE idempotency_key = ? AND state = ?"
                     ),
-                    (_mobiles_json(mobiles), len(mobiles), PLANNED if mobiles else SKIPPED, now, key, PLANNED),
+                    (len(request.mobiles), PLANNED if request.mobiles else SKIPPED, now, request.key, PLANNED),
+                )
+                cur.execute(
+                    self._sql("UPDATE {p}plan_numbers SET mobiles = ? WHERE plan_key = ? AND request_index = ?"),
+                    (_mobiles_json(request.mobiles), plan.plan_key, request.index),
                 )
             if opted_out:
                 cur.execute(
                     self._sql("UPDATE {p}send_plans SET opted_out = opted_out + ?, updated_at = ? WHERE task_key = ?"),
-                    (opted_out, now, task_key),
+                    (opted_out, now, plan.task_key),
                 )
-            self._mark_sending(cur, list(intents), now, (PLANNED, SENDING, UNKNOWN))
 
     def mark_sending(self, keys: Sequence[str]) -> None:
         """Store the intent of requests about to go out (a resend of an unknown one included)."""
@@ -1256,12 +1291,14 @@ class SmsStore:
         if not keys:
             return
         marks = ", ".join("?" * len(states))
-        self._execute_many(
-            cur,
+        sql = self._sql(
             f"UPDATE {{p}}requests SET state = ?, sending_at = ?, updated_at = ? "
-            f"WHERE idempotency_key = ? AND state IN ({marks})",
-            [(SENDING, now, now, key, *states) for key in keys],
+            f"WHERE idempotency_key = ? AND state IN ({marks})"
         )
+        if len(keys) == 1:  # the usual case: the next request's intent, inside an acceptance's commit
+            cur.execute(sql, (SENDING, now, now, keys[0], *states))
+        else:
+            self._execute_many(cur, sql, [(SENDING, now, now, key, *states) for key in keys])
 
     def release_intent(self, key: str, reason: str) -> None:
         """The request surely did not go out (or the vendor refused it): it may be sent again later."""
@@ -1500,8 +1537,9 @@ class SmsStore:
         for vendor, batch_id in batches:
             by_vendor.setdefault(vendor, []).append(batch_id)
         found: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
-        sql = """SELECT batch_id, idempotency_key, mobiles FROM {p}requests
-            WHERE vendor = ? AND state = 'accepted' AND batch_id IN ({in}) ORDER BY created_at, idempotency_key"""
+        sql = f"""SELECT r.batch_id, r.idempotency_key, {_numbers_of("r")} FROM {{p}}requests r
+            WHERE r.vendor = ? AND r.state = 'accepted' AND r.batch_id IN ({{in}})
+            ORDER BY r.created_at, r.idempotency_key"""
         for vendor, batch_ids in by_vendor.items():
             for batch_id, request_key, mobiles in self._select_in(cur, sql, (vendor,), batch_ids):
                 found.setdefault((vendor, batch_id), []).append((request_key, mobiles))

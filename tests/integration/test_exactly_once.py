@@ -251,6 +251,29 @@ def test_an_unreadable_reply_after_a_send_is_an_unknown_outcome(
     assert set(ledger(sim, "paasw_v2").values()) == {1}
 
 
+def test_intl_is_resolved_by_pushed_reports_and_says_plainly_when_there_are_none(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_sms.records import DELIVERED, DeliveryReport
+
+    lose_reply_of_first_send(sim, monkeypatch, "intl", "/api/v1/international/sms/send")
+    op = {"sms_conn_id": "sms_intl", "mobiles": numbers(1500, "86138"), "unknown_grace_period": 0}
+    with pytest.raises(SmsOutcomeUnknownError):
+        send_op(**op).execute(task_context())
+    with pytest.raises(SmsOutcomeUnknownError, match=r"pushed reports .* are the only evidence"):
+        send_op(**op).execute(task_context())
+    # the vendor pushes its reports (what the push receiver stores): msgId and mobile
+    accepted = list(sim.gateway.messages["intl"])
+    pushed = [
+        DeliveryReport("intl", batch_id, mobile, DELIVERED, "0", "delivered", None) for batch_id, mobile in accepted
+    ]
+    with SmsStore() as store:
+        store.save_reports(pushed[:1], conn_id="sms_intl")
+    summary = send_op(**op).execute(task_context())  # request #2 went out in the try before
+    assert summary["resolved_requests"] == 1 and summary["skipped_requests"] == 1
+    assert set(ledger(sim, "intl").values()) == {1} and len(ledger(sim, "intl")) == 1500
+
+
 def test_mapped_instances_have_their_own_plans(sim: GatewaySimulator) -> None:
     first = send_op(mobiles=numbers(5)).execute(task_context(FakeTaskInstance(map_index=0)))
     second = send_op(mobiles=numbers(5, "139")).execute(task_context(FakeTaskInstance(map_index=1)))
