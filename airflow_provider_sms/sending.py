@@ -674,6 +674,9 @@ class _Sender:
                 store.release_intent(row.key, f"{type(exc).__name__}: {exc}")
                 self._fail(request, exc)
                 return
+            except BaseException as exc:  # the task being stopped mid-request: the row stays "sending"
+                self._fail(request, exc)
+                return
             following = self._next()
             try:
                 store.record_accepted(

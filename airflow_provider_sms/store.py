@@ -67,6 +67,7 @@ SCHEMA_VERSION: Final = 3
 TABLES: Final = (
     "requests", "delivery_reports", "inbound_messages", "balances",
     "opt_outs", "watermarks", "counters", "schema_version", "notifications", "send_plans", "plan_numbers",
+    "quarantine",
 )
 # fmt: on
 #: Views over the tables: ``sent_messages`` lists each accepted request's numbers, one row each.
@@ -532,6 +533,17 @@ _SEND_PLANS_SCHEMA = (
         request_index INTEGER NOT NULL,
         mobiles TEXT NOT NULL,
         PRIMARY KEY (plan_key, request_index))""",
+    # Records a vendor handed out (pulled or pushed) that could not be parsed or stored: kept raw, with why.
+    """CREATE TABLE IF NOT EXISTS {p}quarantine (
+        id {serial_pk},
+        conn_id TEXT NOT NULL DEFAULT '',
+        vendor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        raw TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        replayed_at TEXT)""",
 )
 # DDL; {p} is the table prefix, {serial_pk} the dialect's auto-numbered key. Times and money are text.
 _SCHEMA = (
@@ -1362,6 +1374,55 @@ class SmsStore:
             if best is not None:
                 found[key] = best[1]
         return found, last_seq
+
+    # ---------------------------------------------------------------------------- quarantine
+
+    def quarantine(
+        self, rejected: Sequence[tuple[Any, str]], *, conn_id: str, vendor: str, kind: str, source: str
+    ) -> int:
+        """Keep records that could not be parsed or stored, raw (JSON, ASCII-escaped) with the reason."""
+        if not rejected:
+            return 0
+        now = _now()
+        rows = [
+            (conn_id, vendor, kind, source, json.dumps(item, default=str, sort_keys=True), reason[:1000], now)
+            for item, reason in rejected
+        ]
+        with self._transaction(write=True) as cur:
+            self._insert_many(
+                cur, "quarantine", ("conn_id", "vendor", "kind", "source", "raw", "reason", "created_at"), rows
+            )
+        return len(rows)
+
+    def quarantined(
+        self, *, conn_id: str | None = None, kind: str | None = None, replayed: bool = False, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Quarantined records, oldest first (``replayed=True``: those already replayed), ``raw`` decoded."""
+        columns = ("id", "conn_id", "vendor", "kind", "source", "raw", "reason", "created_at", "replayed_at")
+        wanted = [(name, value) for name, value in (("conn_id", conn_id), ("kind", kind)) if value is not None]
+        where = " AND ".join(
+            [f"{name} = ?" for name, _ in wanted] + [f"replayed_at IS {'NOT ' if replayed else ''}NULL"]
+        )
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql(f"SELECT {', '.join(columns)} FROM {{p}}quarantine WHERE {where} ORDER BY id LIMIT ?"),
+                (*(value for _, value in wanted), int(limit)),
+            )
+            rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+        for row in rows:
+            row["raw"] = json.loads(row["raw"])
+        return rows
+
+    def settle_quarantined(self, replayed: Sequence[int], still_bad: Mapping[int, str]) -> None:
+        """After a replay: mark what was stored now, and note the current reason for what still fails."""
+        now = _now()
+        with self._transaction(write=True) as cur:
+            self._execute_many(
+                cur, "UPDATE {p}quarantine SET replayed_at = ? WHERE id = ?", [(now, i) for i in replayed]
+            )
+            self._execute_many(
+                cur, "UPDATE {p}quarantine SET reason = ? WHERE id = ?", [(r[:1000], i) for i, r in still_bad.items()]
+            )
 
     # ---------------------------------------------------------------------------- delivery reports
 

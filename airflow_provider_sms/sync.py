@@ -3,18 +3,23 @@ triggers and the benchmarks share.
 
 Queue vendors hand out each record once, so every page is committed to the store as soon as it
 arrives, before anything filters or returns it: a crash between two pulls loses nothing the vendor
-will not hand out again.
+will not hand out again. A record that cannot be parsed or stored is kept raw in the store's
+quarantine with the reason, and the good records of its page are stored; ``replay_quarantined``
+tries them again after a fix.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from airflow_provider_sms.hooks.base import SmsHook
-from airflow_provider_sms.store import SmsStore
+from airflow_provider_sms.errors import SmsPartialResponseError
+from airflow_provider_sms.hooks.base import INBOUND, REPORTS, SmsHook
+from airflow_provider_sms.store import SaveResult, SmsStore
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +29,105 @@ DEFAULT_MAX_PULLS = 1000
 
 @dataclass
 class PullResult:
-    """What one sync did: pulls made, records fetched, rows new to the store."""
+    """What one sync did: pulls made, records fetched, rows new to the store, records quarantined."""
 
     pulls: int = 0
     fetched: int = 0
     inserted: int = 0
     updated: int = 0
+    quarantined: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {"pulls": self.pulls, "fetched": self.fetched, "inserted": self.inserted, "updated": self.updated}
+        return {
+            "pulls": self.pulls,
+            "fetched": self.fetched,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "quarantined": self.quarantined,
+        }
+
+    def add(self, stored: StoredPage) -> None:
+        self.fetched += stored.fetched
+        self.inserted += stored.saved.inserted
+        self.updated += stored.saved.updated
+        self.quarantined += stored.quarantined
+
+
+@dataclass
+class StoredPage:
+    """What became of one page of records: stored, and kept raw in the quarantine."""
+
+    fetched: int
+    saved: SaveResult
+    quarantined: int
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """A value the store cannot hold (a lone surrogate; NUL on PostgreSQL), as opposed to a store outage."""
+    if isinstance(exc, (UnicodeError, ValueError)):
+        return True
+    sqlstate = str(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None) or "")
+    return type(exc).__name__ == "DataError" or sqlstate.startswith("22")
+
+
+def store_page(
+    hook: SmsHook,
+    store: SmsStore,
+    kind: str,
+    records: Sequence[Any],
+    rejected: Sequence[tuple[object, str]] = (),
+    *,
+    source: str = "pull",
+) -> StoredPage:
+    """Store a page's good records and quarantine the rest: one bad record never costs the others.
+
+    ``rejected``: raw items the hook could not parse, with the reason. A record whose values the store
+    cannot encode is found by storing the page's records one at a time, and quarantined too.
+    """
+    save = store.save_reports if kind == REPORTS else store.save_inbound
+    bad = list(rejected)
+    try:
+        saved = save(records, conn_id=hook.sms_conn_id)
+    except Exception as exc:
+        if not _is_data_error(exc):
+            raise
+        inserted = updated = unchanged = 0
+        for record in records:
+            try:
+                one = save([record], conn_id=hook.sms_conn_id)
+            except Exception as single:
+                if not _is_data_error(single):
+                    raise
+                bad.append((_raw_of(record), f"the store cannot hold it: {type(single).__name__}: {single}"))
+                continue
+            inserted, updated, unchanged = inserted + one.inserted, updated + one.updated, unchanged + one.unchanged
+        saved = SaveResult(inserted, updated, unchanged)
+    quarantined = 0
+    if bad:
+        quarantined = store.quarantine(bad, conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind, source=source)
+        log.warning(
+            "%s: %d of %d %s records quarantined (first: %s); see SmsStore.quarantined(), replay with "
+            "replay_quarantined() after a fix",
+            hook.vendor,
+            quarantined,
+            len(records) + len(rejected),
+            kind,
+            bad[0][1],
+        )
+    return StoredPage(len(records) + len(rejected), saved, quarantined)
+
+
+def _raw_of(record: Any) -> object:
+    raw = getattr(record, "raw", None)
+    return dict(raw) if isinstance(raw, Mapping) else repr(record)
+
+
+def _parsed(hook: SmsHook, fetch: Callable[[], Sequence[Any]]) -> tuple[Sequence[Any], Sequence[tuple[object, str]]]:
+    """One pull: its good records and its malformed raw items (kept, never dropped)."""
+    try:
+        return fetch(), ()
+    except SmsPartialResponseError as exc:
+        return exc.records, exc.rejected
 
 
 def pull_reports(
@@ -48,7 +143,6 @@ def pull_reports(
     everything they get, whichever batch it belongs to.
     """
     result = PullResult()
-    conn_id = hook.sms_conn_id
     if hook.report_mode == "query":
         limit = hook.report_query_limit * max_pulls
         # A random first batch: with more pending pairs than one sync may ask about, numbers that never
@@ -60,22 +154,17 @@ def pull_reports(
             start=random.randrange(1 << 30),
         )
         for start in range(0, len(pairs), hook.report_query_limit):
-            reports = hook.fetch_reports(pairs[start : start + hook.report_query_limit])
-            saved = store.save_reports(reports, conn_id=conn_id)
+            chunk = pairs[start : start + hook.report_query_limit]
+            reports, rejected = _parsed(hook, functools.partial(hook.fetch_reports, chunk))
             result.pulls += 1
-            result.fetched += len(reports)
-            result.inserted += saved.inserted
-            result.updated += saved.updated
+            result.add(store_page(hook, store, REPORTS, reports, rejected))
         return result
     while result.pulls < max_pulls:
-        reports = hook.fetch_reports()
+        reports, rejected = _parsed(hook, hook.fetch_reports)
         result.pulls += 1
-        if not reports:
+        if not reports and not rejected:
             break
-        saved = store.save_reports(reports, conn_id=conn_id)
-        result.fetched += len(reports)
-        result.inserted += saved.inserted
-        result.updated += saved.updated
+        result.add(store_page(hook, store, REPORTS, reports, rejected))
         log.info("%s: pulled %d delivery reports (%d so far)", hook.vendor, len(reports), result.fetched)
     return result
 
@@ -84,16 +173,35 @@ def pull_inbound(hook: SmsHook, store: SmsStore, *, max_pulls: int = DEFAULT_MAX
     """Drain the vendor's inbound queue into the store, committing each page before the next pull."""
     result = PullResult()
     while result.pulls < max_pulls:
-        messages = hook.fetch_inbound()
+        messages, rejected = _parsed(hook, hook.fetch_inbound)
         result.pulls += 1
-        if not messages:
+        if not messages and not rejected:
             break
-        saved = store.save_inbound(messages, conn_id=hook.sms_conn_id)
-        result.fetched += len(messages)
-        result.inserted += saved.inserted
-        result.updated += saved.updated
+        result.add(store_page(hook, store, INBOUND, messages, rejected))
         log.info("%s: pulled %d inbound messages (%d so far)", hook.vendor, len(messages), result.fetched)
     return result
+
+
+def replay_quarantined(hook: SmsHook, store: SmsStore, *, kind: str | None = None) -> dict[str, int]:
+    """Parse and store again what the quarantine holds for this connection (after a fix of the parser or the data).
+
+    What now parses and stores is marked replayed; what still fails keeps its row, with the current reason.
+    """
+    replayed: list[int] = []
+    still_bad: dict[int, str] = {}
+    for row in store.quarantined(conn_id=hook.sms_conn_id, kind=kind):
+        try:
+            if row["kind"] == REPORTS:
+                store.save_reports([hook.report_from_record(row["raw"])], conn_id=hook.sms_conn_id)
+            else:
+                store.save_inbound([hook.inbound_from_record(row["raw"])], conn_id=hook.sms_conn_id)
+        except Exception as exc:
+            still_bad[row["id"]] = f"{type(exc).__name__}: {exc}"
+            continue
+        replayed.append(row["id"])
+    store.settle_quarantined(replayed, still_bad)
+    log.info("%s: replayed %d quarantined records; %d still fail", hook.vendor, len(replayed), len(still_bad))
+    return {"replayed": len(replayed), "still_failing": len(still_bad)}
 
 
 @dataclass

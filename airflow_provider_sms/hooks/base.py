@@ -637,6 +637,14 @@ class SmsHook(BaseHook):
     def _validate_request(self, request: SendRequest) -> None:
         """Vendor-specific checks that can fail before anything is sent (lengths, required fields)."""
 
+    def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
+        """One delivery report as the vendor hands it out (pulled or pushed): the record parser."""
+        raise SmsNotSupportedError(self.vendor, FEATURE_LABELS[REPORTS])
+
+    def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:
+        """One inbound message as the vendor hands it out (pulled or pushed): the record parser."""
+        raise SmsNotSupportedError(self.vendor, FEATURE_LABELS[INBOUND])
+
     # ------------------------------------------------------------------ helpers for vendor modules
 
     def _parse_options(self, options: Mapping[str, Any]) -> SendOptions:

@@ -409,38 +409,42 @@ class CloudMasHook(SmsHook):
 
     def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
         operation = "delivery report pull"
+        return self.parse_records(self._pull(REPORT_PATH, operation), self.report_from_record, operation, "report")
 
-        def report(item: Mapping[str, Any]) -> DeliveryReport:
-            status = str(self.field(item, "reportStatus", operation)).strip()
-            delivered = status.upper() == DELIVERED_STATUS
-            code = status if delivered else str(item.get("errorCode") or status).strip()
-            return DeliveryReport(
-                vendor=self.vendor,
-                batch_id=parse_id(self.field(item, "msgGroup", operation), field_name="msgGroup"),
-                mobile=str(self.field(item, "mobile", operation)),
-                status=DELIVERED if delivered else FAILED,
-                code=code,
-                description="delivered" if delivered else f"operator code {code}",
-                reported_at=self.vendor_time(item.get("receiveDate") or item.get("submitDate"), [REPORT_TIME_FORMAT]),
-                raw=item,
-            )
-
-        return self.parse_records(self._pull(REPORT_PATH, operation), report, operation, "report")
+    def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
+        """One pulled ``{msgGroup, mobile, reportStatus, errorCode, receiveDate, submitDate}`` record."""
+        operation = "delivery report pull"
+        status = str(self.field(item, "reportStatus", operation)).strip()
+        delivered = status.upper() == DELIVERED_STATUS
+        code = status if delivered else str(item.get("errorCode") or status).strip()
+        return DeliveryReport(
+            vendor=self.vendor,
+            batch_id=parse_id(self.field(item, "msgGroup", operation), field_name="msgGroup"),
+            mobile=str(self.field(item, "mobile", operation)),
+            status=DELIVERED if delivered else FAILED,
+            code=code,
+            description="delivered" if delivered else f"operator code {code}",
+            reported_at=self.vendor_time(item.get("receiveDate") or item.get("submitDate"), [REPORT_TIME_FORMAT]),
+            raw=item,
+        )
 
     def _fetch_inbound(self) -> list[InboundMessage]:
         operation = "inbound pull"
+        return self.parse_records(
+            self._pull(INBOUND_PATH, operation), self.inbound_from_record, operation, "inbound message"
+        )
 
-        def message(item: Mapping[str, Any]) -> InboundMessage:
-            return InboundMessage(
-                vendor=self.vendor,
-                mobile=str(self.field(item, "mobile", operation)),
-                content=str(self.field(item, "smsContent", operation)),
-                received_at=self.vendor_time(item.get("sendTime"), [INBOUND_TIME_FORMAT]),
-                ext_no=str(item.get("addSerial") or ""),
-                raw=item,
-            )
-
-        return self.parse_records(self._pull(INBOUND_PATH, operation), message, operation, "inbound message")
+    def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:
+        """One pulled ``{mobile, smsContent, sendTime, addSerial}`` record."""
+        operation = "inbound pull"
+        return InboundMessage(
+            vendor=self.vendor,
+            mobile=str(self.field(item, "mobile", operation)),
+            content=str(self.field(item, "smsContent", operation)),
+            received_at=self.vendor_time(item.get("sendTime"), [INBOUND_TIME_FORMAT]),
+            ext_no=str(item.get("addSerial") or ""),
+            raw=item,
+        )
 
     # ------------------------------------------------------------------ connection test
 

@@ -46,7 +46,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
@@ -55,7 +55,6 @@ from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_sms.errors import SmsError, SmsPartialResponseError, SmsResponseError
 from airflow_provider_sms.receiver.push import (
-    INBOUND,
     KINDS,
     REPORTS,
     Answer,
@@ -69,8 +68,8 @@ from airflow_provider_sms.receiver.push import (
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-    from airflow_provider_sms.records import DeliveryReport, InboundMessage
-    from airflow_provider_sms.store import SaveResult, SmsStore
+    from airflow_provider_sms.store import SmsStore
+    from airflow_provider_sms.sync import StoredPage
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +121,6 @@ class ReceiverSettings:
             store_table_prefix=get("callback_store_table_prefix") or DEFAULT_TABLE_PREFIX,
             max_body_bytes=int(size) if size else DEFAULT_MAX_BODY_BYTES,
         )
-
-
-class _PushParser(Protocol):
-    """What the vendor hooks expose for reading one record, pulled or pushed."""
-
-    def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport: ...
-
-    def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage: ...
 
 
 class _Stores:
@@ -339,14 +330,15 @@ async def _receive(conn_id: str, kind: str, request: Request, settings: Receiver
         return push.not_stored()
     if saved is not None:
         log.info(
-            "SMS push to %s/%s from %s: %d records, %d new, %d updated, %d already stored",
+            "SMS push to %s/%s from %s: %d records, %d new, %d updated, %d already stored, %d quarantined",
             conn_id,
             kind,
             client,
-            saved.total,
-            saved.inserted,
-            saved.updated,
-            saved.unchanged,
+            saved.fetched,
+            saved.saved.inserted,
+            saved.saved.updated,
+            saved.saved.unchanged,
+            saved.quarantined,
         )
     return push.ok()
 
@@ -456,22 +448,25 @@ def _parse_and_store(
     extras: Mapping[str, Any],
     settings: ReceiverSettings,
     stores: _Stores,
-) -> SaveResult | None:
-    """Parse every record with the vendor hook (all or nothing), then commit them; runs in a worker thread."""
+) -> StoredPage | None:
+    """Parse the records with the vendor hook and commit them; runs in a worker thread.
+
+    A record that cannot be parsed or stored is quarantined (kept raw, with the reason) and the others
+    are stored: the push is acknowledged, since a vendor pushing it again could never make it parse.
+    """
     from airflow_provider_sms.hooks import hook_class_for_conn_type
+    from airflow_provider_sms.sync import store_page
 
     if not items:
         return None
     conn_id = conn.conn_id
+    rejected: Sequence[tuple[object, str]] = ()
     try:
         hook = hook_class_for_conn_type(conn.conn_type or "")(sms_conn_id=conn_id)
-        parser = cast(_PushParser, hook)
-        parse: Callable[..., Any] = parser.report_from_record if kind == REPORTS else parser.inbound_from_record
+        parse: Callable[..., Any] = hook.report_from_record if kind == REPORTS else hook.inbound_from_record
         records = hook.parse_records(items, functools.partial(parse, pushed=True), f"{kind} push")
     except SmsPartialResponseError as exc:
-        first_item, first_reason = exc.rejected[0]
-        log.warning("SMS push to %s/%s: malformed record %r: %s", conn_id, kind, first_item, first_reason)
-        raise PushRejected(400, f"{len(exc.rejected)} of {len(items)} records are malformed: {first_reason}") from None
+        records, rejected = exc.records, exc.rejected
     except SmsResponseError as exc:
         raise PushRejected(400, exc.problem) from None
     except SmsError as exc:  # the connection cannot be used (bad timezone extra, ...)
@@ -484,9 +479,7 @@ def _parse_and_store(
     except Exception as exc:
         raise _StoreFailed(f"the store cannot be opened: {exc}") from None
     try:
-        if kind == INBOUND:
-            return store.save_inbound(cast("list[InboundMessage]", records), conn_id=conn_id)
-        return store.save_reports(cast("list[DeliveryReport]", records), conn_id=conn_id)
+        return store_page(hook, store, kind, records, rejected, source="push")
     except Exception as exc:
         stores.discard(store)
         log.debug("SMS receiver: store write failed", exc_info=True)

@@ -82,11 +82,19 @@ class SimResponse:
 
     @classmethod
     def json(cls, payload: Any, status: int = 200) -> SimResponse:
-        return cls(status, json.dumps(payload, ensure_ascii=False, default=_json_default).encode("utf-8"))
+        return cls(status, json_bytes(payload))
 
     @classmethod
     def text(cls, text: str, status: int = 200, content_type: str = "text/plain;charset=utf-8") -> SimResponse:
         return cls(status, text.encode("utf-8"), content_type)
+
+
+def json_bytes(payload: Any) -> bytes:
+    """JSON in UTF-8 as the vendors send it; text UTF-8 cannot carry (a lone surrogate) goes as a ``\\u`` escape."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, default=_json_default).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(payload, ensure_ascii=True, default=_json_default).encode("ascii")
 
 
 def _json_default(value: Any) -> Any:
@@ -639,7 +647,7 @@ def batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
 
 def json_push(payload: Any, records: int, headers: Mapping[str, str] | None = None) -> PushPayload:
     """A JSON push body in UTF-8, as the vendors push."""
-    body = json.dumps(payload, ensure_ascii=False, default=_json_default).encode("utf-8")
+    body = json_bytes(payload)
     return PushPayload(body, {"Content-Type": "application/json;charset=utf-8", **(headers or {})}, records)
 
 

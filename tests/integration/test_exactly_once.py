@@ -84,7 +84,7 @@ def test_an_opt_out_between_tries_changes_no_other_request(sim: GatewaySimulator
     def die_on_second(self: SmsHook, request: Any) -> Any:
         calls["n"] += 1
         if calls["n"] == 2:
-            raise KeyboardInterrupt("worker killed")  # not an Exception: nothing below may catch it
+            raise KeyboardInterrupt("worker killed")  # not an Exception: the task stops, as a kill stops it
         return real_submit(self, request)
 
     with pytest.MonkeyPatch.context() as patch:

@@ -481,20 +481,10 @@ def test_unknown_or_unsuitable_connections_are_404(
         ("paasw_v2", b"", "application/json", 400),
         ("paasw_v2", b'"just a string"', "application/json", 400),
         ("paasw_v2", b'{"count": 2}', "application/json", 400),  # announces records, carries none
-        ("paasw_v2", b'{"count": 1, "data": {"a": 1}}', "application/json", 400),  # a record without fields
         ("paasw_v2", b'{"count": 1, "data": "x"}', "application/json", 400),
         ("paasw_v2", b"[1, 2]", "application/json", 400),
         ("paasw_v2", b'{"count": 1, "data": []}', "application/xml", 415),
         ("paasw_v1", b"\xff\xfe{}", "application/json", 400),  # not UTF-8
-        ("paasw_v1", b'[{"phone_number": "13800138000", "code": "10000"}]', "application/json", 400),  # no biz_id
-        (
-            "intl",
-            b'{"msgId": "1", "mobile": "86138", "status": 7, "timestamp": "202405011600"}',
-            "application/json",
-            400,
-        ),
-        ("intl", b'{"msgId": "1", "mobile": "86138", "status": 0, "timestamp": "2024-05-01"}', "application/json", 400),
-        ("account_md5", b'{"sendId": "1", "mobile": "135****9831"}', "application/json", 400),  # no status
         ("account_md5", b"sendId=1&&&mobile", "application/x-www-form-urlencoded", 400),
     ],
 )
@@ -517,16 +507,46 @@ def test_malformed_bodies_are_4xx_and_store_nothing(
     assert stored_rows(sqlite_home, "delivery_reports") == 0
 
 
-def test_one_bad_record_rejects_the_whole_push(
-    receiver: Receiver, plain_conns: dict[str, str], sqlite_home: Path
+@pytest.mark.parametrize(
+    ("vendor", "data"),
+    [
+        ("paasw_v2", b'{"count": 1, "data": [{"a": 1}]}'),  # a record without fields
+        ("paasw_v1", b'[{"phone_number": "13800138000", "code": "10000"}]'),  # no biz_id
+        ("intl", b'{"msgId": "1", "mobile": "86138", "status": 7, "timestamp": "202405011600"}'),
+        ("intl", b'{"msgId": "1", "mobile": "86138", "status": 0, "timestamp": "2024-05-01"}'),
+        ("account_md5", b'{"sendId": "1", "mobile": "135****9831"}'),  # no status
+    ],
+)
+def test_a_malformed_record_is_quarantined_and_acknowledged(
+    vendor: str,
+    data: bytes,
+    receiver: Receiver,
+    sms_simulator: GatewaySimulator,
+    plain_conns: dict[str, str],
+    sqlite_home: Path,
 ) -> None:
+    """Pushing it again could never make it parse: it is kept raw with the reason, and the vendor is answered."""
+    auth = auth_for(vendor, sms_simulator)
+    headers = {**auth.pop("headers", {}), "Content-Type": "application/json"}
+    response = post(receiver, plain_conns[vendor], "reports", data=data, headers=headers, **auth)
+    assert response.status_code == 200, response.text
+    assert stored_rows(sqlite_home, "delivery_reports") == 0
+    with SmsStore() as store:
+        [kept] = store.quarantined(conn_id=plain_conns[vendor])
+    assert kept["source"] == "push" and kept["kind"] == "reports" and kept["reason"]
+    pushed = json.loads(data)
+    assert kept["raw"] == (pushed["data"][0] if "data" in pushed else pushed[0] if isinstance(pushed, list) else pushed)
+
+
+def test_one_bad_record_costs_only_itself(receiver: Receiver, plain_conns: dict[str, str], sqlite_home: Path) -> None:
     [body] = report_bodies("paasw_v2", "1", ["13800138000", "13912345678"])
     del body["data"][1]["batchId"]
     response = post(receiver, plain_conns["paasw_v2"], "reports", body)
-    assert response.status_code == 400
-    assert "1 of 2 records are malformed" in response.json()["message"]
-    assert "batchId" in response.json()["message"]
-    assert stored_rows(sqlite_home, "delivery_reports") == 0
+    assert response.status_code == 200
+    assert stored_rows(sqlite_home, "delivery_reports") == 1
+    with SmsStore() as store:
+        [kept] = store.quarantined(conn_id=plain_conns["paasw_v2"])
+    assert "batchId" in kept["reason"] and kept["raw"]["mobile"] == "13912345678"
 
 
 def test_oversized_bodies_are_413(small_receiver: Receiver, plain_conns: dict[str, str], sqlite_home: Path) -> None:

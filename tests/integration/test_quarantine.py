@@ -1,0 +1,89 @@
+"""Quarantine, never drop: a record that cannot be parsed or stored is kept raw; its page's good records are stored.
+
+Pulls over real sockets from the simulator into SQLite and PostgreSQL, for every vendor with an
+inbound queue, with the values a vendor can hand out that a store cannot hold (a lone surrogate,
+which no UTF-8 database takes; NUL, which PostgreSQL's text refuses) and a record the parser rejects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from airflow_provider_sms.hooks import get_sms_hook
+from airflow_provider_sms.hooks.base import SmsHook
+from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
+from airflow_provider_sms.simulator import GatewaySimulator
+from airflow_provider_sms.store import SmsStore
+from airflow_provider_sms.sync import pull_inbound, replay_quarantined
+
+pytestmark = pytest.mark.integration
+
+INBOUND_VENDORS = ["paasw_v2", "paasw_v1", "account_md5", "cloud_mas"]
+
+
+@pytest.fixture(autouse=True)
+def _no_pull_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CloudMasHook, "pull_interval", 0.0)  # the test simulator allows pulls back to back
+
+
+def queue_replies(sim: GatewaySimulator, vendor: str, *texts: str) -> None:
+    for i, text in enumerate(texts):
+        sim.gateway.add_inbound(vendor, f"1380013800{i}", text)
+
+
+def stored_contents(store: SmsStore) -> list[str]:
+    return sorted(row["content"] for page in store.iter_inbound() for row in page)
+
+
+@pytest.mark.parametrize("vendor", INBOUND_VENDORS)
+@pytest.mark.parametrize("bad", ["lone \ud800 surrogate", "NUL \x00 byte"], ids=["surrogate", "nul"])
+def test_a_value_the_store_cannot_hold_is_quarantined_and_the_page_stored(
+    sim: GatewaySimulator, store_args: dict[str, Any], vendor: str, bad: str
+) -> None:
+    queue_replies(sim, vendor, "first", bad, "last")
+    hook = get_sms_hook(f"sms_{vendor}")
+    with SmsStore(store_args.get("store_conn_id"), table_prefix=store_args.get("store_table_prefix", "sms_")) as store:
+        result = pull_inbound(hook, store)
+        held = store.dialect == "sqlite" and "\x00" in bad  # SQLite's text holds NUL; nothing holds a lone surrogate
+        assert result.fetched == 3
+        assert result.quarantined == (0 if held else 1)
+        assert stored_contents(store) == sorted(["first", "last", *([bad] if held else [])])
+        kept = store.quarantined(conn_id=hook.sms_conn_id)
+        if not held:
+            [row] = kept
+            assert row["raw"]["content" if vendor != "cloud_mas" else "smsContent"] == bad
+            assert row["source"] == "pull" and "cannot hold" in row["reason"]
+            # no fix makes the store take it: a replay keeps it, with the reason
+            assert replay_quarantined(hook, store) == {"replayed": 0, "still_failing": 1}
+    assert sim.gateway.take_inbound(vendor) == []  # handed out once: the quarantine is the only copy
+
+
+@pytest.mark.parametrize("vendor", INBOUND_VENDORS)
+def test_a_record_the_parser_rejects_is_quarantined_and_replayed_after_a_fix(
+    sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, vendor: str
+) -> None:
+    queue_replies(sim, vendor, "first", "BROKEN", "last")
+    hook = get_sms_hook(f"sms_{vendor}")
+    real = type(hook).inbound_from_record
+
+    def strict(self: SmsHook, item: Mapping[str, Any], *, pushed: bool = False) -> Any:
+        if "BROKEN" in item.values():
+            raise ValueError("time '2024-13-01' matches none of the formats")
+        return real(self, item, pushed=pushed)
+
+    monkeypatch.setattr(type(hook), "inbound_from_record", strict)
+    with SmsStore(store_args.get("store_conn_id"), table_prefix=store_args.get("store_table_prefix", "sms_")) as store:
+        result = pull_inbound(hook, store)
+        assert (result.fetched, result.inserted, result.quarantined) == (3, 2, 1)
+        assert stored_contents(store) == ["first", "last"]
+        [row] = store.quarantined(conn_id=hook.sms_conn_id, kind="inbound")
+        assert "2024-13-01" in row["reason"]
+
+        monkeypatch.setattr(type(hook), "inbound_from_record", real)  # the fix
+        assert replay_quarantined(hook, store) == {"replayed": 1, "still_failing": 0}
+        assert stored_contents(store) == ["BROKEN", "first", "last"]
+        assert store.quarantined(conn_id=hook.sms_conn_id) == []
+        assert len(store.quarantined(conn_id=hook.sms_conn_id, replayed=True)) == 1
