@@ -67,7 +67,7 @@ SCHEMA_VERSION: Final = 3
 TABLES: Final = (
     "requests", "delivery_reports", "inbound_messages", "balances",
     "opt_outs", "watermarks", "counters", "schema_version", "notifications", "send_plans", "plan_numbers",
-    "quarantine",
+    "quarantine", "journal",
 )
 # fmt: on
 #: Views over the tables: ``sent_messages`` lists each accepted request's numbers, one row each.
@@ -382,6 +382,18 @@ def _pages(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
         yield page
 
 
+def _pages_and_last(items: Iterable[_T], size: int) -> Iterator[tuple[list[_T], bool]]:
+    """Pages of ``items`` and whether each is the last; no items: one empty page (that is the last)."""
+    pages = _pages(items, size)
+    page = next(pages, [])
+    while True:
+        following = next(pages, None)
+        yield page, following is None
+        if following is None:
+            return
+        page = following
+
+
 def _ts(value: datetime | None) -> str | None:
     if value is None:
         return None
@@ -496,7 +508,14 @@ _POSTGRES = _Dialect(
         FROM {p}sent_messages s WHERE s.idempotency_key = {p}requests.idempotency_key""",
 )
 # unnest() casts; other columns are text
-_PG_ARRAY_TYPES = {"seq": "bigint", "map_index": "integer", "total": "bigint", "request_index": "integer"}
+_PG_ARRAY_TYPES = {
+    "seq": "bigint",
+    "map_index": "integer",
+    "total": "bigint",
+    "request_index": "integer",
+    "journal_id": "bigint",
+    "position": "integer",
+}
 
 # Added after schema version 1 shipped: a version-1 database gets it on first use (CREATE IF NOT EXISTS).
 _NOTIFICATIONS_SCHEMA = (
@@ -543,7 +562,22 @@ _SEND_PLANS_SCHEMA = (
         raw TEXT NOT NULL,
         reason TEXT NOT NULL,
         created_at TEXT NOT NULL,
-        replayed_at TEXT)""",
+        replayed_at TEXT,
+        journal_id BIGINT,
+        position INTEGER)""",
+    # a journaled page processed twice (a crash between its quarantine and its save) quarantines once
+    "CREATE UNIQUE INDEX IF NOT EXISTS {p}quarantine_position ON {p}quarantine (journal_id, position)",
+    # Every page a vendor handed out (pulled, or pushed to the receiver), committed before it is parsed;
+    # deleted in the commit that stores its records. What is left is what a crash interrupted.
+    """CREATE TABLE IF NOT EXISTS {p}journal (
+        id {serial_pk},
+        conn_id TEXT NOT NULL,
+        vendor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        records TEXT NOT NULL,
+        fetched_at TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS {p}journal_open ON {p}journal (conn_id, kind, id)",
 )
 # DDL; {p} is the table prefix, {serial_pk} the dialect's auto-numbered key. Times and money are text.
 _SCHEMA = (
@@ -1378,21 +1412,75 @@ class SmsStore:
     # ---------------------------------------------------------------------------- quarantine
 
     def quarantine(
-        self, rejected: Sequence[tuple[Any, str]], *, conn_id: str, vendor: str, kind: str, source: str
+        self,
+        rejected: Sequence[tuple[Any, str]],
+        *,
+        conn_id: str,
+        vendor: str,
+        kind: str,
+        source: str,
+        journal_id: int | None = None,
+        positions: Sequence[int] | None = None,
     ) -> int:
-        """Keep records that could not be parsed or stored, raw (JSON, ASCII-escaped) with the reason."""
+        """Keep records that could not be parsed or stored, raw (JSON, ASCII-escaped) with the reason.
+
+        ``journal_id`` and ``positions`` (each record's place in its journaled page) make a second pass
+        over the same page add nothing.
+        """
         if not rejected:
             return 0
         now = _now()
+        places = positions if positions is not None else [None] * len(rejected)
         rows = [
-            (conn_id, vendor, kind, source, json.dumps(item, default=str, sort_keys=True), reason[:1000], now)
-            for item, reason in rejected
-        ]
-        with self._transaction(write=True) as cur:
-            self._insert_many(
-                cur, "quarantine", ("conn_id", "vendor", "kind", "source", "raw", "reason", "created_at"), rows
+            (
+                conn_id,
+                vendor,
+                kind,
+                source,
+                json.dumps(item, default=str, sort_keys=True),
+                reason[:1000],
+                now,
+                journal_id,
+                place,
             )
+            for (item, reason), place in zip(rejected, places, strict=True)
+        ]
+        columns = ("conn_id", "vendor", "kind", "source", "raw", "reason", "created_at", "journal_id", "position")
+        with self._transaction(write=True) as cur:
+            self._insert_many(cur, "quarantine", columns, rows, "ON CONFLICT DO NOTHING")
         return len(rows)
+
+    # ---------------------------------------------------------------------------- journal
+
+    def journal(self, records: Sequence[Any], *, conn_id: str, vendor: str, kind: str, source: str) -> int:
+        """Commit a page the vendor handed out, as it came, before anything parses it; returns its id."""
+        with self._transaction(write=True) as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
+                ),
+                (conn_id, vendor, kind, source, json.dumps(list(records), default=str), _now()),
+            )
+            return int(cur.fetchone()[0])
+
+    def open_journal(self, conn_id: str, kind: str) -> list[tuple[int, str, list[Any]]]:
+        """Pages journaled but never stored (a crash came between): (id, source, records), oldest first."""
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql("SELECT id, source, records FROM {p}journal WHERE conn_id = ? AND kind = ? ORDER BY id"),
+                (conn_id, kind),
+            )
+            return [(int(entry), source, json.loads(records)) for entry, source, records in cur.fetchall()]
+
+    def close_journal(self, journal_id: int) -> None:
+        """Drop a processed page (done inside the saving commit when the page has records to save)."""
+        with self._transaction(write=True) as cur:
+            self._close_journal(cur, journal_id)
+
+    def _close_journal(self, cur: Any, journal_id: int | None) -> None:
+        if journal_id is not None:
+            cur.execute(self._sql("DELETE FROM {p}journal WHERE id = ?"), (journal_id,))
 
     def quarantined(
         self, *, conn_id: str | None = None, kind: str | None = None, replayed: bool = False, limit: int = 1000
@@ -1426,25 +1514,32 @@ class SmsStore:
 
     # ---------------------------------------------------------------------------- delivery reports
 
-    def save_reports(self, reports: Iterable[DeliveryReport], *, conn_id: str = "") -> SaveResult:
+    def save_reports(
+        self, reports: Iterable[DeliveryReport], *, conn_id: str = "", journal_id: int | None = None
+    ) -> SaveResult:
         """Store reports idempotently, a page per transaction, keeping the batch counters exact.
 
         Keyed on (vendor, batch_id, mobile); see ``report_replaces`` for which report wins. A masked
         mobile is stored under the one sent number of its batch that it matches, if exactly one does
         (the masked form goes to ``reported_mobile``). Reports for messages the store did not send are
-        stored too, but touch no counter.
+        stored too, but touch no counter. ``journal_id``: the journaled page these came from, dropped in
+        the commit of the last page.
         """
         inserted = updated = unchanged = 0
         resolver = MaskResolver()
-        for page in _pages(reports, max(1, self.page_size)):
-            ins, upd, unch = self._save_report_page(page, conn_id, resolver)
+        for page, last in _pages_and_last(reports, max(1, self.page_size)):
+            if not page:  # nothing to save: only the journal entry to drop
+                if journal_id is not None:
+                    self.close_journal(journal_id)
+                continue
+            ins, upd, unch = self._save_report_page(page, conn_id, resolver, journal_id if last else None)
             inserted += ins
             updated += upd
             unchanged += unch
         return SaveResult(inserted, updated, unchanged)
 
     def _save_report_page(
-        self, page: list[DeliveryReport], conn_id: str, resolver: MaskResolver
+        self, page: list[DeliveryReport], conn_id: str, resolver: MaskResolver, journal_id: int | None = None
     ) -> tuple[int, int, int]:
         fetched_at = _now()
         first, repeats = self._report_rows(page, conn_id, fetched_at, resolver)
@@ -1488,6 +1583,7 @@ class SmsStore:
                 "WHERE idempotency_key = ?",
                 [(d, f, fetched_at, k) for k, (d, f) in deltas.items() if d or f],
             )
+            self._close_journal(cur, journal_id)
         return inserted, updated, unchanged
 
     def _report_rows(
@@ -1726,10 +1822,19 @@ class SmsStore:
 
     # ---------------------------------------------------------------------------- inbound
 
-    def save_inbound(self, messages: Iterable[InboundMessage], *, conn_id: str = "") -> SaveResult:
-        """Store replies once each: the same (vendor, mobile, received_at, content) adds no row."""
+    def save_inbound(
+        self, messages: Iterable[InboundMessage], *, conn_id: str = "", journal_id: int | None = None
+    ) -> SaveResult:
+        """Store replies once each: the same (vendor, mobile, received_at, content) adds no row.
+
+        ``journal_id``: the journaled page these came from, dropped in the commit of the last page.
+        """
         inserted = unchanged = 0
-        for page in _pages(messages, max(1, self.page_size)):
+        for page, last in _pages_and_last(messages, max(1, self.page_size)):
+            if not page:  # nothing to save: only the journal entry to drop
+                if journal_id is not None:
+                    self.close_journal(journal_id)
+                continue
             fetched_at = _now()
             unique: dict[str, tuple[Any, ...]] = {}
             for message in page:
@@ -1760,6 +1865,8 @@ class SmsStore:
                 )
                 added = int(cur.fetchone()[0])
                 self._set_counter(cur, "inbound_messages", top)
+                if last:
+                    self._close_journal(cur, journal_id)
             inserted += added
             unchanged += len(page) - added
         return SaveResult(inserted, 0, unchanged)

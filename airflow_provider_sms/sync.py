@@ -1,11 +1,11 @@
 """Pull reports and inbound messages from a vendor into the store: the one code path operators, sensors,
 triggers and the benchmarks share.
 
-Queue vendors hand out each record once, so every page is committed to the store as soon as it
-arrives, before anything filters or returns it: a crash between two pulls loses nothing the vendor
-will not hand out again. A record that cannot be parsed or stored is kept raw in the store's
-quarantine with the reason, and the good records of its page are stored; ``replay_quarantined``
-tries them again after a fix.
+Queue vendors hand out each record once, so every page is committed to the store's journal as it
+arrives, before anything parses, filters or returns it, and dropped from the journal in the commit
+that stores its records: a page that a crash interrupted is stored by the next pull of that account.
+A record that cannot be parsed or stored is kept raw in the store's quarantine with the reason, and
+the good records of its page are stored; ``replay_quarantined`` tries them again after a fix.
 """
 
 from __future__ import annotations
@@ -78,16 +78,22 @@ def store_page(
     rejected: Sequence[tuple[object, str]] = (),
     *,
     source: str = "pull",
+    journal_id: int | None = None,
+    items: Sequence[object] = (),
 ) -> StoredPage:
     """Store a page's good records and quarantine the rest: one bad record never costs the others.
 
-    ``rejected``: raw items the hook could not parse, with the reason. A record whose values the store
-    cannot encode is found by storing the page's records one at a time, and quarantined too.
+    ``rejected``: raw items the hook could not parse, with the reason; they are quarantined first. A
+    record whose values the store cannot encode is found by storing the records one at a time, and
+    quarantined too. ``journal_id``: the journaled page (``items``, as the vendor handed them out) this
+    came from; it is dropped in the commit that stores the records, so a crash before that leaves it
+    for the next pull, and a second pass over it adds nothing.
     """
     save = store.save_reports if kind == REPORTS else store.save_inbound
-    bad = list(rejected)
+    _quarantine(store, hook, kind, source, rejected, journal_id, items)
+    unstorable: list[tuple[object, str]] = []
     try:
-        saved = save(records, conn_id=hook.sms_conn_id)
+        saved = save(records, conn_id=hook.sms_conn_id, journal_id=journal_id)
     except Exception as exc:
         if not _is_data_error(exc):
             raise
@@ -98,28 +104,55 @@ def store_page(
             except Exception as single:
                 if not _is_data_error(single):
                     raise
-                bad.append((_raw_of(record), f"the store cannot hold it: {type(single).__name__}: {single}"))
+                unstorable.append((_raw_of(record), f"the store cannot hold it: {type(single).__name__}: {single}"))
                 continue
             inserted, updated, unchanged = inserted + one.inserted, updated + one.updated, unchanged + one.unchanged
         saved = SaveResult(inserted, updated, unchanged)
-    quarantined = 0
+        _quarantine(store, hook, kind, source, unstorable, journal_id, items)
+        if journal_id is not None:
+            store.close_journal(journal_id)
+    bad = [*rejected, *unstorable]
     if bad:
-        quarantined = store.quarantine(bad, conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind, source=source)
         log.warning(
             "%s: %d of %d %s records quarantined (first: %s); see SmsStore.quarantined(), replay with "
             "replay_quarantined() after a fix",
             hook.vendor,
-            quarantined,
+            len(bad),
             len(records) + len(rejected),
             kind,
             bad[0][1],
         )
-    return StoredPage(len(records) + len(rejected), saved, quarantined)
+    return StoredPage(len(records) + len(rejected), saved, len(bad))
+
+
+def _quarantine(
+    store: SmsStore,
+    hook: SmsHook,
+    kind: str,
+    source: str,
+    bad: Sequence[tuple[object, str]],
+    journal_id: int | None,
+    items: Sequence[object],
+) -> None:
+    """Quarantine, keyed by the records' places in their journaled page so that a second pass adds nothing."""
+    if not bad:
+        return
+    place = {id(item): position for position, item in enumerate(items)}
+    positions = [place.get(id(item), -1 - n) for n, (item, _) in enumerate(bad)]
+    store.quarantine(
+        bad,
+        conn_id=hook.sms_conn_id,
+        vendor=hook.vendor,
+        kind=kind,
+        source=source,
+        journal_id=journal_id,
+        positions=positions,
+    )
 
 
 def _raw_of(record: Any) -> object:
     raw = getattr(record, "raw", None)
-    return dict(raw) if isinstance(raw, Mapping) else repr(record)
+    return raw if isinstance(raw, Mapping) else repr(record)
 
 
 def _parsed(hook: SmsHook, fetch: Callable[[], Sequence[Any]]) -> tuple[Sequence[Any], Sequence[tuple[object, str]]]:
@@ -159,27 +192,48 @@ def pull_reports(
             result.pulls += 1
             result.add(store_page(hook, store, REPORTS, reports, rejected))
         return result
-    while result.pulls < max_pulls:
-        reports, rejected = _parsed(hook, hook.fetch_reports)
-        result.pulls += 1
-        if not reports and not rejected:
-            break
-        result.add(store_page(hook, store, REPORTS, reports, rejected))
-        log.info("%s: pulled %d delivery reports (%d so far)", hook.vendor, len(reports), result.fetched)
-    return result
+    return _drain(hook, store, REPORTS, max_pulls)
 
 
 def pull_inbound(hook: SmsHook, store: SmsStore, *, max_pulls: int = DEFAULT_MAX_PULLS) -> PullResult:
     """Drain the vendor's inbound queue into the store, committing each page before the next pull."""
+    return _drain(hook, store, INBOUND, max_pulls)
+
+
+def _drain(hook: SmsHook, store: SmsStore, kind: str, max_pulls: int) -> PullResult:
+    """Pull a queue page by page: each page journaled (committed) before it is parsed, then stored.
+
+    Pages journaled but never stored (the pulling process died between, or the push receiver did) are
+    stored first.
+    """
     result = PullResult()
+    leftover = store.open_journal(hook.sms_conn_id, kind)
+    if leftover:
+        log.warning(
+            "%s: storing %d %s pages an earlier pull journaled but did not get to store",
+            hook.vendor,
+            len(leftover),
+            kind,
+        )
+    for journal_id, source, items in leftover:
+        result.add(process_journaled(hook, store, kind, items, journal_id, source=source))
     while result.pulls < max_pulls:
-        messages, rejected = _parsed(hook, hook.fetch_inbound)
+        items = hook.pull_records(kind)
         result.pulls += 1
-        if not messages and not rejected:
+        if not items:
             break
-        result.add(store_page(hook, store, INBOUND, messages, rejected))
-        log.info("%s: pulled %d inbound messages (%d so far)", hook.vendor, len(messages), result.fetched)
+        journal_id = store.journal(items, conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind, source="pull")
+        result.add(process_journaled(hook, store, kind, items, journal_id))
+        log.info("%s: pulled %d %s records (%d so far)", hook.vendor, len(items), kind, result.fetched)
     return result
+
+
+def process_journaled(
+    hook: SmsHook, store: SmsStore, kind: str, items: Sequence[Any], journal_id: int, *, source: str = "pull"
+) -> StoredPage:
+    """Parse a journaled page and store it; the journal entry goes in the commit that stores its records."""
+    records, rejected = _parsed(hook, functools.partial(hook.parse_pulled, kind, items, pushed=source == "push"))
+    return store_page(hook, store, kind, records, rejected, source=source, journal_id=journal_id, items=items)
 
 
 def replay_quarantined(hook: SmsHook, store: SmsStore, *, kind: str | None = None) -> dict[str, int]:

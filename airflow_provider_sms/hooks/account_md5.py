@@ -8,7 +8,7 @@ password). The document lists no error codes, only ``"00"`` for success, so erro
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -19,6 +19,7 @@ from airflow_provider_sms.errors import SmsConfigurationError, SmsInvalidRequest
 from airflow_provider_sms.hooks.base import (
     BALANCE,
     INBOUND,
+    PULL_OPERATIONS,
     REPORTS,
     SEND,
     SendRequest,
@@ -186,10 +187,9 @@ class AccountMd5Hook(SmsHook):
                 )
         return SendReceipt(self.vendor, batch_id, request.mobiles, self.now(), raw=dict(reply))
 
-    def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
-        operation = "delivery report pull"
-        reply = self._post("reports", {}, operation)
-        return self.parse_records(self._pull_items(reply, operation), self.report_from_record, operation, "report")
+    def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
+        operation = PULL_OPERATIONS[kind]
+        return self._pull_items(self._post(kind, {}, operation), operation)
 
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One ``{sendId, mobile, times, status}`` record (pulls add ``extNo``); ``mobile`` is masked."""
@@ -205,13 +205,6 @@ class AccountMd5Hook(SmsHook):
             description="delivered" if delivered else status,
             reported_at=self.vendor_time(item.get("times"), [TIME_FORMAT]),
             raw=item,
-        )
-
-    def _fetch_inbound(self) -> list[InboundMessage]:
-        operation = "inbound pull"
-        reply = self._post("inbound", {}, operation)
-        return self.parse_records(
-            self._pull_items(reply, operation), self.inbound_from_record, operation, "inbound message"
         )
 
     def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:

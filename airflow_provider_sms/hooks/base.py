@@ -1,15 +1,16 @@
 """What the five vendor hooks share: connection settings, transport, retries, tokens and the send pipeline.
 
-A vendor module only says how its requests and replies look (``_submit``, ``_fetch_reports``,
-``_fetch_inbound``, ``_get_balance``, ``_check_connection``); everything that decides whether a
-request may be retried, how a list of numbers becomes requests, and how secrets stay out of logs
-lives here, once.
+A vendor module only says how its requests and replies look (``_submit``, ``_pull_records`` or, for
+query vendors, ``_fetch_reports``, the record parsers, ``_get_balance``, ``_check_connection``);
+everything that decides whether a request may be retried, how a list of numbers becomes requests,
+and how secrets stay out of logs lives here, once.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -56,6 +57,9 @@ SEND_TEMPLATE: Final = "send_template"
 REPORTS: Final = "reports"
 INBOUND: Final = "inbound"
 BALANCE: Final = "balance"
+
+#: the operation named in errors about a pull of each queue
+PULL_OPERATIONS: Final = {REPORTS: "delivery report pull", INBOUND: "inbound pull"}
 
 FEATURE_LABELS: Final = {
     SEND: "sending messages",
@@ -600,12 +604,29 @@ class SmsHook(BaseHook):
             for start in range(0, len(wanted), self.report_query_limit):
                 reports.extend(self._fetch_reports(wanted[start : start + self.report_query_limit]))
             return reports
-        return self._fetch_reports(None)
+        return self.parse_pulled(REPORTS, self.pull_records(REPORTS))
 
     def fetch_inbound(self) -> list[InboundMessage]:
         """Pending inbound (MO) messages; queue vendors hand each out once."""
-        self._require(INBOUND)
-        return self._fetch_inbound()
+        return self.parse_pulled(INBOUND, self.pull_records(INBOUND))
+
+    def pull_records(self, kind: str) -> list[Mapping[str, Any]]:
+        """One pull of a queue (``"reports"`` or ``"inbound"``): the records as the vendor handed them out.
+
+        Nothing is parsed yet: the vendor hands each record out once, so callers store these raw before
+        ``parse_pulled`` (``sync.pull_reports`` journals them), and a record that will not parse is kept.
+        """
+        self._require(kind)
+        if kind == REPORTS and self.report_mode != "queue":
+            raise SmsNotSupportedError(self.vendor, "a delivery report queue (its reports are queried by batch)")
+        return self._pull_records(kind)
+
+    def parse_pulled(self, kind: str, items: Iterable[Mapping[str, Any]], *, pushed: bool = False) -> list[Any]:
+        """Records of one pull (or push) parsed; raises ``SmsPartialResponseError`` with the good and the rejected."""
+        parse = self.report_from_record if kind == REPORTS else self.inbound_from_record
+        what = "report" if kind == REPORTS else "inbound message"
+        operation = f"{kind} push" if pushed else PULL_OPERATIONS[kind]
+        return self.parse_records(items, functools.partial(parse, pushed=pushed), operation, what)
 
     def get_balance(self) -> Balance:
         self._require(BALANCE)
@@ -623,9 +644,11 @@ class SmsHook(BaseHook):
         raise NotImplementedError
 
     def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
+        """Query vendors: the reports of these (batch_id, mobile) pairs."""
         raise NotImplementedError
 
-    def _fetch_inbound(self) -> list[InboundMessage]:
+    def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
+        """Queue vendors: one pull of ``kind``, the records unparsed."""
         raise NotImplementedError
 
     def _get_balance(self) -> Balance:

@@ -18,7 +18,7 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
@@ -36,6 +36,7 @@ from airflow_provider_sms.errors import (
 )
 from airflow_provider_sms.hooks.base import (
     INBOUND,
+    PULL_OPERATIONS,
     REPORTS,
     SEND,
     SEND_TEMPLATE,
@@ -407,9 +408,8 @@ class CloudMasHook(SmsHook):
             raise self.bad_reply(operation, f"expected a JSON list of objects, got {type(reply).__name__}", response)
         return reply
 
-    def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
-        operation = "delivery report pull"
-        return self.parse_records(self._pull(REPORT_PATH, operation), self.report_from_record, operation, "report")
+    def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
+        return self._pull(REPORT_PATH if kind == REPORTS else INBOUND_PATH, PULL_OPERATIONS[kind])
 
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One pulled ``{msgGroup, mobile, reportStatus, errorCode, receiveDate, submitDate}`` record."""
@@ -426,12 +426,6 @@ class CloudMasHook(SmsHook):
             description="delivered" if delivered else f"operator code {code}",
             reported_at=self.vendor_time(item.get("receiveDate") or item.get("submitDate"), [REPORT_TIME_FORMAT]),
             raw=item,
-        )
-
-    def _fetch_inbound(self) -> list[InboundMessage]:
-        operation = "inbound pull"
-        return self.parse_records(
-            self._pull(INBOUND_PATH, operation), self.inbound_from_record, operation, "inbound message"
         )
 
     def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:

@@ -16,7 +16,7 @@ Readings taken where the document is unclear (see the digest in ``vendor-specs/R
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from airflow_provider_sms.errors import SmsConfigurationError, SmsInvalidRequest
 from airflow_provider_sms.hooks.base import (
     BALANCE,
     INBOUND,
+    PULL_OPERATIONS,
     REPORTS,
     SEND,
     SEND_TEMPLATE,
@@ -274,9 +275,9 @@ class PaaswV1Hook(SmsHook):
         reply = self._with_token(call, payload, operation, allow_list=True)
         return self.data_list(reply if isinstance(reply, list) else reply.get("data"), operation)
 
-    def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
-        operation = "delivery report pull"
-        return self.parse_records(self._pull("reports", {}, operation), self.report_from_record, operation, "report")
+    def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
+        payload = {"sign": self._sign(None)} if kind == INBOUND else {}
+        return self._pull(kind, payload, PULL_OPERATIONS[kind])
 
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One ``{phone_number, report_time, code, message, biz_id, ...}`` record: the document's push format,
@@ -294,15 +295,6 @@ class PaaswV1Hook(SmsHook):
             description=f"{meaning} (vendor: {message})" if message and code != SUCCESS else meaning,
             reported_at=self.vendor_time(item.get("report_time"), [TIME_FORMAT]),
             raw=item,
-        )
-
-    def _fetch_inbound(self) -> list[InboundMessage]:
-        operation = "inbound pull"
-        return self.parse_records(
-            self._pull("inbound", {"sign": self._sign(None)}, operation),
-            self.inbound_from_record,
-            operation,
-            "inbound message",
         )
 
     def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:

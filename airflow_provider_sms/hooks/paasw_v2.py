@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import requests
@@ -12,6 +12,7 @@ from airflow_provider_sms.errors import SmsConfigurationError, SmsInvalidRequest
 from airflow_provider_sms.hooks.base import (
     BALANCE,
     INBOUND,
+    PULL_OPERATIONS,
     REPORTS,
     SEND,
     SEND_TEMPLATE,
@@ -148,10 +149,9 @@ class PaaswV2Hook(SmsHook):
             raise self.bad_reply(operation, str(exc)) from None
         return SendReceipt(self.vendor, batch_id, request.mobiles, self.now(), raw=data)
 
-    def _fetch_reports(self, pairs: Sequence[tuple[str, str]] | None) -> list[DeliveryReport]:
-        operation = "delivery report pull"
-        reply = self._with_token("reports", {}, operation)
-        return self.parse_records(self._pulled(reply, operation), self.report_from_record, operation, "report")
+    def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
+        operation = PULL_OPERATIONS[kind]
+        return self._pulled(self._with_token(kind, {}, operation), operation)
 
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One ``{batchId, mobile, chnRptDate, chnRptCode}`` record: pulls and pushes carry the same fields."""
@@ -167,13 +167,6 @@ class PaaswV2Hook(SmsHook):
             description="delivered" if delivered else f"operator code {code}",
             reported_at=self.vendor_time(item.get("chnRptDate"), [TIME_FORMAT]),
             raw=item,
-        )
-
-    def _fetch_inbound(self) -> list[InboundMessage]:
-        operation = "inbound pull"
-        reply = self._with_token("inbound", {}, operation)
-        return self.parse_records(
-            self._pulled(reply, operation), self.inbound_from_record, operation, "inbound message"
         )
 
     def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:

@@ -36,7 +36,6 @@ Airflow's API server writes) cannot show it; the receiver's own lines name the p
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import ipaddress
@@ -53,10 +52,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from airflow_provider_sms.errors import SmsError, SmsPartialResponseError, SmsResponseError
 from airflow_provider_sms.receiver.push import (
     KINDS,
-    REPORTS,
     Answer,
     PushRejected,
     VendorPush,
@@ -449,41 +446,35 @@ def _parse_and_store(
     settings: ReceiverSettings,
     stores: _Stores,
 ) -> StoredPage | None:
-    """Parse the records with the vendor hook and commit them; runs in a worker thread.
+    """Journal the pushed records (a commit), then parse and store them; runs in a worker thread.
 
     A record that cannot be parsed or stored is quarantined (kept raw, with the reason) and the others
-    are stored: the push is acknowledged, since a vendor pushing it again could never make it parse.
+    are stored: the push is acknowledged, since a vendor pushing it again could never make it parse. A
+    page left journaled by a crash is stored by the next push or pull of the same account and kind.
     """
     from airflow_provider_sms.hooks import hook_class_for_conn_type
-    from airflow_provider_sms.sync import store_page
+    from airflow_provider_sms.sync import process_journaled
 
     if not items:
         return None
     conn_id = conn.conn_id
-    rejected: Sequence[tuple[object, str]] = ()
-    try:
-        hook = hook_class_for_conn_type(conn.conn_type or "")(sms_conn_id=conn_id)
-        parse: Callable[..., Any] = hook.report_from_record if kind == REPORTS else hook.inbound_from_record
-        records = hook.parse_records(items, functools.partial(parse, pushed=True), f"{kind} push")
-    except SmsPartialResponseError as exc:
-        records, rejected = exc.records, exc.rejected
-    except SmsResponseError as exc:
-        raise PushRejected(400, exc.problem) from None
-    except SmsError as exc:  # the connection cannot be used (bad timezone extra, ...)
-        raise _StoreFailed(f"connection {conn_id!r} cannot be used: {exc}") from None
-
     store_conn_id = str(extras.get(STORE_EXTRA) or "") or settings.store_conn_id
     prefix = str(extras.get(STORE_PREFIX_EXTRA) or "") or settings.store_table_prefix
     try:
+        hook = hook_class_for_conn_type(conn.conn_type or "")(sms_conn_id=conn_id)
         store = stores.get(store_conn_id, prefix)
     except Exception as exc:
         raise _StoreFailed(f"the store cannot be opened: {exc}") from None
     try:
-        return store_page(hook, store, kind, records, rejected, source="push")
+        journal_id = store.journal(items, conn_id=conn_id, vendor=hook.vendor, kind=kind, source="push")
+        stored = process_journaled(hook, store, kind, items, journal_id, source="push")
+        for leftover_id, source, leftover in store.open_journal(conn_id, kind):
+            process_journaled(hook, store, kind, leftover, leftover_id, source=source)
     except Exception as exc:
         stores.discard(store)
         log.debug("SMS receiver: store write failed", exc_info=True)
         raise _StoreFailed(f"{type(exc).__name__}: {exc}") from None
+    return stored
 
 
 __all__ = [

@@ -58,10 +58,12 @@ class Scenario:
     concurrency: int
     point: str
     draw: int = 0
+    kind: str = "send"
 
     @property
     def name(self) -> str:
-        return f"{self.vendor}/{self.store}/c{self.concurrency}/{self.point}#{self.draw}"
+        what = f"c{self.concurrency}" if self.kind == "send" else "pull"
+        return f"{self.vendor}/{self.store}/{what}/{self.point}#{self.draw}"
 
 
 @dataclass
@@ -74,6 +76,8 @@ class Outcome:
     duplicates: int = 0
     never_sent: int = 0
     named_unknown: int = 0
+    #: pulls killed after the reply arrived and before its journal commit: the page no client can keep
+    lost_in_flight: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -346,16 +350,7 @@ def _fork_and_wait(
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         _child(scenario, mobiles, env, crash, out)
-    if outside_kill is not None:
-        deadline = time.monotonic() + outside_kill
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return os.waitstatus_to_exitcode(status)
-            time.sleep(0.005)
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    return _wait(pid, outside_kill)
 
 
 def _drop_tables(uri: str, prefix: str) -> None:
@@ -366,6 +361,189 @@ def _drop_tables(uri: str, prefix: str) -> None:
     with psycopg.connect(uri, autocommit=True) as conn:
         for statement in drop_statements(prefix):
             conn.execute(statement)
+
+
+# ----------------------------------------------------------------------------------------- pulls
+
+QUEUE_VENDORS = ("paasw_v2", "paasw_v1", "account_md5", "cloud_mas")
+#: after_reply: the page is in memory, not yet journaled: it is lost (the window only push closes).
+#: Every later point must lose nothing: after_journal, mid_save (inside the commit that stores the page),
+#: after_commit (stored, before the next pull), random.
+PULL_POINTS = ("after_reply", "after_journal", "mid_save", "after_commit", "random")
+REPORTS_QUEUED = 5000
+PULL_PAGE = 1000
+
+
+def _install_pull_crash(point: str, nth: int) -> None:
+    from airflow_provider_sms.hooks.base import SmsHook
+    from airflow_provider_sms.store import SmsStore
+
+    seen = {"n": 0}
+
+    def is_nth() -> bool:
+        seen["n"] += 1
+        return seen["n"] == nth
+
+    if point == "after_reply":
+        real_pull = SmsHook.pull_records
+
+        def pull(self: SmsHook, kind: str) -> Any:
+            records = real_pull(self, kind)
+            if is_nth():
+                _die()
+            return records
+
+        SmsHook.pull_records = pull  # type: ignore[method-assign]
+    elif point == "after_journal":
+        real_journal = SmsStore.journal
+
+        def journal(self: SmsStore, *args: Any, **kwargs: Any) -> int:
+            entry = real_journal(self, *args, **kwargs)
+            if is_nth():
+                _die()
+            return entry
+
+        SmsStore.journal = journal  # type: ignore[method-assign]
+    elif point in ("mid_save", "after_commit"):
+        real_save = SmsStore.save_reports
+
+        def save(self: SmsStore, *args: Any, **kwargs: Any) -> Any:
+            if not is_nth():
+                return real_save(self, *args, **kwargs)
+            if point == "after_commit":
+                real_save(self, *args, **kwargs)
+                _die()
+            _kill_inside_commit(self)
+            return real_save(self, *args, **kwargs)
+
+        SmsStore.save_reports = save  # type: ignore[method-assign]
+
+
+def _pull_child(vendor: str, env: dict[str, str], crash: tuple[str, int] | None, out: Path) -> None:
+    log = os.open(str(out.with_suffix(".log")), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.environ.update(env)
+    code = 1
+    result: dict[str, Any] = {}
+    try:
+        from airflow_provider_sms.hooks import get_sms_hook
+        from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
+        from airflow_provider_sms.store import SmsStore
+        from airflow_provider_sms.sync import pull_reports
+
+        CloudMasHook.pull_interval = 0.0  # the simulator process here allows pulls back to back
+        if crash is not None:
+            _install_pull_crash(*crash)
+        hook = get_sms_hook(f"sms_{vendor}")
+        with SmsStore(env.get("CRASH_STORE_CONN_ID") or None, table_prefix=env.get("CRASH_TABLE_PREFIX", "sms_")) as st:
+            result = {"pulled": pull_reports(hook, st).to_dict()}
+        code = 0
+    except BaseException:
+        result = {"error": traceback.format_exc()}
+    out.write_text(json.dumps(result))
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def _stored_reports(env: dict[str, str], vendor: str) -> int:
+    from airflow_provider_sms.store import SmsStore
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        with SmsStore(env.get("CRASH_STORE_CONN_ID") or None, table_prefix=env.get("CRASH_TABLE_PREFIX", "sms_")) as st:
+            return sum(len(page) for page in st.iter_reports(vendor=vendor))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_pull_scenario(
+    scenario: Scenario, sim: Simulator, workdir: Path, postgres_uri: str | None, seed: int
+) -> Outcome:
+    """Queue reports at the vendor, kill the pulling process, pull again until the queue is empty, audit."""
+    rng = random.Random(f"{seed}:{scenario.name}")
+    outcome = Outcome(scenario.name)
+    sim.reset()
+    requests.post(
+        f"{sim.info['control_url']}/fill",
+        json={"vendor": scenario.vendor, "count": REPORTS_QUEUED, "per_batch": 1000, "first_batch": 1},
+        timeout=60,
+    ).raise_for_status()
+    home = workdir / ("pull_" + scenario.name.replace("/", "_").replace("#", "_"))
+    home.mkdir(parents=True)
+    env = _environment(scenario, sim, home, postgres_uri)
+    outcome.numbers = REPORTS_QUEUED
+    try:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            outcome.attempts = attempt
+            crash, outside_kill = None, None
+            if attempt == 1 and scenario.point != "random":
+                crash = (scenario.point, rng.randint(1, REPORTS_QUEUED // PULL_PAGE))
+            elif scenario.point == "random" and attempt <= 2:
+                outside_kill = rng.uniform(0.05, 0.95) * TYPICAL_SECONDS.get(f"pull {scenario.vendor}", 0.5)
+            result_file = home / f"try{attempt}.json"
+            started = time.monotonic()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                _pull_child(scenario.vendor, env, crash, result_file)
+            code = _wait(pid, outside_kill)
+            if code == -signal.SIGKILL:
+                outcome.kills += 1
+                continue
+            if code == 0:
+                outcome.final = "queue drained"
+                if attempt == 1:
+                    TYPICAL_SECONDS[f"pull {scenario.vendor}"] = time.monotonic() - started
+                break
+            result = json.loads(result_file.read_text()) if result_file.exists() else {}
+            outcome.final = f"try {attempt} failed: {result.get('error', code)!s:.300}"
+        else:
+            outcome.problems.append(f"still not done after {MAX_ATTEMPTS} tries: {outcome.final}")
+        stored = _stored_reports(env, scenario.vendor)
+    finally:
+        if "CRASH_TABLE_PREFIX" in env:
+            _drop_tables(postgres_uri or "", env["CRASH_TABLE_PREFIX"])
+    _audit_pull(outcome, sim, scenario, stored)
+    return outcome
+
+
+def _audit_pull(outcome: Outcome, sim: Simulator, scenario: Scenario, stored: int) -> None:
+    """Reports the vendor handed out against reports in the store.
+
+    A kill after the reply arrived and before its journal commit loses that page: the window no client
+    can close (README). ``after_reply`` lands there by design, a random kill may; every other point
+    must lose nothing.
+    """
+    ledger = requests.get(f"{sim.info['http_url']}/_sim/ledger", params={"vendor": scenario.vendor}, timeout=60)
+    handed = ledger.json()[scenario.vendor]["reports"]
+    outcome.duplicates = handed["handed_out_more_than_once"]
+    lost = handed["distinct"] - stored
+    in_flight_allowed = {"after_reply": PULL_PAGE, "random": outcome.kills * PULL_PAGE}.get(scenario.point, 0)
+    outcome.lost_in_flight = min(lost, in_flight_allowed)
+    outcome.never_sent = lost - outcome.lost_in_flight
+    if handed["distinct"] != REPORTS_QUEUED:
+        outcome.problems.append(f"the vendor handed out {handed['distinct']} of {REPORTS_QUEUED} reports")
+    if outcome.duplicates:
+        outcome.problems.append(f"{outcome.duplicates} reports handed out twice")
+    if outcome.never_sent:
+        outcome.problems.append(f"{outcome.never_sent} reports handed out but not stored after a journal commit")
+    if scenario.point == "after_reply" and lost != PULL_PAGE:
+        outcome.problems.append(f"the page in flight should be lost ({PULL_PAGE}), {lost} were")
+
+
+def _wait(pid: int, outside_kill: float | None) -> int:
+    if outside_kill is not None:
+        deadline = time.monotonic() + outside_kill
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.005)
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def scenarios(
@@ -381,11 +559,25 @@ def scenarios(
     ]
 
 
+def pull_scenarios(vendors: list[str], stores: list[str], points: list[str], draws: int) -> list[Scenario]:
+    return [
+        Scenario(vendor, store, 1, point, draw, kind="pull")
+        for store in stores
+        for vendor in vendors
+        if vendor in QUEUE_VENDORS
+        for point in points
+        for draw in range(draws)
+    ]
+
+
 def quick_scenarios(postgres: bool) -> list[Scenario]:
-    """What CI runs: every vendor, point and concurrency on SQLite; each vendor's two hardest on PostgreSQL."""
+    """What CI runs: every vendor, point and concurrency on SQLite, each vendor's two hardest on PostgreSQL;
+    every queue vendor's pull at every point on SQLite, two points on PostgreSQL."""
     chosen = scenarios(list(VENDORS), ["sqlite"], [1, 4], list(POINTS), 1)
+    chosen += pull_scenarios(list(QUEUE_VENDORS), ["sqlite"], list(PULL_POINTS), 1)
     if postgres:
         chosen += scenarios(list(VENDORS), ["postgres"], [4], ["after_accept", "mid_commit"], 1)
+        chosen += pull_scenarios(list(QUEUE_VENDORS), ["postgres"], ["after_journal", "mid_save"], 1)
     return chosen
 
 
@@ -395,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vendors", default=",".join(VENDORS))
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--concurrency", default="1,4")
-    parser.add_argument("--points", default=",".join(POINTS))
+    parser.add_argument("--points", default=",".join(dict.fromkeys((*POINTS, *PULL_POINTS))))
     parser.add_argument("--draws", type=int, default=3, help="scenarios per combination (random request, moment)")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--postgres", default=os.environ.get("SMS_TEST_POSTGRES_URI", ""))
@@ -410,8 +602,11 @@ def main(argv: list[str] | None = None) -> int:
             args.vendors.split(","),
             stores,
             [int(c) for c in args.concurrency.split(",")],
-            args.points.split(","),
+            [p for p in args.points.split(",") if p in POINTS],
             args.draws,
+        )
+        chosen += pull_scenarios(
+            args.vendors.split(","), stores, [p for p in args.points.split(",") if p in PULL_POINTS], args.draws
         )
     # imported before forking, so that every child starts at once
     import airflow_provider_sms.operators
@@ -428,13 +623,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for scenario in chosen:
                 started = time.monotonic()
-                outcome = run_scenario(scenario, sim, workdir, postgres, args.seed)
+                run = run_scenario if scenario.kind == "send" else run_pull_scenario
+                outcome = run(scenario, sim, workdir, postgres, args.seed)
                 outcomes.append(outcome)
                 verdict = "ok  " if outcome.ok else "FAIL"
                 print(
                     f"{verdict} {scenario.name:<40} {outcome.numbers:>6} numbers, {outcome.attempts} tries, "
                     f"{outcome.kills} killed, dup {outcome.duplicates}, lost {outcome.never_sent}, "
-                    f"named unknown {outcome.named_unknown}: {outcome.final} ({time.monotonic() - started:.1f}s)"
+                    f"named unknown {outcome.named_unknown}, lost in flight {outcome.lost_in_flight}: "
+                    f"{outcome.final} ({time.monotonic() - started:.1f}s)"
                     + (f" — {'; '.join(outcome.problems)}" if outcome.problems else ""),
                     flush=True,
                 )

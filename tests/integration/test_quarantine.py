@@ -87,3 +87,79 @@ def test_a_record_the_parser_rejects_is_quarantined_and_replayed_after_a_fix(
         assert stored_contents(store) == ["BROKEN", "first", "last"]
         assert store.quarantined(conn_id=hook.sms_conn_id) == []
         assert len(store.quarantined(conn_id=hook.sms_conn_id, replayed=True)) == 1
+
+
+# ------------------------------------------------------------------------------------------- the journal
+
+
+@pytest.mark.parametrize("vendor", INBOUND_VENDORS)
+def test_a_page_journaled_before_a_crash_is_stored_by_the_next_pull(
+    sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, vendor: str
+) -> None:
+    """The vendor hands the page out once; the process dies after journaling it and before storing it."""
+    from airflow_provider_sms import sync
+
+    queue_replies(sim, vendor, "one", "two", "three")
+    hook = get_sms_hook(f"sms_{vendor}")
+    real = sync.process_journaled
+
+    def die(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt("worker killed after the journal commit")
+
+    store_kwargs = {"table_prefix": store_args.get("store_table_prefix", "sms_")}
+    with SmsStore(store_args.get("store_conn_id"), **store_kwargs) as store:
+        monkeypatch.setattr(sync, "process_journaled", die)
+        with pytest.raises(KeyboardInterrupt):
+            pull_inbound(hook, store)
+        assert stored_contents(store) == []
+        assert sim.gateway.take_inbound(vendor) == []  # the vendor will not hand them out again
+        assert len(store.open_journal(hook.sms_conn_id, "inbound")) == 1
+
+        monkeypatch.setattr(sync, "process_journaled", real)
+        result = pull_inbound(hook, store)  # the next run of any task that pulls this account
+        assert (result.fetched, result.inserted) == (3, 3)
+        assert stored_contents(store) == ["one", "three", "two"]
+        assert store.open_journal(hook.sms_conn_id, "inbound") == []
+        assert pull_inbound(hook, store).inserted == 0  # nothing twice
+
+
+def test_delivery_reports_journaled_before_a_crash_are_counted_once(
+    sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_sms import sync
+    from airflow_provider_sms.operators import SmsSendOperator
+    from airflow_provider_sms.testing import task_context
+
+    store_kwargs = {
+        "store_conn_id": store_args.get("store_conn_id"),
+        "table_prefix": store_args.get("store_table_prefix", "sms_"),
+    }
+    summary = SmsSendOperator(
+        task_id="send",
+        sms_conn_id="sms_paasw_v2",
+        mobiles=[f"1380000{i:04d}" for i in range(1500)],
+        content="hi",
+        signature="S",
+        store_conn_id=store_kwargs["store_conn_id"],
+        store_table_prefix=store_kwargs["table_prefix"],
+    ).execute(task_context())
+    hook = get_sms_hook("sms_paasw_v2")
+    real = sync.store_page
+    calls = {"n": 0}
+
+    def die_on_second(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("worker killed mid-sync")
+        return real(*args, **kwargs)
+
+    with SmsStore(**store_kwargs) as store:
+        monkeypatch.setattr(sync, "store_page", die_on_second)
+        with pytest.raises(KeyboardInterrupt):
+            sync.pull_reports(hook, store)
+        monkeypatch.setattr(sync, "store_page", real)
+        sync.pull_reports(hook, store)
+        progress = store.batch_progress("paasw_v2", summary["batch_ids"])
+    assert (progress.total, progress.delivered, progress.pending) == (1500, 1500, 0)
+    ledger = sim.gateway.ledger.summary("paasw_v2")["paasw_v2"]["reports"]
+    assert ledger == {"handed_out": 1500, "distinct": 1500, "handed_out_more_than_once": 0}

@@ -581,7 +581,7 @@ def failing_store(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every save fails, as a full disk or a dropped database would; returns the calls made."""
     calls: list[int] = []
 
-    def fail(self: SmsStore, records: Any, *, conn_id: str = "") -> Any:
+    def fail(self: SmsStore, records: Any, *, conn_id: str = "", journal_id: int | None = None) -> Any:
         calls.append(1)
         raise sqlite3.OperationalError("disk I/O error")
 
@@ -714,11 +714,11 @@ def test_intl_pushes_again_after_a_store_failure(
     real_save = SmsStore.save_reports
     failures = {"left": 1}
 
-    def flaky(self: SmsStore, reports: Any, *, conn_id: str = "") -> Any:
+    def flaky(self: SmsStore, reports: Any, *, conn_id: str = "", journal_id: int | None = None) -> Any:
         if failures["left"]:
             failures["left"] -= 1
             raise sqlite3.OperationalError("database is locked")
-        return real_save(self, reports, conn_id=conn_id)
+        return real_save(self, reports, conn_id=conn_id, journal_id=journal_id)
 
     monkeypatch.setattr(SmsStore, "save_reports", flaky)
     conn_id = conns["intl"]
