@@ -15,11 +15,14 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, ClassVar, Final, Literal, TypeVar
 
-DeliveryStatus = Literal["delivered", "failed", "pending"]
+DeliveryStatus = Literal["delivered", "failed", "pending", "expired"]
 DELIVERED: Final = "delivered"
 FAILED: Final = "failed"
 PENDING: Final = "pending"
-FINAL_STATUSES: Final = frozenset({DELIVERED, FAILED})
+#: no final report came within the connection's report deadline: final, so waits end, and counted apart;
+#: a real report that still comes replaces it
+EXPIRED: Final = "expired"
+FINAL_STATUSES: Final = frozenset({DELIVERED, FAILED, EXPIRED})
 
 _R = TypeVar("_R", bound="_Record")
 
@@ -128,7 +131,7 @@ class DeliveryReport(_Record):
     _time_fields: ClassVar[tuple[str, ...]] = ("reported_at",)
 
     def __post_init__(self) -> None:
-        if self.status not in (DELIVERED, FAILED, PENDING):
+        if self.status not in (DELIVERED, FAILED, PENDING, EXPIRED):
             raise ValueError(f"unknown delivery status {self.status!r}")
         super().__post_init__()
 

@@ -51,8 +51,10 @@ from airflow_provider_sms.errors import SmsConfigurationError
 from airflow_provider_sms.numbers import china_mobile_forms, mask_matches
 from airflow_provider_sms.records import (
     DELIVERED,
+    EXPIRED,
     FAILED,
     FINAL_STATUSES,
+    PENDING,
     Balance,
     DeliveryReport,
     InboundMessage,
@@ -238,6 +240,8 @@ def report_replaces(old: _ReportState, new: _ReportState) -> bool:
     """
     if new == old:
         return False
+    if (old[0] == EXPIRED) != (new[0] == EXPIRED) and PENDING not in (old[0], new[0]):
+        return old[0] == EXPIRED  # a vendor's own final report beats "expired", whenever it comes
     old_final = old[0] in FINAL_STATUSES
     new_final = new[0] in FINAL_STATUSES
     if old_final != new_final:
@@ -359,14 +363,18 @@ def _settle(old: _ReportState | None, rows: Sequence[_Row]) -> tuple[_Row | None
 
 
 def _count_move(delta: list[int], before: str | None, after: str) -> None:
-    """Move one message's count from its old final status (if any) to its new one (if final)."""
+    """Move one message's count from its old final status (if any) to its new one (if final).
+
+    ``expired`` is counted with ``failed`` in the request counters (final, not delivered); reports
+    keep it apart, so status counts show the gap.
+    """
     if before == DELIVERED:
         delta[0] -= 1
-    elif before == FAILED:
+    elif before in (FAILED, EXPIRED):
         delta[1] -= 1
     if after == DELIVERED:
         delta[0] += 1
-    elif after == FAILED:
+    elif after in (FAILED, EXPIRED):
         delta[1] += 1
 
 
@@ -690,28 +698,31 @@ _ACCEPT_PLANNED = """UPDATE {p}requests SET
 _ACCEPTED_IN_BATCH = f"""SELECT r.idempotency_key, {_numbers_of("r")} FROM {{p}}requests r
     WHERE r.vendor = ? AND r.batch_id = ? AND r.state = 'accepted' ORDER BY r.created_at, r.idempotency_key"""
 _FINAL_REPORTS_IN_BATCH = """SELECT mobile, status FROM {p}delivery_reports
-    WHERE vendor = ? AND batch_id = ? AND status IN (?, ?)"""
+    WHERE vendor = ? AND batch_id = ? AND status IN (?, ?, ?)"""
 _BEFORE_RECORDING = f"""SELECT 'state', state, batch_id FROM {{p}}requests WHERE idempotency_key = ?
     UNION ALL SELECT 'request', r.idempotency_key, {_numbers_of("r")} FROM {{p}}requests r
         WHERE r.vendor = ? AND r.batch_id = ? AND r.state = 'accepted'
     UNION ALL SELECT 'report', mobile, status FROM {{p}}delivery_reports
-        WHERE vendor = ? AND batch_id = ? AND status IN (?, ?)"""
+        WHERE vendor = ? AND batch_id = ? AND status IN (?, ?, ?)"""
 # fmt: off
 _REPORT_COLUMNS = (
     "vendor", "batch_id", "mobile", "status", "code", "description", "reported_at",
     "reported_mobile", "raw", "conn_id", "fetched_at", "seq",
 )
 # fmt: on
-# The same rule as report_replaces(), so that no writer can turn a final report back to pending.
+# The same rule as report_replaces(), so that no writer can turn a final report back to pending (or a
+# vendor's final report into "expired"): pending < expired < delivered/failed, then the later report.
 _REPORT_UPSERT = """ON CONFLICT (vendor, batch_id, mobile) DO UPDATE SET
         status = excluded.status, code = excluded.code, description = excluded.description,
         reported_at = excluded.reported_at, reported_mobile = excluded.reported_mobile,
         raw = excluded.raw, conn_id = excluded.conn_id, fetched_at = excluded.fetched_at,
         seq = excluded.seq
-    WHERE ({p}delivery_reports.status = 'pending' AND excluded.status <> 'pending')
-       OR (({p}delivery_reports.status = 'pending') = (excluded.status = 'pending')
+    WHERE RANK_OF_STORED < RANK_OF_NEW
+       OR (RANK_OF_STORED = RANK_OF_NEW
            AND ({p}delivery_reports.reported_at IS NULL
-                OR excluded.reported_at >= {p}delivery_reports.reported_at))"""
+                OR excluded.reported_at >= {p}delivery_reports.reported_at))""".replace(
+    "RANK_OF_STORED", "(CASE {p}delivery_reports.status WHEN 'pending' THEN 0 WHEN 'expired' THEN 1 ELSE 2 END)"
+).replace("RANK_OF_NEW", "(CASE excluded.status WHEN 'pending' THEN 0 WHEN 'expired' THEN 1 ELSE 2 END)")
 # fmt: off
 _INBOUND_COLUMNS = (
     "dedupe_key", "vendor", "mobile", "content", "received_at", "ext_no", "raw", "conn_id",
@@ -1079,7 +1090,7 @@ class SmsStore:
                 self._lock_counter(cur, "delivery_reports")
             # One round trip: this key's state; the batch's accepted requests, whose numbers are counted
             # there, not here (a vendor that reuses batch ids); the reports that came before this call.
-            cur.execute(self._sql(_BEFORE_RECORDING), (key, *batch, *batch, DELIVERED, FAILED))
+            cur.execute(self._sql(_BEFORE_RECORDING), (key, *batch, *batch, DELIVERED, FAILED, EXPIRED))
             found: dict[str, list[tuple[Any, Any]]] = {"state": [], "request": [], "report": []}
             for kind, first, second in cur.fetchall():
                 found[kind].append((first, second))
@@ -1101,7 +1112,7 @@ class SmsStore:
             if earlier or finals:
                 counted = set(mobiles).difference(_SentBatch(earlier).index())
             delivered = sum(1 for mobile, status in finals if status == DELIVERED and mobile in counted)
-            failed = sum(1 for mobile, status in finals if status == FAILED and mobile in counted)
+            failed = sum(1 for mobile, status in finals if status in (FAILED, EXPIRED) and mobile in counted)
             if found["state"]:
                 # A planned request: its row holds its numbers already, so only its outcome is written, and
                 # the next request's intent rides in the same statement (one round trip, one commit).
@@ -1702,6 +1713,33 @@ class SmsStore:
                 found.setdefault((vendor, batch_id), []).append((request_key, mobiles))
         return {batch: _SentBatch(requests) for batch, requests in found.items()}
 
+    def expire_overdue(self, vendor: str, *, sent_before: datetime, conn_id: str = "", reason: str = "") -> int:
+        """Give every sent number with no final report, sent before ``sent_before``, the final status ``expired``.
+
+        Waits on those batches end, and the gap is counted (``status_counts``, copies to a warehouse)
+        instead of staying pending for ever. A real report that comes later still replaces it.
+        """
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT batch_id FROM {p}requests WHERE vendor = ? AND state = 'accepted' "
+                    "AND total > delivered + failed AND COALESCE(submitted_at, created_at) < ? "
+                    "ORDER BY created_at, batch_id"
+                ),
+                (vendor, _ts(sent_before)),
+            )
+            overdue = [row[0] for row in cur.fetchall()]
+        if not overdue:
+            return 0
+        now = datetime.now(timezone.utc)
+        pairs = self.pending_pairs(vendor, overdue)
+        expired = (
+            DeliveryReport(vendor, batch_id, mobile, EXPIRED, EXPIRED.upper(), reason or "no final report", now)
+            for batch_id, mobile in pairs
+        )
+        saved = self.save_reports(expired, conn_id=conn_id)
+        return saved.inserted + saved.updated
+
     def batch_progress(self, vendor: str, batch_ids: Sequence[str]) -> BatchProgress:
         """Progress of the batches from their request counters: O(batches), however many messages."""
         sql = """SELECT COALESCE(SUM(total), 0), COALESCE(SUM(delivered), 0), COALESCE(SUM(failed), 0)
@@ -1747,7 +1785,7 @@ class SmsStore:
                 if not requests:
                     continue
                 numbers = _SentBatch(requests).index()
-                cur.execute(self._sql(_FINAL_REPORTS_IN_BATCH), (vendor, batch_id, DELIVERED, FAILED))
+                cur.execute(self._sql(_FINAL_REPORTS_IN_BATCH), (vendor, batch_id, DELIVERED, FAILED, EXPIRED))
                 for mobile, _ in cur.fetchall():
                     numbers.pop(mobile, None)
                 pairs.extend((str(batch_id), mobile) for mobile in sorted(numbers))

@@ -36,6 +36,7 @@ class PullResult:
     inserted: int = 0
     updated: int = 0
     quarantined: int = 0
+    expired: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -44,6 +45,7 @@ class PullResult:
             "inserted": self.inserted,
             "updated": self.updated,
             "quarantined": self.quarantined,
+            "expired": self.expired,
         }
 
     def add(self, stored: StoredPage) -> None:
@@ -177,6 +179,7 @@ def pull_reports(
     """
     result = PullResult()
     if hook.report_mode == "query":
+        result.expired = expire_overdue(hook, store)  # the vendor would refuse to answer for them
         limit = hook.report_query_limit * max_pulls
         # A random first batch: with more pending pairs than one sync may ask about, numbers that never
         # get a report must not keep every later batch from being asked about.
@@ -192,7 +195,30 @@ def pull_reports(
             result.pulls += 1
             result.add(store_page(hook, store, REPORTS, reports, rejected))
         return result
-    return _drain(hook, store, REPORTS, max_pulls)
+    result = _drain(hook, store, REPORTS, max_pulls)
+    result.expired = expire_overdue(hook, store)
+    return result
+
+
+def expire_overdue(hook: SmsHook, store: SmsStore) -> int:
+    """Numbers with no final report ``hook.report_deadline`` after their send become ``expired`` (counted)."""
+    from datetime import datetime, timezone
+
+    deadline = hook.report_deadline
+    expired = store.expire_overdue(
+        hook.vendor,
+        sent_before=datetime.now(timezone.utc) - deadline,
+        conn_id=hook.sms_conn_id,
+        reason=f"no final report within {deadline.total_seconds() / 3600:g} h",
+    )
+    if expired:
+        log.warning(
+            "%s: %d sent numbers had no final report within %s; they are now 'expired'",
+            hook.vendor,
+            expired,
+            deadline,
+        )
+    return expired
 
 
 def pull_inbound(hook: SmsHook, store: SmsStore, *, max_pulls: int = DEFAULT_MAX_PULLS) -> PullResult:

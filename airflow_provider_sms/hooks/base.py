@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
@@ -79,6 +79,9 @@ DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_READ_TIMEOUT: Final = 30.0
 DEFAULT_RETRIES: Final = 3
 DEFAULT_RETRY_WAIT: Final = 1.0
+#: hours after a send with no final report before its numbers become "expired" (the receipt window
+#: vendors document); the connection extra ``report_deadline_hours`` sets it
+DEFAULT_REPORT_DEADLINE_HOURS: Final = 72.0
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,8 @@ class SmsHook(BaseHook):
     report_mode: ClassVar[str] = "queue"
     #: how many (batch_id, mobile) pairs one report query takes, for ``report_mode == "query"``.
     report_query_limit: ClassVar[int] = 0
+    #: how long the vendor answers report queries at all (intl: 30 days); caps the report deadline
+    report_window: ClassVar[timedelta | None] = None
     #: the vendor refuses a repeated client reference instead of sending it again, so a request whose
     #: outcome is unknown can be resent safely under the same reference (``client_ref_for``)
     idempotent_client_ref: ClassVar[bool] = False
@@ -390,6 +395,15 @@ class SmsHook(BaseHook):
                 f"connection {self.sms_conn_id!r} ({self.conn_type}) is missing {' and '.join(missing)}"
             )
         return self.config.login, self.config.password
+
+    @property
+    def report_deadline(self) -> timedelta:
+        """How long after a send a number may wait for its final report before it is ``expired``."""
+        hours = _float_extra(
+            self.config.extras, "report_deadline_hours", DEFAULT_REPORT_DEADLINE_HOURS, self.sms_conn_id
+        )
+        deadline = timedelta(hours=max(0.0, hours))
+        return min(deadline, self.report_window) if self.report_window is not None else deadline
 
     @property
     def retries(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -80,6 +80,8 @@ class IntlSmsHook(SmsHook):
     supported_options = frozenset({"signature", "scheduled_at", "sender_id"})
     report_mode = "query"
     report_query_limit = 500
+    #: "只能查询30天内的状态报告" (code 1010 TimeSuperRange past it): older pairs expire instead
+    report_window = timedelta(days=30)
 
     # ------------------------------------------------------------------ wire
 

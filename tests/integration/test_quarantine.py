@@ -163,3 +163,63 @@ def test_delivery_reports_journaled_before_a_crash_are_counted_once(
     assert (progress.total, progress.delivered, progress.pending) == (1500, 1500, 0)
     ledger = sim.gateway.ledger.summary("paasw_v2")["paasw_v2"]["reports"]
     assert ledger == {"handed_out": 1500, "distinct": 1500, "handed_out_more_than_once": 0}
+
+
+# ------------------------------------------------------------------------------------------- reports that never come
+
+
+def test_numbers_without_a_final_report_expire_so_waits_end_and_a_late_report_still_counts(
+    sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_sms.operators import SmsSendOperator
+    from airflow_provider_sms.sensors import SmsDeliverySensor
+    from airflow_provider_sms.testing import FakeTaskInstance, task_context
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMS_PAASW_V2", sim.connection_json("paasw_v2", retry_wait=0.01, report_deadline_hours=0.0001)
+    )
+    sim.gateway.config.report_delay = 3600  # the vendor never reports in time
+    store = {
+        "store_conn_id": store_args.get("store_conn_id"),
+        "store_table_prefix": store_args.get("store_table_prefix", "sms_"),
+    }
+    op = SmsSendOperator(
+        task_id="send",
+        sms_conn_id="sms_paasw_v2",
+        mobiles=[f"1380000000{i}" for i in range(10)],
+        content="hi",
+        signature="S",
+        **store,
+    )
+    summary = op.execute(task_context())
+    import time
+
+    time.sleep(0.5)  # past the 0.36 s deadline
+    ti = FakeTaskInstance(task_id="wait", xcoms={"send": summary})
+    done = SmsDeliverySensor(task_id="wait", sms_conn_id="sms_paasw_v2", send_task_id="send", **store).poke(
+        task_context(ti)
+    )
+    assert not isinstance(done, bool) and done.is_done
+    assert done.xcom_value["by_status"] == {"delivered": 0, "failed": 0, "pending": 0, "expired": 10}
+
+    with sim.gateway.lock:  # the reports come after all
+        for entries in sim.gateway._due.values():
+            entries[:] = [(0.0, n, m) for _, n, m in entries]
+    from airflow_provider_sms.sync import pull_reports
+
+    with SmsStore(store["store_conn_id"], table_prefix=store["store_table_prefix"]) as st:
+        pull_reports(get_sms_hook("sms_paasw_v2"), st)
+        counts = st.status_counts("paasw_v2", summary["batch_ids"])
+        progress = st.batch_progress("paasw_v2", summary["batch_ids"])
+    assert counts["by_status"] == {"delivered": 10, "failed": 0, "pending": 0}
+    assert (progress.delivered, progress.failed) == (10, 0)
+
+
+def test_intl_reports_expire_after_its_30_day_query_window_at_the_latest(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import timedelta
+
+    assert get_sms_hook("sms_intl").report_deadline == timedelta(hours=72)
+    monkeypatch.setenv("AIRFLOW_CONN_SMS_INTL_LONG", sim.connection_json("intl", report_deadline_hours=24 * 90))
+    assert get_sms_hook("sms_intl_long").report_deadline == timedelta(days=30)
