@@ -167,3 +167,45 @@ class Balance(_Record):
         if not isinstance(self.amount, Decimal):
             object.__setattr__(self, "amount", Decimal(str(self.amount)))
         super().__post_init__()
+
+
+# States of a request row. A plan's rows start ``planned``; ``sending`` is the intent, durable before the
+# request's bytes leave; the vendor's answer makes it ``accepted`` (or ``unknown`` when no clear answer came).
+PLANNED: Final = "planned"
+SENDING: Final = "sending"
+ACCEPTED: Final = "accepted"
+UNKNOWN: Final = "unknown"
+SKIPPED: Final = "skipped"  # every number of a not-yet-sent request opted out
+CANCELLED: Final = "cancelled"  # a not-yet-sent request of a plan that a new plan replaced
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """One request of a stored send plan: its key, place, numbers and how far it got."""
+
+    key: str
+    index: int
+    state: str
+    mobiles: tuple[str, ...]
+    batch_id: str | None = None
+    sending_at: datetime | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """The requests a task instance's first try planned; every retry executes these, not a new cut.
+
+    ``task_key`` names the task instance, ``plan_key`` this plan of it (``generation`` counts plans
+    started anew on purpose), ``inputs`` the digests of what it was planned from, ``report_seq`` the
+    delivery-report sequence when it was stored: reports after it can be evidence for unknown outcomes.
+    """
+
+    task_key: str
+    plan_key: str
+    generation: int
+    inputs: Mapping[str, Any]
+    numbers: int
+    opted_out: int
+    requests: tuple[PlanRequest, ...]
+    report_seq: int = 0

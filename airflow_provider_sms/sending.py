@@ -37,21 +37,20 @@ from airflow_provider_sms.errors import (
     SmsOutcomeUnknownError,
     SmsPlanChangedError,
 )
-from airflow_provider_sms.records import SendReceipt
-from airflow_provider_sms.store import (
+from airflow_provider_sms.records import (
     ACCEPTED,
     PLANNED,
     SENDING,
     SKIPPED,
     UNKNOWN,
     PlanRequest,
-    SmsStore,
+    SendReceipt,
     StoredPlan,
-    TaskIdentity,
 )
 
 if TYPE_CHECKING:
     from airflow_provider_sms.hooks.base import SendOptions, SendRequest, SmsHook
+    from airflow_provider_sms.store import SmsStore, TaskIdentity
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +77,14 @@ class SendSpec:
     template_id: str | None = None
     params: Any = None
     options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def check_policies(on_unknown: str, on_plan_change: str) -> None:
+    """A clear error for an unknown ``on_unknown`` or ``on_plan_change``, at DAG parse time where possible."""
+    if on_unknown not in UNKNOWN_POLICIES:
+        raise ValueError(f"on_unknown must be one of {list(UNKNOWN_POLICIES)}, got {on_unknown!r}")
+    if on_plan_change not in PLAN_CHANGE_POLICIES:
+        raise ValueError(f"on_plan_change must be one of {list(PLAN_CHANGE_POLICIES)}, got {on_plan_change!r}")
 
 
 def task_key(namespace: str, conn_id: str, task: TaskIdentity) -> str:
@@ -204,10 +211,7 @@ class PlannedSend:
         skip_opted_out: bool = True,
         logger: Any = None,
     ) -> None:
-        if on_unknown not in UNKNOWN_POLICIES:
-            raise ValueError(f"on_unknown must be one of {list(UNKNOWN_POLICIES)}, got {on_unknown!r}")
-        if on_plan_change not in PLAN_CHANGE_POLICIES:
-            raise ValueError(f"on_plan_change must be one of {list(PLAN_CHANGE_POLICIES)}, got {on_plan_change!r}")
+        check_policies(on_unknown, on_plan_change)
         self.hook = hook
         self.store = store
         self.task = task

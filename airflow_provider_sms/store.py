@@ -50,15 +50,23 @@ from typing import Any, Final, TypeVar
 from airflow_provider_sms.errors import SmsConfigurationError
 from airflow_provider_sms.numbers import china_mobile_forms, mask_matches
 from airflow_provider_sms.records import (
+    ACCEPTED,
+    CANCELLED,
     DELIVERED,
     EXPIRED,
     FAILED,
     FINAL_STATUSES,
     PENDING,
+    PLANNED,
+    SENDING,
+    SKIPPED,
+    UNKNOWN,
     Balance,
     DeliveryReport,
     InboundMessage,
+    PlanRequest,
     SendReceipt,
+    StoredPlan,
 )
 
 log = logging.getLogger(__name__)
@@ -82,15 +90,6 @@ def drop_statements(table_prefix: str) -> list[str]:
         f"DROP TABLE IF EXISTS {table_prefix}{t}" for t in TABLES
     ]
 
-
-# States of a request row. A plan's rows start ``planned``; ``sending`` is the intent, durable before the
-# request's bytes leave; the vendor's answer makes it ``accepted`` (or ``unknown`` when no clear answer came).
-PLANNED: Final = "planned"
-SENDING: Final = "sending"
-ACCEPTED: Final = "accepted"
-UNKNOWN: Final = "unknown"
-SKIPPED: Final = "skipped"  # every number of a not-yet-sent request opted out
-CANCELLED: Final = "cancelled"  # a not-yet-sent request of a plan that a new plan replaced
 
 PAGE_SIZE: Final = 5000
 _IN_CHUNK = 500  # values per IN (...) list: under the 999 bound variables of SQLite builds before 3.32
@@ -157,38 +156,6 @@ class RequestRecord:
     @property
     def pending(self) -> int:
         return self.total - self.delivered - self.failed
-
-
-@dataclass(frozen=True)
-class PlanRequest:
-    """One request of a stored send plan: its key, place, numbers and how far it got."""
-
-    key: str
-    index: int
-    state: str
-    mobiles: tuple[str, ...]
-    batch_id: str | None = None
-    sending_at: datetime | None = None
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class StoredPlan:
-    """The requests a task instance's first try planned; every retry executes these, not a new cut.
-
-    ``task_key`` names the task instance, ``plan_key`` this plan of it (``generation`` counts plans
-    started anew on purpose), ``inputs`` the digests of what it was planned from, ``report_seq`` the
-    delivery-report sequence when it was stored: reports after it can be evidence for unknown outcomes.
-    """
-
-    task_key: str
-    plan_key: str
-    generation: int
-    inputs: Mapping[str, Any]
-    numbers: int
-    opted_out: int
-    requests: tuple[PlanRequest, ...]
-    report_seq: int = 0
 
 
 @dataclass(frozen=True)

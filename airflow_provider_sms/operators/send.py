@@ -112,7 +112,7 @@ class SmsSendOperator(BaseOperator):
         resend_unknown: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        from airflow_provider_sms.sending import PLAN_CHANGE_POLICIES, UNKNOWN_POLICIES
+        from airflow_provider_sms.sending import check_policies
 
         super().__init__(**kwargs)
         if (content is None) == (template_id is None):
@@ -126,10 +126,7 @@ class SmsSendOperator(BaseOperator):
                 stacklevel=2,
             )
             on_unknown = "resend" if resend_unknown else on_unknown
-        if on_unknown not in UNKNOWN_POLICIES:
-            raise ValueError(f"on_unknown must be one of {list(UNKNOWN_POLICIES)}, got {on_unknown!r}")
-        if on_plan_change not in PLAN_CHANGE_POLICIES:
-            raise ValueError(f"on_plan_change must be one of {list(PLAN_CHANGE_POLICIES)}, got {on_plan_change!r}")
+        check_policies(on_unknown, on_plan_change)
         self.sms_conn_id = sms_conn_id
         self.mobiles = mobiles
         self.content = content

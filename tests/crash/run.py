@@ -33,6 +33,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,8 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _install_crash(point: str, nth: int) -> None:
-    """Patch the send path so that this process SIGKILLs itself at ``point`` of the ``nth`` request."""
-    from airflow_provider_sms.hooks.base import SmsHook
-    from airflow_provider_sms.store import SmsStore
-
+def _counter(nth: int) -> Callable[[], bool]:
+    """True on the ``nth`` call (from any thread), False on every other."""
     lock = threading.Lock()
     seen = {"n": 0}
 
@@ -105,38 +103,45 @@ def _install_crash(point: str, nth: int) -> None:
             seen["n"] += 1
             return seen["n"] == nth
 
-    if point == "before_request":
-        real_request = SmsHook.request
+    return is_nth
 
-        def request(self: SmsHook, operation: str, method: str, path: str, *, send: Any = None, **kw: Any) -> Any:
-            if send is not None and is_nth():
-                _die()
-            return real_request(self, operation, method, path, send=send, **kw)
 
-        SmsHook.request = request  # type: ignore[method-assign]
-    elif point == "after_accept":
-        real_submit = SmsHook.submit
+def _kill_at(
+    owner: type, name: str, when: str, is_nth: Callable[[], bool], counts: Callable[..., bool] | None = None
+) -> None:
+    """Patch ``owner.name`` so that its ``nth`` counted call SIGKILLs this process ``when``:
+    ``before`` it runs, ``inside_commit`` (of the store it is a method of), or ``after`` it returned."""
+    real = getattr(owner, name)
 
-        def submit(self: SmsHook, request: Any) -> Any:
-            receipt = real_submit(self, request)
-            if is_nth():
-                _die()
-            return receipt
-
-        SmsHook.submit = submit  # type: ignore[method-assign]
-    elif point in ("mid_commit", "after_commit"):
-        real_record = SmsStore.record_accepted
-
-        def record(self: SmsStore, *args: Any, **kwargs: Any) -> Any:
-            if not is_nth():
-                return real_record(self, *args, **kwargs)
-            if point == "after_commit":
-                real_record(self, *args, **kwargs)
-                _die()
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if (counts is not None and not counts(*args, **kwargs)) or not is_nth():
+            return real(self, *args, **kwargs)
+        if when == "before":
+            _die()
+        if when == "inside_commit":
             _kill_inside_commit(self)
-            return real_record(self, *args, **kwargs)
+            return real(self, *args, **kwargs)
+        result = real(self, *args, **kwargs)
+        _die()
+        return result
 
-        SmsStore.record_accepted = record  # type: ignore[method-assign]
+    setattr(owner, name, wrapper)
+
+
+def _install_crash(point: str, nth: int) -> None:
+    """Patch the send path so that this process SIGKILLs itself at ``point`` of the ``nth`` request."""
+    from airflow_provider_sms.hooks.base import SmsHook
+    from airflow_provider_sms.store import SmsStore
+
+    is_nth = _counter(nth)
+    if point == "before_request":  # counted: the HTTP calls that carry a send
+        _kill_at(SmsHook, "request", "before", is_nth, counts=lambda *a, send=None, **k: send is not None)
+    elif point == "after_accept":
+        _kill_at(SmsHook, "submit", "after", is_nth)
+    elif point == "mid_commit":
+        _kill_at(SmsStore, "record_accepted", "inside_commit", is_nth)
+    elif point == "after_commit":
+        _kill_at(SmsStore, "record_accepted", "after", is_nth)
 
 
 def _kill_inside_commit(store: Any) -> None:
@@ -375,48 +380,19 @@ PULL_PAGE = 1000
 
 
 def _install_pull_crash(point: str, nth: int) -> None:
+    """Patch the pull path so that this process SIGKILLs itself at ``point`` of the ``nth`` page."""
     from airflow_provider_sms.hooks.base import SmsHook
     from airflow_provider_sms.store import SmsStore
 
-    seen = {"n": 0}
-
-    def is_nth() -> bool:
-        seen["n"] += 1
-        return seen["n"] == nth
-
+    is_nth = _counter(nth)
     if point == "after_reply":
-        real_pull = SmsHook.pull_records
-
-        def pull(self: SmsHook, kind: str) -> Any:
-            records = real_pull(self, kind)
-            if is_nth():
-                _die()
-            return records
-
-        SmsHook.pull_records = pull  # type: ignore[method-assign]
+        _kill_at(SmsHook, "pull_records", "after", is_nth)
     elif point == "after_journal":
-        real_journal = SmsStore.journal
-
-        def journal(self: SmsStore, *args: Any, **kwargs: Any) -> int:
-            entry = real_journal(self, *args, **kwargs)
-            if is_nth():
-                _die()
-            return entry
-
-        SmsStore.journal = journal  # type: ignore[method-assign]
-    elif point in ("mid_save", "after_commit"):
-        real_save = SmsStore.save_reports
-
-        def save(self: SmsStore, *args: Any, **kwargs: Any) -> Any:
-            if not is_nth():
-                return real_save(self, *args, **kwargs)
-            if point == "after_commit":
-                real_save(self, *args, **kwargs)
-                _die()
-            _kill_inside_commit(self)
-            return real_save(self, *args, **kwargs)
-
-        SmsStore.save_reports = save  # type: ignore[method-assign]
+        _kill_at(SmsStore, "journal", "after", is_nth)
+    elif point == "mid_save":
+        _kill_at(SmsStore, "save_reports", "inside_commit", is_nth)
+    elif point == "after_commit":
+        _kill_at(SmsStore, "save_reports", "after", is_nth)
 
 
 def _pull_child(vendor: str, env: dict[str, str], crash: tuple[str, int] | None, out: Path) -> None:

@@ -223,3 +223,46 @@ def test_intl_reports_expire_after_its_30_day_query_window_at_the_latest(
     assert get_sms_hook("sms_intl").report_deadline == timedelta(hours=72)
     monkeypatch.setenv("AIRFLOW_CONN_SMS_INTL_LONG", sim.connection_json("intl", report_deadline_hours=24 * 90))
     assert get_sms_hook("sms_intl_long").report_deadline == timedelta(days=30)
+
+
+@pytest.mark.parametrize("vendor", ["paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas"])
+def test_a_delivery_report_the_parser_rejects_is_quarantined_on_every_vendor(
+    sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, vendor: str
+) -> None:
+    from airflow_provider_sms.operators import SmsSendOperator
+    from airflow_provider_sms.sync import pull_reports
+    from airflow_provider_sms.testing import task_context
+
+    prefix = "86" if vendor == "intl" else ""
+    mobiles = [f"{prefix}1380013800{i}" for i in range(3)]
+    store = {
+        "store_conn_id": store_args.get("store_conn_id"),
+        "table_prefix": store_args.get("store_table_prefix", "sms_"),
+    }
+    summary = SmsSendOperator(
+        task_id="send",
+        sms_conn_id=f"sms_{vendor}",
+        mobiles=mobiles,
+        content="hi",
+        signature="S" if vendor != "cloud_mas" else None,
+        store_conn_id=store["store_conn_id"],
+        store_table_prefix=store["table_prefix"],
+    ).execute(task_context())
+    hook = get_sms_hook(f"sms_{vendor}")
+    real = type(hook).report_from_record
+    broken = mobiles[1][-4:]  # account_md5 masks the middle digits
+
+    def strict(self: SmsHook, item: Mapping[str, Any], *, pushed: bool = False) -> Any:
+        if any(str(value).endswith(broken) for value in item.values()):
+            raise ValueError("time '2024-13-01' matches none of the formats")
+        return real(self, item, pushed=pushed)
+
+    monkeypatch.setattr(type(hook), "report_from_record", strict)
+    with SmsStore(**store) as st:
+        result = pull_reports(hook, st)
+        assert (result.inserted, result.quarantined) == (2, 1)
+        assert st.batch_progress(vendor, summary["batch_ids"]).pending == 1
+        monkeypatch.setattr(type(hook), "report_from_record", real)
+        assert replay_quarantined(hook, st) == {"replayed": 1, "still_failing": 0}
+        progress = st.batch_progress(vendor, summary["batch_ids"])
+    assert (progress.total, progress.delivered, progress.pending) == (3, 3, 0)
