@@ -26,7 +26,10 @@ airflow db migrate > "$ROOT/db-migrate.log" 2>&1 || { cat "$ROOT/db-migrate.log"
 for dag in sms_send_and_track sms_report_sync; do
     echo "== airflow dags test $dag"
     airflow dags test "$dag" 2>&1 | tee "$ROOT/$dag.log" | grep -E "summary:|DagRun Finished|ERROR" | cut -c1-220 || true
-    grep -q "state=success" "$ROOT/$dag.log" || { echo "$dag did not succeed; see $ROOT/$dag.log" >&2; exit 1; }
+    # the DAG run's own final state: a task's "new_state=success" line must not pass a failed run
+    state=$(grep -E "DagRun Finished: dag_id=$dag," "$ROOT/$dag.log" | tail -n 1 | grep -oE "run_duration=[0-9.]+, state=[a-z_]+" \
+        | sed 's/.*state=//' || true)
+    [ "$state" = success ] || { echo "$dag finished in state '${state:-unknown}'; see $ROOT/$dag.log" >&2; exit 1; }
 done
 echo "== what landed in the tables"
 python scripts/show_tables.py "$AIRFLOW_HOME/sms_store.db" "$ROOT/warehouse.db"
