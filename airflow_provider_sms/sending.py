@@ -349,6 +349,7 @@ class PlannedSend:
                 template_id=spec.template_id,
                 params=spec.params,
                 client_ref=hook.client_ref_for(r.key),
+                may_repeat=r.state in (SENDING, UNKNOWN),  # it may have gone out in an earlier try
             )
             for r in plan.requests
             if r.mobiles
@@ -638,63 +639,69 @@ class _Sender:
                 return None
             return self._queue.popleft()
 
-    def _fail(self, request: SendRequest, error: BaseException) -> None:
+    def _fail(self, request: SendRequest | None, error: BaseException) -> None:
         with self._lock:
             first = self._failure is None
             if first:
                 self._failure = error
         self._stopped.set()
         vendor = self.owner.hook.vendor
+        what = request.description if request is not None else "a sending thread"
         if first:
             self.owner.log.warning(
-                "%s: %s failed; sending no more requests, waiting for those already sent", vendor, request.description
+                "%s: %s failed; sending no more requests, waiting for those already sent", vendor, what
             )
         else:
-            self.owner.log.error("%s: %s also failed: %s", vendor, request.description, error)
+            self.owner.log.error("%s: %s also failed: %s", vendor, what, error)
 
     def _worker(self, hook: SmsHook, row: PlanRequest | None) -> None:
+        """One place in flight: send, record (with the next request's intent), repeat; any failure stops all."""
+        request: SendRequest | None = None
+        try:
+            while row is not None:
+                request = self.requests[row.index]
+                row = self._send_one(hook, row, request)
+        except BaseException as exc:  # a store failure too: it must fail the send, never vanish with a thread
+            self._fail(request, exc)
+
+    def _send_one(self, hook: SmsHook, row: PlanRequest, request: SendRequest) -> PlanRequest | None:
+        """Send one request and record the answer; returns the next request, whose intent is stored now."""
         owner, store = self.owner, self.owner.store
-        while row is not None:
-            request = self.requests[row.index]
-            if self._stopped.is_set():
+        # A row an earlier try left "sending" or "unknown" may have reached the vendor then: whatever happens
+        # now, it stays so. Only a row this try moved from "planned" may go back to "planned".
+        ours = row.state == PLANNED
+        if self._stopped.is_set():
+            if ours:
                 store.release_intent(row.key, "not sent: the send stopped at an earlier failure")
-                return
-            try:
-                receipt = hook.submit(request)
-            except SmsOutcomeUnknownError as exc:
-                store.record_unknown(
-                    row.key,
-                    vendor=hook.vendor,
-                    conn_id=owner.conn_id,
-                    mobiles=row.mobiles,
-                    task=owner.task,
-                    reason=exc.cause,
-                )
-                self._fail(request, exc)
-                return
-            except Exception as exc:
-                # submit turns every failure after the request may have reached the vendor into an unknown
-                # outcome, so this one surely did not go out (or the vendor refused it): it may go again
+            return None
+        try:
+            receipt = hook.submit(request)
+        except SmsOutcomeUnknownError as exc:
+            store.record_unknown(
+                row.key,
+                vendor=hook.vendor,
+                conn_id=owner.conn_id,
+                mobiles=row.mobiles,
+                task=owner.task,
+                reason=exc.cause,
+            )
+            raise
+        except Exception as exc:
+            # submit turns every failure after the request may have reached the vendor into an unknown
+            # outcome, so this one surely did not go out (or the vendor refused it): it may go again
+            if ours:
                 store.release_intent(row.key, f"{type(exc).__name__}: {exc}")
-                self._fail(request, exc)
-                return
-            except BaseException as exc:  # the task being stopped mid-request: the row stays "sending"
-                self._fail(request, exc)
-                return
-            following = self._next()
-            try:
-                store.record_accepted(
-                    row.key,
-                    receipt,
-                    conn_id=owner.conn_id,
-                    task=owner.task,
-                    next_intent=following.key if following is not None else None,
-                )
-            except BaseException as exc:
-                self._fail(request, exc)  # stays "sending": a retry resolves it from evidence
-                return
-            self._accepted(row, request, receipt)
-            row = following
+            raise
+        following = self._next()
+        store.record_accepted(
+            row.key,
+            receipt,
+            conn_id=owner.conn_id,
+            task=owner.task,
+            next_intent=following.key if following is not None else None,
+        )
+        self._accepted(row, request, receipt)
+        return following
 
     def _accepted(self, row: PlanRequest, request: SendRequest, receipt: SendReceipt) -> None:
         with self._lock:

@@ -661,7 +661,8 @@ _ACCEPT_PLANNED = """UPDATE {p}requests SET
         submitted_at = CASE WHEN idempotency_key = ? THEN ? ELSE submitted_at END,
         sending_at = CASE WHEN idempotency_key = ? THEN sending_at ELSE ? END,
         updated_at = ?
-    WHERE (idempotency_key = ? AND state <> 'accepted') OR (idempotency_key = ? AND state = 'planned')"""
+    WHERE (idempotency_key = ? AND state <> 'accepted')
+       OR (idempotency_key = ? AND state IN ('planned', 'sending', 'unknown'))"""
 _ACCEPTED_IN_BATCH = f"""SELECT r.idempotency_key, {_numbers_of("r")} FROM {{p}}requests r
     WHERE r.vendor = ? AND r.batch_id = ? AND r.state = 'accepted' ORDER BY r.created_at, r.idempotency_key"""
 _FINAL_REPORTS_IN_BATCH = """SELECT mobile, status FROM {p}delivery_reports
@@ -1063,7 +1064,7 @@ class SmsStore:
                 found[kind].append((first, second))
             if found["state"] and found["state"][0][0] == ACCEPTED:
                 if next_intent is not None:
-                    self._mark_sending(cur, [next_intent], now, (PLANNED,))
+                    self._mark_sending(cur, [next_intent], now, (PLANNED, SENDING, UNKNOWN))
                 recorded_batch = found["state"][0][1]
                 if recorded_batch != receipt.batch_id:
                     log.warning(
@@ -1091,7 +1092,7 @@ class SmsStore:
                 )
                 return
             if next_intent is not None:
-                self._mark_sending(cur, [next_intent], now, (PLANNED,))
+                self._mark_sending(cur, [next_intent], now, (PLANNED, SENDING, UNKNOWN))
             cur.execute(
                 self._sql(_UPSERT_REQUEST),
                 (
@@ -1340,9 +1341,10 @@ class SmsStore:
     ) -> tuple[dict[str, str], int]:
         """Batch ids that delivery reports prove the vendor accepted unknown requests under.
 
-        ``unknown`` maps a request key to (when it went out, its numbers). A report counts as evidence
-        for a request when it is for one of its numbers, arrived after the request went out, and names
-        a batch that no accepted request in the store has: the batch the lost reply would have named.
+        ``unknown`` maps a request key to (when it went out, its numbers). A batch is evidence for a
+        request when no accepted request in the store has it (the batch the lost reply would have named),
+        and every report of it read here is for one of the request's numbers and arrived after the
+        request went out: a batch of someone else's that also messaged one of the numbers has others too.
         Only reports written after ``since_seq`` are read; returns the evidence and the last seq read,
         where the next look may start.
         """
@@ -1352,6 +1354,7 @@ class SmsStore:
                 owners[mobile] = key
         since_text = {key: _ts(when) or "" for key, (when, _) in unknown.items()}
         votes: dict[str, dict[str, int]] = {}
+        rows_of_batch: dict[str, int] = {}
         last_seq = since_seq
         with self._transaction(write=False) as cur:
             cur.execute(
@@ -1363,6 +1366,7 @@ class SmsStore:
             while rows := cur.fetchmany(PAGE_SIZE):
                 for batch_id, mobile, fetched_at, seq in rows:
                     last_seq = max(last_seq, int(seq))
+                    rows_of_batch[batch_id] = rows_of_batch.get(batch_id, 0) + 1
                     owner = owners.get(mobile)
                     if owner is not None and fetched_at >= since_text[owner]:
                         counts = votes.setdefault(owner, {})
@@ -1380,7 +1384,11 @@ class SmsStore:
         found: dict[str, str] = {}
         for key, counts in votes.items():
             best = max(
-                ((count, batch) for batch, count in counts.items() if batch not in known),
+                (
+                    (count, batch)
+                    for batch, count in counts.items()
+                    if batch not in known and count == rows_of_batch[batch]
+                ),
                 default=None,
             )
             if best is not None:
@@ -1433,13 +1441,14 @@ class SmsStore:
     def journal(self, records: Sequence[Any], *, conn_id: str, vendor: str, kind: str, source: str) -> int:
         """Commit a page the vendor handed out, as it came, before anything parses it; returns its id."""
         with self._transaction(write=True) as cur:
-            cur.execute(
-                self._sql(
-                    "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id"
-                ),
-                (conn_id, vendor, kind, source, json.dumps(list(records), default=str), _now()),
+            insert = (
+                "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at) VALUES (?, ?, ?, ?, ?, ?)"
             )
+            values = (conn_id, vendor, kind, source, json.dumps(list(records), default=str), _now())
+            if self._dialect.name == "sqlite":  # no RETURNING before SQLite 3.35
+                cur.execute(self._sql(insert), values)
+                return int(cur.lastrowid)
+            cur.execute(self._sql(insert + " RETURNING id"), values)
             return int(cur.fetchone()[0])
 
     def open_journal(self, conn_id: str, kind: str) -> list[tuple[int, str, list[Any]]]:

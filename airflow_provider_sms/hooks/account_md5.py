@@ -148,7 +148,7 @@ class AccountMd5Hook(SmsHook):
         try:
             reply = self._post("send", payload, operation, send=request)
         except SmsVendorError as exc:
-            if request.client_ref and _repeated_task_id(exc, task_id):
+            if request.client_ref and request.may_repeat and _repeated_task_id(exc, task_id):
                 # the taskId is unique at the vendor: a refusal as "already used" means the earlier
                 # request under it was accepted; its reports carry this taskId as sendId
                 self.log.info(
@@ -245,14 +245,15 @@ class AccountMd5Hook(SmsHook):
         return f"account {self.config.login} at {self.config.base_url}: balance {balance.amount} ({payment})"
 
 
-#: words of a refusal that says the taskId was used before. The document lists no error codes, so the
-#: vendor's message is all there is; a message naming the taskId itself counts too.
-REPEATED_TASK_WORDS = ("已存在", "重复", "已使用", "已被使用", "exist", "duplicate", "repeat", "already used")
+#: words of a refusal that says a taskId was used before. The document lists no error codes, so the
+#: vendor's message is all there is: it must name the taskId (or "taskId") and say it exists already.
+REPEATED_TASK_WORDS = ("已存在", "重复", "已使用", "已被使用", "exist", "duplicate", "already used")
 
 
 def _repeated_task_id(error: SmsVendorError, task_id: str) -> bool:
     message = error.vendor_message.lower()
-    return task_id.lower() in message or any(word in message for word in REPEATED_TASK_WORDS)
+    names_it = task_id.lower() in message or "taskid" in message.replace(" ", "").replace("_", "")
+    return names_it and any(word in message for word in REPEATED_TASK_WORDS)
 
 
 def _positive_integer(text: str) -> bool:

@@ -114,6 +114,9 @@ class SendRequest:
     template_id: str | None = None
     params: Any = None
     client_ref: str | None = None
+    #: the same client reference may have gone out before (a caller's own reference, or a resend of a
+    #: request whose outcome was unknown): only then can a vendor's "reference already used" mean accepted
+    may_repeat: bool = False
 
     @property
     def description(self) -> str:
@@ -522,6 +525,7 @@ class SmsHook(BaseHook):
                     template_id=template_id,
                     params=params,
                     client_ref=ref,
+                    may_repeat=ref is not None,
                 )
             )
         for request in requests_:
@@ -546,6 +550,7 @@ class SmsHook(BaseHook):
         template_id: str | None = None,
         params: Any = None,
         client_ref: str | None = None,
+        may_repeat: bool = False,
     ) -> SendRequest:
         """A request of a stored plan, rebuilt for a retry: the numbers as planned, checked again."""
         request = SendRequest(
@@ -556,6 +561,7 @@ class SmsHook(BaseHook):
             template_id=template_id,
             params=params,
             client_ref=client_ref,
+            may_repeat=may_repeat,
         )
         self._validate_request(request)
         return request

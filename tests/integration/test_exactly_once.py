@@ -288,3 +288,23 @@ def test_the_ledger_counts_reports_handed_out(sim: GatewaySimulator) -> None:
     reply = requests.get(f"{sim.http_url}/_sim/ledger", timeout=10).json()["paasw_v2"]
     assert reply["reports"] == {"handed_out": 20, "distinct": 20, "handed_out_more_than_once": 0}
     assert reply["accepted"]["numbers"] == 20 and reply["accepted"]["acceptances"] == 20
+
+
+def test_a_batch_that_also_messaged_other_numbers_is_no_evidence(home: Path) -> None:
+    """Someone else's send that reached one of the request's numbers must not pass for the lost reply."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_provider_sms.records import DELIVERED, DeliveryReport
+
+    went_out = datetime.now(timezone.utc) - timedelta(seconds=1)
+    unknown = {"k": (went_out, ["13800000001", "13800000002"])}
+    with SmsStore() as store:
+        store.save_reports(
+            [
+                DeliveryReport("paasw_v2", "OTHER", "13800000001", DELIVERED, "DELIVRD", "", None),
+                DeliveryReport("paasw_v2", "OTHER", "13900000009", DELIVERED, "DELIVRD", "", None),
+            ]
+        )
+        assert store.acceptance_evidence("paasw_v2", 0, unknown)[0] == {}
+        store.save_reports([DeliveryReport("paasw_v2", "OURS", "13800000002", DELIVERED, "DELIVRD", "", None)])
+        assert store.acceptance_evidence("paasw_v2", 0, unknown)[0] == {"k": "OURS"}

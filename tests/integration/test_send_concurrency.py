@@ -174,3 +174,28 @@ def test_more_places_than_requests_and_https(sim: GatewaySimulator) -> None:
 def test_max_concurrency_must_be_a_whole_number_of_at_least_one(value: Any) -> None:
     with pytest.raises(ValueError, match="max_concurrency"):
         send_op(mobiles="13800000000", max_concurrency=value)
+
+
+def test_a_store_failure_in_a_sending_thread_fails_the_send(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The vendor refuses a request and the store cannot note it: the thread must not vanish, the task fails."""
+    from airflow_provider_sms.errors import SmsVendorError
+
+    real_submit = SmsHook.submit
+    calls = {"n": 0}
+
+    def refuse_third(self: SmsHook, request: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise SmsVendorError("paasw_v2", "40001", "refused", "", "send request")
+        return real_submit(self, request)
+
+    def store_down(self: SmsStore, *args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("database connection lost")
+
+    monkeypatch.setattr(SmsHook, "submit", refuse_third)
+    monkeypatch.setattr(SmsStore, "release_intent", store_down)
+    with pytest.raises((RuntimeError, SmsVendorError)):
+        send_op(mobiles=numbers(20000), max_concurrency=4).execute(context())
+    assert sends_seen(sim) < 20  # it stopped

@@ -290,7 +290,7 @@ def test_send_vendor_error_carries_message(hook: AccountMd5Hook, requests_mock: 
     assert requests_mock.call_count == 1
 
 
-@pytest.mark.parametrize("message", ["taskId dup-1 已存在", "任务ID重复", "taskId already used", "dup-1"])
+@pytest.mark.parametrize("message", ["taskId dup-1 已存在", "taskId重复", "taskId already used", "dup-1 exists"])
 def test_a_refusal_of_a_used_task_id_is_the_earlier_acceptance(
     hook: AccountMd5Hook, requests_mock: Any, message: str
 ) -> None:
@@ -298,6 +298,24 @@ def test_a_refusal_of_a_used_task_id_is_the_earlier_acceptance(
     [receipt] = hook.send("13800138000", "【S】hi", client_ref="dup-1")
     assert receipt.already_accepted and receipt.batch_id == "dup-1"
     assert requests_mock.call_count == 1
+
+
+@pytest.mark.parametrize("message", ["相同内容重复发送", "template not exist", "dup-1: 余额不足"])
+def test_other_refusals_that_sound_alike_stay_errors(hook: AccountMd5Hook, requests_mock: Any, message: str) -> None:
+    requests_mock.post(SEND_URL, json={"code": "09", "data": None, "message": message})
+    with pytest.raises(SmsVendorError):
+        hook.send("13800138000", "【S】hi", client_ref="dup-1")
+
+
+def test_a_first_send_of_a_planned_request_is_never_taken_for_a_repeat(
+    hook: AccountMd5Hook, requests_mock: Any
+) -> None:
+    """A plan's request that never went out carries its taskId for the first time: a refusal is a refusal."""
+    requests_mock.post(SEND_URL, json={"code": "06", "data": None, "message": "taskId dup-1 已存在"})
+    options = hook.prepare_send("【S】hi")
+    request = hook.stored_request(0, ["13800138000"], "【S】hi", options, client_ref="dup-1", may_repeat=False)
+    with pytest.raises(SmsVendorError):
+        hook.submit(request)
 
 
 def test_a_refusal_of_a_fresh_task_id_stays_an_error(hook: AccountMd5Hook, requests_mock: Any) -> None:
