@@ -155,7 +155,6 @@ class SendTally:
     unknown: int = 0
     resolved: int = 0
     resent: int = 0
-    unresolved: list[str] = field(default_factory=list)
 
     @classmethod
     def carried_over(cls, carried: Mapping[str, int]) -> SendTally:
@@ -267,11 +266,12 @@ class PlannedSend:
             )
         intents: frozenset[str] = frozenset()
         if plan is None or plan.inputs != inputs:
-            plan, intents = self._new_plan(key, plan, valid, inputs, spec, options)
+            plan, intents, requests = self._new_plan(key, plan, valid, inputs, spec, options)
         else:
             plan = self._resume(plan)
+            requests = self._requests(plan, spec, options)
         del valid
-        return self._execute(plan, self._requests(plan, spec, options), intents, tally, wait=wait)
+        return self._execute(plan, requests, intents, tally, wait=wait)
 
     def _new_plan(
         self,
@@ -281,8 +281,9 @@ class PlannedSend:
         inputs: Mapping[str, Any],
         spec: SendSpec,
         options: SendOptions,
-    ) -> tuple[StoredPlan, frozenset[str]]:
-        """Cut the numbers into requests and store them, with the first requests' intents, in one commit."""
+    ) -> tuple[StoredPlan, frozenset[str], dict[int, SendRequest]]:
+        """Cut the numbers into requests, check them, and store them with the first requests' intents
+        in one commit: a request that cannot be sent fails here, before any plan exists."""
         hook = self.hook
         opted_out = 0
         if self.skip_opted_out:
@@ -293,23 +294,10 @@ class PlannedSend:
                 opted_out = len(opted)
         generation = 1 if previous is None else previous.generation + 1
         plan_key = f"{key}-{generation}"
-        planned = (
-            hook.plan_send(
-                valid,
-                spec.content,
-                template_id=spec.template_id,
-                params=spec.params,
-                normalized=True,
-                **dict(spec.options),
-            )
-            if valid
-            else []
-        )
         stored = tuple(
-            PlanRequest(key=request_key(plan_key, r.index), index=r.index, state=PLANNED, mobiles=r.mobiles)
-            for r in planned
+            PlanRequest(key=request_key(plan_key, index), index=index, state=PLANNED, mobiles=chunk)
+            for index, chunk in enumerate(hook.chunk(valid))
         )
-        del planned
         plan = StoredPlan(
             task_key=key,
             plan_key=plan_key,
@@ -319,6 +307,7 @@ class PlannedSend:
             opted_out=opted_out,
             requests=stored,
         )
+        requests = self._requests(plan, spec, options)
         intents = frozenset(r.key for r in stored[: self.max_concurrency])
         saved = self.store.save_plan(
             plan,
@@ -335,7 +324,7 @@ class PlannedSend:
             len(stored),
             generation,
         )
-        return saved, intents
+        return saved, intents, requests
 
     def _requests(self, plan: StoredPlan, spec: SendSpec, options: SendOptions) -> dict[int, SendRequest]:
         """The hook's requests for a stored plan's rows, each carrying its client reference."""
@@ -446,13 +435,11 @@ class PlannedSend:
                 len(unknown),
                 self.unknown_grace_period,
             )
-            sender.resending = True
             sender.send(unknown, intents_stored=frozenset())
             unknown = []
         summary = self._summary(plan, batch_by_index, tally)
         if unknown:
             described = [requests[r.index].description if r.index in requests else f"#{r.index + 1}" for r in unknown]
-            tally.unresolved = described
             summary["unresolved_requests"] = described
             self.log.error("%s: send summary %s", hook.vendor, summary)
             raise SmsOutcomeUnknownError(
@@ -587,7 +574,6 @@ class _Sender:
         self.requests = requests
         self.batch_by_index = batch_by_index
         self.tally = tally
-        self.resending = False
         self._queue: deque[PlanRequest] = deque()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -709,7 +695,7 @@ class _Sender:
             self.tally.accepted_numbers += len(row.mobiles)
             if receipt.already_accepted:
                 self.tally.resolved += 1
-            elif self.resending or row.state in (SENDING, UNKNOWN):
+            elif row.state in (SENDING, UNKNOWN):  # a resend of what an earlier try left unknown
                 self.tally.resent += 1
                 self.tally.sent += 1
             else:

@@ -485,52 +485,38 @@ class SmsHook(BaseHook):
         *,
         template_id: str | None = None,
         params: Any = None,
-        normalized: bool = False,
         **options: Any,
     ) -> list[SendRequest]:
-        """Validate everything that can be known before sending and cut the numbers into requests.
-
-        ``normalized=True`` says ``mobiles`` is already the valid list ``normalize_mobiles`` returned for
-        this hook (normalised, de-duplicated), so it is not normalised a second time: that costs about
-        as much as the rest of planning together on a list of a million numbers.
-        """
+        """Validate everything that can be known before sending and cut the numbers into requests."""
         send_options = self.prepare_send(content, template_id=template_id, **options)
-        valid: list[str]
-        invalid: list[str] = []
-        if normalized and not isinstance(mobiles, str):
-            valid = mobiles if isinstance(mobiles, list) else list(mobiles)
-        else:
-            valid, invalid = normalize_mobiles(mobiles, international=self.international)
+        valid, invalid = normalize_mobiles(mobiles, international=self.international)
         if invalid:
             raise SmsInvalidNumbersError(self.vendor, invalid, len(valid) + len(invalid))
         if not valid:
             raise SmsInvalidRequestError(f"{self.vendor}: no mobile numbers to send to")
+        chunks = self.chunk(valid)
+        ref = send_options.client_ref
+        return [
+            self.stored_request(
+                index,
+                chunk,
+                content,
+                send_options,
+                template_id=template_id,
+                params=params,
+                client_ref=(ref if len(chunks) == 1 else f"{ref}-{index + 1}") if ref else None,
+                may_repeat=bool(ref),
+            )
+            for index, chunk in enumerate(chunks)
+        ]
+
+    def chunk(self, valid: Sequence[str]) -> list[tuple[str, ...]]:
+        """Valid numbers cut into as few requests as the vendor allows (count and character caps)."""
         # tuples straight away: holding the chunk lists as well would double the planner's memory
-        chunks = [
+        return [
             tuple(chunk)
             for chunk in chunk_mobiles(valid, max_count=self.max_numbers_per_request, max_chars=self.max_mobiles_chars)
         ]
-        requests_ = []
-        for index, chunk in enumerate(chunks):
-            if send_options.client_ref:
-                ref = send_options.client_ref if len(chunks) == 1 else f"{send_options.client_ref}-{index + 1}"
-            else:
-                ref = None
-            requests_.append(
-                SendRequest(
-                    index=index,
-                    mobiles=chunk,
-                    content=content,
-                    options=send_options,
-                    template_id=template_id,
-                    params=params,
-                    client_ref=ref,
-                    may_repeat=ref is not None,
-                )
-            )
-        for request in requests_:
-            self._validate_request(request)
-        return requests_
 
     def prepare_send(self, content: str | None, *, template_id: str | None = None, **options: Any) -> SendOptions:
         """The checks that do not depend on the numbers: feature, options, empty content."""
@@ -552,7 +538,7 @@ class SmsHook(BaseHook):
         client_ref: str | None = None,
         may_repeat: bool = False,
     ) -> SendRequest:
-        """A request of a stored plan, rebuilt for a retry: the numbers as planned, checked again."""
+        """One request, checked before anything is sent: a chunk being planned, or a stored plan's row."""
         request = SendRequest(
             index=index,
             mobiles=tuple(mobiles),

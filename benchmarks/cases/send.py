@@ -84,7 +84,7 @@ def _ours(
         timer = CallTimer()
         timer.wrap(SmsStore, "record_accepted", "store_record")
         timer.wrap(SmsStore, "opted_out", "opt_out_lookup")
-        timer.wrap(SmsHook, "plan_send", "plan")
+        timer.wrap(SmsHook, "chunk", "plan")
         timer.wrap(SmsHook, "submit", "vendor_submit")
         try:
             timing, summary = timed(sim, lambda: operator.execute({"ti": FakeTaskInstance(run_id)}))
