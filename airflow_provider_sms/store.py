@@ -71,7 +71,7 @@ from airflow_provider_sms.records import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 #: Table names without the prefix, e.g. for dropping a test's tables.
 # fmt: off
 TABLES: Final = (
@@ -92,6 +92,8 @@ def drop_statements(table_prefix: str) -> list[str]:
 
 
 PAGE_SIZE: Final = 5000
+#: the quarantine position of a whole pulled reply that would not decode (records have their index)
+WHOLE_REPLY: Final = -1
 _IN_CHUNK = 500  # values per IN (...) list: under the 999 bound variables of SQLite builds before 3.32
 _BUSY_TIMEOUT_S = 60.0
 _SCAN_MIN_KEYS = 32  # a batch with this many keys in a page is read whole ...
@@ -169,6 +171,16 @@ class SaveResult:
     @property
     def total(self) -> int:
         return self.inserted + self.updated + self.unchanged
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """A page journaled but not yet stored: a pull's reply as it came (``body``), or a push's ``records``."""
+
+    id: int
+    source: str
+    records: list[Any] | None
+    body: bytes | None
 
 
 @dataclass(frozen=True)
@@ -383,6 +395,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+def _bytes(value: Any) -> bytes | None:
+    """A BLOB/BYTEA as bytes: drivers hand out bytes or memoryview."""
+    return None if value is None else bytes(value)
+
+
 def _json_encoder() -> Callable[[Any], str]:
     """``json.dumps(value, default=str, ensure_ascii=False)``, without building an encoder per call.
 
@@ -438,6 +455,7 @@ class _Dialect:
     name: str
     param: str  # DB-API placeholder; SQL below is written with "?"
     serial_pk: str  # auto-numbered integer primary key
+    blob: str  # bytes as they came
     begin_write: str | None  # opens a write transaction holding the write lock (None: the driver opens one)
     begin_read: str | None
     lock_row: str  # appended to the SELECT of a counter row to lock it until commit
@@ -451,6 +469,7 @@ _SQLITE = _Dialect(
     name="sqlite",
     param="?",
     serial_pk="INTEGER PRIMARY KEY",
+    blob="BLOB",
     begin_write="BEGIN IMMEDIATE",
     begin_read="BEGIN",
     lock_row="",  # BEGIN IMMEDIATE already holds the database's single write lock
@@ -469,6 +488,7 @@ _POSTGRES = _Dialect(
     name="postgresql",
     param="%s",
     serial_pk="BIGSERIAL PRIMARY KEY",
+    blob="BYTEA",
     begin_write=None,
     begin_read=None,
     lock_row=" FOR UPDATE",
@@ -542,18 +562,23 @@ _SEND_PLANS_SCHEMA = (
         position INTEGER)""",
     # a journaled page processed twice (a crash between its quarantine and its save) quarantines once
     "CREATE UNIQUE INDEX IF NOT EXISTS {p}quarantine_position ON {p}quarantine (journal_id, position)",
-    # Every page a vendor handed out (pulled, or pushed to the receiver), committed before it is parsed;
-    # deleted in the commit that stores its records. What is left is what a crash interrupted.
-    """CREATE TABLE IF NOT EXISTS {p}journal (
+)
+# Every page a vendor handed out (pulled, or pushed to the receiver), committed before it is parsed;
+# deleted in the commit that stores its records. What is left is what a crash interrupted. A pull is
+# journaled as the reply's bytes (``body``, schema 4), so a reply that will not decode is kept
+# (quarantined whole) rather than lost; a push as its decoded ``records``.
+_JOURNAL_TABLE = """CREATE TABLE IF NOT EXISTS {p}journal (
         id {serial_pk},
         conn_id TEXT NOT NULL,
         vendor TEXT NOT NULL,
         kind TEXT NOT NULL,
         source TEXT NOT NULL,
         records TEXT NOT NULL,
-        fetched_at TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS {p}journal_open ON {p}journal (conn_id, kind, id)",
-)
+        fetched_at TEXT NOT NULL%s)"""
+_JOURNAL_INDEX = "CREATE INDEX IF NOT EXISTS {p}journal_open ON {p}journal (conn_id, kind, id)"
+_JOURNAL_SCHEMA_3 = (_JOURNAL_TABLE % "", _JOURNAL_INDEX)
+_JOURNAL_SCHEMA = (_JOURNAL_TABLE % ",\n        body {blob}", _JOURNAL_INDEX)
+_JOURNAL_BODY_COLUMN = "ALTER TABLE {p}journal ADD COLUMN body {blob}"  # schema 3 -> 4
 # DDL; {p} is the table prefix, {serial_pk} the dialect's auto-numbered key. Times and money are text.
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS {p}schema_version (
@@ -632,6 +657,7 @@ _SCHEMA = (
         source TEXT NOT NULL DEFAULT '',
         created_at TEXT NOT NULL)""",
     *_NOTIFICATIONS_SCHEMA,
+    *_JOURNAL_SCHEMA,
 )
 _COUNTER_NAMES = ("delivery_reports", "inbound_messages")
 
@@ -860,9 +886,8 @@ class SmsStore:
 
     def _ensure_schema(self) -> None:
         version = self._schema_version()
-        upgrades = {1: self._upgrade_from_1, 2: self._upgrade_from_2}
-        while version in upgrades:
-            upgrades[version]()
+        while version is not None and 0 < version < SCHEMA_VERSION:
+            self._upgrade(version)
             version = self._schema_version()
         if version is None:
             with self._transaction(write=True) as cur:
@@ -892,46 +917,54 @@ class SmsStore:
         if self._dialect.schema_lock:
             cur.execute(self._sql(self._dialect.schema_lock), (zlib.crc32(self.table_prefix.encode()),))
 
-    def _upgrade_from_1(self) -> None:
+    def _upgrade(self, version: int) -> None:
+        """Run the upgrade from ``version`` to the next in one transaction, under the schema lock."""
+        steps = {1: self._upgrade_from_1, 2: self._upgrade_from_2, 3: self._upgrade_from_3}
+        with self._transaction(write=True) as cur:
+            self._lock_schema(cur)
+            cur.execute(self._sql("SELECT version FROM {p}schema_version WHERE id = 1"))
+            if int(cur.fetchone()[0]) != version:
+                return  # another process upgraded while this one waited for the lock
+            log.info(
+                "SMS store: upgrading %s* (%s) from schema version %d to %d",
+                self.table_prefix,
+                self._where(),
+                version,
+                version + 1,
+            )
+            steps[version](cur)
+            cur.execute(self._sql("UPDATE {p}schema_version SET version = ? WHERE id = 1"), (version + 1,))
+
+    def _upgrade_from_1(self, cur: Any) -> None:
         """Schema 1 kept a ``sent_messages`` row per number; 2 keeps each request's numbers with it.
 
         One row per request is what lets a send of 100,000 numbers cost next to nothing beyond the
         vendor's time; ``sent_messages`` lives on as a view, so queries written against it still work.
         """
-        with self._transaction(write=True) as cur:
-            self._lock_schema(cur)
-            cur.execute(self._sql("SELECT version FROM {p}schema_version WHERE id = 1"))
-            if int(cur.fetchone()[0]) != 1:
-                return  # another process upgraded while this one waited for the lock
-            log.info("SMS store: upgrading %s* (%s) from schema version 1 to 2", self.table_prefix, self._where())
-            cur.execute(self._sql("ALTER TABLE {p}requests ADD COLUMN mobiles TEXT"))
-            cur.execute(self._sql("ALTER TABLE {p}requests ADD COLUMN submitted_at TEXT"))
-            cur.execute(
-                self._sql(
-                    f"""UPDATE {{p}}requests SET mobiles = ({self._dialect.mobiles_of_v1_request}),
-                        submitted_at = (SELECT MIN(s.submitted_at) FROM {{p}}sent_messages s
-                            WHERE s.idempotency_key = {{p}}requests.idempotency_key)
-                    WHERE state = 'accepted'"""
-                )
+        cur.execute(self._sql("ALTER TABLE {p}requests ADD COLUMN mobiles TEXT"))
+        cur.execute(self._sql("ALTER TABLE {p}requests ADD COLUMN submitted_at TEXT"))
+        cur.execute(
+            self._sql(
+                f"""UPDATE {{p}}requests SET mobiles = ({self._dialect.mobiles_of_v1_request}),
+                    submitted_at = (SELECT MIN(s.submitted_at) FROM {{p}}sent_messages s
+                        WHERE s.idempotency_key = {{p}}requests.idempotency_key)
+                WHERE state = 'accepted'"""
             )
-            cur.execute(self._sql("DROP TABLE {p}sent_messages"))  # a view again from schema 3 on
-            cur.execute(self._sql("UPDATE {p}schema_version SET version = 2 WHERE id = 1"))
+        )
+        cur.execute(self._sql("DROP TABLE {p}sent_messages"))  # a view again from schema 3 on
 
-    def _upgrade_from_2(self) -> None:
+    def _upgrade_from_2(self, cur: Any) -> None:
         """Schema 3 adds send plans: each request row knows its plan, its place in it and when it went out."""
-        with self._transaction(write=True) as cur:
-            self._lock_schema(cur)
-            cur.execute(self._sql("SELECT version FROM {p}schema_version WHERE id = 1"))
-            if int(cur.fetchone()[0]) != 2:
-                return
-            log.info("SMS store: upgrading %s* (%s) from schema version 2 to 3", self.table_prefix, self._where())
-            for column in ("plan_key TEXT", "request_index INTEGER", "sending_at TEXT"):
-                cur.execute(self._sql(f"ALTER TABLE {{p}}requests ADD COLUMN {column}"))
-            for ddl in (*_NOTIFICATIONS_SCHEMA, *_SEND_PLANS_SCHEMA):
-                cur.execute(self._sql(ddl))
-            cur.execute(self._sql("DROP VIEW IF EXISTS {p}sent_messages"))  # its numbers may now be a plan's
-            cur.execute(self._sql(self._dialect.sent_view))
-            cur.execute(self._sql("UPDATE {p}schema_version SET version = 3 WHERE id = 1"))
+        for column in ("plan_key TEXT", "request_index INTEGER", "sending_at TEXT"):
+            cur.execute(self._sql(f"ALTER TABLE {{p}}requests ADD COLUMN {column}"))
+        for ddl in (*_NOTIFICATIONS_SCHEMA, *_SEND_PLANS_SCHEMA, *_JOURNAL_SCHEMA_3):
+            cur.execute(self._sql(ddl))
+        cur.execute(self._sql("DROP VIEW IF EXISTS {p}sent_messages"))  # its numbers may now be a plan's
+        cur.execute(self._sql(self._dialect.sent_view))
+
+    def _upgrade_from_3(self, cur: Any) -> None:
+        """Schema 4 journals pulled replies as bytes; pages journaled as records before stay readable."""
+        cur.execute(self._sql(_JOURNAL_BODY_COLUMN))
 
     def _schema_version(self) -> int | None:
         try:
@@ -947,7 +980,11 @@ class SmsStore:
 
     def _sql(self, sql: str) -> str:
         """Fill in the table prefix, and the placeholders: ``?`` a value, ``{a}`` an array (PostgreSQL)."""
-        text = sql.replace("{p}", self.table_prefix).replace("{serial_pk}", self._dialect.serial_pk)
+        text = (
+            sql.replace("{p}", self.table_prefix)
+            .replace("{serial_pk}", self._dialect.serial_pk)
+            .replace("{blob}", self._dialect.blob)
+        )
         if self._dialect.param != "?":
             text = text.replace("?", self._dialect.param)
         return text.replace("{a}", self._array_param)
@@ -1436,29 +1473,55 @@ class SmsStore:
             self._insert_many(cur, "quarantine", columns, rows, "ON CONFLICT DO NOTHING")
         return len(rows)
 
+    def quarantine_reply(self, entry: JournalEntry, reason: str, *, conn_id: str, vendor: str, kind: str) -> None:
+        """Keep a journaled reply that will not decode, whole, and drop it from the journal, in one commit.
+
+        Its ``raw`` is the body as a JSON string (bytes that are not UTF-8 kept as ``\\udcXX`` escapes);
+        its position is ``WHOLE_REPLY``.
+        """
+        text = (entry.body or b"").decode("utf-8", "surrogateescape")
+        row = (conn_id, vendor, kind, entry.source, json.dumps(text), reason[:1000], _now(), entry.id, WHOLE_REPLY)
+        columns = ("conn_id", "vendor", "kind", "source", "raw", "reason", "created_at", "journal_id", "position")
+        with self._transaction(write=True) as cur:
+            self._insert_many(cur, "quarantine", columns, [row], "ON CONFLICT DO NOTHING")
+            self._close_journal(cur, entry.id)
+
     # ---------------------------------------------------------------------------- journal
 
     def journal(self, records: Sequence[Any], *, conn_id: str, vendor: str, kind: str, source: str) -> int:
-        """Commit a page the vendor handed out, as it came, before anything parses it; returns its id."""
+        """Commit a page of records (a push, decoded) before anything parses them; returns its id."""
+        return self._journal(conn_id, vendor, kind, source, json.dumps(list(records), default=str), None)
+
+    def journal_reply(self, body: bytes, *, conn_id: str, vendor: str, kind: str) -> int:
+        """Commit a pulled reply as the bytes that came, before anything decodes it; returns its id."""
+        return self._journal(conn_id, vendor, kind, "pull", "", body)
+
+    def _journal(self, conn_id: str, vendor: str, kind: str, source: str, records: str, body: bytes | None) -> int:
+        insert = (
+            "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        )
+        values = (conn_id, vendor, kind, source, records, _now(), body)
         with self._transaction(write=True) as cur:
-            insert = (
-                "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at) VALUES (?, ?, ?, ?, ?, ?)"
-            )
-            values = (conn_id, vendor, kind, source, json.dumps(list(records), default=str), _now())
             if self._dialect.name == "sqlite":  # no RETURNING before SQLite 3.35
                 cur.execute(self._sql(insert), values)
                 return int(cur.lastrowid)
             cur.execute(self._sql(insert + " RETURNING id"), values)
             return int(cur.fetchone()[0])
 
-    def open_journal(self, conn_id: str, kind: str) -> list[tuple[int, str, list[Any]]]:
-        """Pages journaled but never stored (a crash came between): (id, source, records), oldest first."""
+    def open_journal(self, conn_id: str, kind: str) -> list[JournalEntry]:
+        """Pages journaled but never stored (a crash came between, or their pull failed), oldest first."""
         with self._transaction(write=False) as cur:
             cur.execute(
-                self._sql("SELECT id, source, records FROM {p}journal WHERE conn_id = ? AND kind = ? ORDER BY id"),
+                self._sql(
+                    "SELECT id, source, records, body FROM {p}journal WHERE conn_id = ? AND kind = ? ORDER BY id"
+                ),
                 (conn_id, kind),
             )
-            return [(int(entry), source, json.loads(records)) for entry, source, records in cur.fetchall()]
+            return [
+                JournalEntry(int(entry), source, None if body is not None else json.loads(records), _bytes(body))
+                for entry, source, records, body in cur.fetchall()
+            ]
 
     def close_journal(self, journal_id: int) -> None:
         """Drop a processed page (done inside the saving commit when the page has records to save)."""
@@ -1472,8 +1535,23 @@ class SmsStore:
     def quarantined(
         self, *, conn_id: str | None = None, kind: str | None = None, replayed: bool = False, limit: int = 1000
     ) -> list[dict[str, Any]]:
-        """Quarantined records, oldest first (``replayed=True``: those already replayed), ``raw`` decoded."""
-        columns = ("id", "conn_id", "vendor", "kind", "source", "raw", "reason", "created_at", "replayed_at")
+        """Quarantined records, oldest first (``replayed=True``: those already replayed), ``raw`` decoded.
+
+        ``whole_reply``: the row is a pulled reply that would not decode, its ``raw`` the body as text.
+        """
+        columns = (
+            "id",
+            "conn_id",
+            "vendor",
+            "kind",
+            "source",
+            "raw",
+            "reason",
+            "created_at",
+            "replayed_at",
+            "journal_id",
+            "position",
+        )
         wanted = [(name, value) for name, value in (("conn_id", conn_id), ("kind", kind)) if value is not None]
         where = " AND ".join(
             [f"{name} = ?" for name, _ in wanted] + [f"replayed_at IS {'NOT ' if replayed else ''}NULL"]
@@ -1486,6 +1564,7 @@ class SmsStore:
             rows = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
         for row in rows:
             row["raw"] = json.loads(row["raw"])
+            row["whole_reply"] = row.pop("position") == WHOLE_REPLY
         return rows
 
     def settle_quarantined(self, replayed: Sequence[int], still_bad: Mapping[int, str]) -> None:
@@ -2128,7 +2207,9 @@ __all__ = [
     "TABLES",
     "UNKNOWN",
     "VIEWS",
+    "WHOLE_REPLY",
     "BatchProgress",
+    "JournalEntry",
     "MaskResolver",
     "PlanRequest",
     "RequestRecord",

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_sms.errors import SmsPartialResponseError
+from airflow_provider_sms.errors import SmsPartialResponseError, SmsVendorError
 from airflow_provider_sms.hooks.base import INBOUND, REPORTS, SmsHook
-from airflow_provider_sms.store import SaveResult, SmsStore
+from airflow_provider_sms.store import JournalEntry, SaveResult, SmsStore
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,8 @@ def _quarantine(
     if not bad:
         return
     place = {id(item): position for position, item in enumerate(items)}
-    positions = [place.get(id(item), -1 - n) for n, (item, _) in enumerate(bad)]
+    # a record not found in its page still gets a place of its own, past the page's end
+    positions = [place.get(id(item), len(items) + n) for n, (item, _) in enumerate(bad)]
     store.quarantine(
         bad,
         conn_id=hook.sms_conn_id,
@@ -227,10 +228,11 @@ def pull_inbound(hook: SmsHook, store: SmsStore, *, max_pulls: int = DEFAULT_MAX
 
 
 def _drain(hook: SmsHook, store: SmsStore, kind: str, max_pulls: int) -> PullResult:
-    """Pull a queue page by page: each page journaled (committed) before it is parsed, then stored.
+    """Pull a queue page by page: each reply journaled (committed) as the bytes that came, then read and stored.
 
-    Pages journaled but never stored (the pulling process died between, or the push receiver did) are
-    stored first.
+    Replies journaled but never stored (the pulling process died between, a pull failed after a reply
+    came, or the push receiver died) are stored first; those a failed pull left are stored before its
+    error is raised.
     """
     result = PullResult()
     leftover = store.open_journal(hook.sms_conn_id, kind)
@@ -241,17 +243,67 @@ def _drain(hook: SmsHook, store: SmsStore, kind: str, max_pulls: int) -> PullRes
             len(leftover),
             kind,
         )
-    for journal_id, source, items in leftover:
-        result.add(process_journaled(hook, store, kind, items, journal_id, source=source))
+    for entry in leftover:
+        result.add(process_entry(hook, store, kind, entry))
+    kept: list[int] = []
+
+    def keep(body: bytes) -> None:
+        kept.append(store.journal_reply(body, conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind))
+
     while result.pulls < max_pulls:
-        items = hook.pull_records(kind)
+        kept.clear()
+        try:
+            items = hook.pull_records(kind, keep=keep)
+        except Exception:
+            if kept:  # replies came, and then something failed: none of them is lost
+                for entry in store.open_journal(hook.sms_conn_id, kind):
+                    result.add(process_entry(hook, store, kind, entry))
+            raise
         result.pulls += 1
+        if len(kept) > 1:  # earlier replies of this pull were retried (not JSON) or refused (a stale token)
+            for entry in store.open_journal(hook.sms_conn_id, kind):
+                if entry.id != kept[-1]:
+                    result.add(process_entry(hook, store, kind, entry))
+        if not kept:
+            raise RuntimeError(f"{hook.vendor}: a {kind} pull returned without a reply to journal")
+        result.add(process_journaled(hook, store, kind, items, kept[-1]))
         if not items:
             break
-        journal_id = store.journal(items, conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind, source="pull")
-        result.add(process_journaled(hook, store, kind, items, journal_id))
         log.info("%s: pulled %d %s records (%d so far)", hook.vendor, len(items), kind, result.fetched)
     return result
+
+
+def process_entry(hook: SmsHook, store: SmsStore, kind: str, entry: JournalEntry) -> StoredPage:
+    """Store a journaled page: a push's records, or a pulled reply read again from its bytes.
+
+    A reply that is the vendor's error (a stale token, say) carries no records and is dropped; one that
+    will not decode is quarantined whole, so that what the vendor handed out is kept, not lost.
+    """
+    if entry.body is None:
+        return process_journaled(hook, store, kind, entry.records or [], entry.id, source=entry.source)
+    try:
+        items = hook.records_in_reply(kind, entry.body)
+    except SmsVendorError:
+        store.close_journal(entry.id)
+        return StoredPage(0, SaveResult(0, 0, 0), 0)
+    except Exception as exc:  # not JSON, a broken envelope, nesting deeper than the parser goes
+        reason = f"the reply could not be read: {_problem(exc)}"
+        store.quarantine_reply(entry, reason, conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind)
+        log.error(
+            "%s: a %s reply (%d bytes) could not be read and is quarantined whole: %s; see "
+            "SmsStore.quarantined(), replay with replay_quarantined() after a fix",
+            hook.vendor,
+            kind,
+            len(entry.body),
+            reason,
+        )
+        return StoredPage(0, SaveResult(0, 0, 0), 1)
+    return process_journaled(hook, store, kind, items, entry.id, source=entry.source)
+
+
+def _problem(exc: BaseException) -> str:
+    problem = getattr(exc, "problem", None)
+    return str(problem) if problem else f"{type(exc).__name__}: {exc}"[:300]
 
 
 def process_journaled(
@@ -266,12 +318,20 @@ def replay_quarantined(hook: SmsHook, store: SmsStore, *, kind: str | None = Non
     """Parse and store again what the quarantine holds for this connection (after a fix of the parser or the data).
 
     What now parses and stores is marked replayed; what still fails keeps its row, with the current reason.
+    A whole reply that now decodes is replayed as its page: good records stored, bad ones quarantined
+    one by one.
     """
     replayed: list[int] = []
     still_bad: dict[int, str] = {}
     for row in store.quarantined(conn_id=hook.sms_conn_id, kind=kind):
         try:
-            if row["kind"] == REPORTS:
+            if row["whole_reply"]:
+                items = hook.records_in_reply(row["kind"], str(row["raw"]).encode("utf-8", "surrogateescape"))
+                parse = functools.partial(hook.parse_pulled, row["kind"], items, pushed=row["source"] == "push")
+                records, rejected = _parsed(hook, parse)
+                page = {"source": row["source"], "journal_id": row["journal_id"], "items": items}
+                store_page(hook, store, row["kind"], records, rejected, **page)
+            elif row["kind"] == REPORTS:
                 store.save_reports([hook.report_from_record(row["raw"])], conn_id=hook.sms_conn_id)
             else:
                 store.save_inbound([hook.inbound_from_record(row["raw"])], conn_id=hook.sms_conn_id)

@@ -188,8 +188,12 @@ class AccountMd5Hook(SmsHook):
         return SendReceipt(self.vendor, batch_id, request.mobiles, self.now(), raw=dict(reply))
 
     def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
+        response = self.request(PULL_OPERATIONS[kind], "POST", PATHS[kind], data=dict(self._credentials))
+        return self._records_in_reply(kind, response)
+
+    def _records_in_reply(self, kind: str, response: requests.Response) -> list[Mapping[str, Any]]:
         operation = PULL_OPERATIONS[kind]
-        return self._pull_items(self._post(kind, {}, operation), operation)
+        return self._pull_items(self._reply(response, operation), operation)
 
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One ``{sendId, mobile, times, status}`` record (pulls add ``extNo``); ``mobile`` is masked."""

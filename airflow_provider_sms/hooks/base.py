@@ -346,6 +346,8 @@ class SmsHook(BaseHook):
         self._retries_override = retries
         self._retry_wait_override = retry_wait
         self._send_state = threading.local()
+        #: while a pull runs with ``keep``: (its operation, the callable that keeps each reply's bytes)
+        self._reply_keeper: tuple[str, Callable[[bytes], object]] | None = None
 
     # ------------------------------------------------------------------ connection
 
@@ -616,16 +618,31 @@ class SmsHook(BaseHook):
         """Pending inbound (MO) messages; queue vendors hand each out once."""
         return self.parse_pulled(INBOUND, self.pull_records(INBOUND))
 
-    def pull_records(self, kind: str) -> list[Mapping[str, Any]]:
+    def pull_records(self, kind: str, *, keep: Callable[[bytes], object] | None = None) -> list[Mapping[str, Any]]:
         """One pull of a queue (``"reports"`` or ``"inbound"``): the records as the vendor handed them out.
 
-        Nothing is parsed yet: the vendor hands each record out once, so callers store these raw before
-        ``parse_pulled`` (``sync.pull_reports`` journals them), and a record that will not parse is kept.
+        The vendor hands each record out once. ``keep`` is called with every reply of this pull as the
+        bytes that came, before anything decodes them (``sync`` journals them), so that neither a crash
+        nor a reply that will not decode loses a page; the records returned are those of the last reply
+        kept. ``records_in_reply`` reads a kept reply again. Records are not parsed here either: a
+        record that will not parse is kept by the caller (``parse_pulled`` says which).
         """
         self._require(kind)
         if kind == REPORTS and self.report_mode != "queue":
             raise SmsNotSupportedError(self.vendor, "a delivery report queue (its reports are queried by batch)")
-        return self._pull_records(kind)
+        self._reply_keeper = (PULL_OPERATIONS[kind], keep) if keep is not None else None
+        try:
+            return self._pull_records(kind)
+        finally:
+            self._reply_keeper = None
+
+    def records_in_reply(self, kind: str, body: bytes) -> list[Mapping[str, Any]]:
+        """The records of a pulled reply kept as bytes; a vendor error reply raises ``SmsVendorError``."""
+        response = requests.Response()
+        response.status_code = 200
+        response.encoding = "utf-8"
+        response._content = body  # a reply as requests would hold it, read by the vendor's own code
+        return self._records_in_reply(kind, response)
 
     def parse_pulled(self, kind: str, items: Iterable[Mapping[str, Any]], *, pushed: bool = False) -> list[Any]:
         """Records of one pull (or push) parsed; raises ``SmsPartialResponseError`` with the good and the rejected."""
@@ -654,7 +671,11 @@ class SmsHook(BaseHook):
         raise NotImplementedError
 
     def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
-        """Queue vendors: one pull of ``kind``, the records unparsed."""
+        """Queue vendors: one pull of ``kind`` (each reply read with ``_records_in_reply``), records unparsed."""
+        raise NotImplementedError
+
+    def _records_in_reply(self, kind: str, response: requests.Response) -> list[Mapping[str, Any]]:
+        """Queue vendors: the records a pull's reply carries, or the vendor's error."""
         raise NotImplementedError
 
     def _get_balance(self) -> Balance:
@@ -786,6 +807,9 @@ class SmsHook(BaseHook):
             if send is not None:
                 self._send_state.reached = True
             response = self.session.request(method, url, **kwargs)
+            keeper = self._reply_keeper
+            if keeper is not None and keeper[0] == operation and response.status_code < 400:
+                keeper[1](response.content)  # a queue's reply is kept before anything decodes it
             if response.status_code == 429 or (response.status_code >= 500 and send is None):
                 raise _RetryableStatus(response)
             if send is None and response.status_code < 400 and not self.reply_is_readable(response):
@@ -849,7 +873,7 @@ class SmsHook(BaseHook):
         """
         try:
             response.__dict__[_PARSED] = loads_exact(response.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than the parser goes
             return False
         return True
 
@@ -864,7 +888,7 @@ class SmsHook(BaseHook):
             return parsed
         try:
             return loads_exact(response.content)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than the parser goes
             raise SmsResponseError(
                 self.vendor, operation, "the reply is not JSON", response.status_code, response.text
             ) from None

@@ -202,10 +202,22 @@ class CloudMasHook(SmsHook):
         send: SendRequest | None = None,
         **kwargs: Any,
     ) -> tuple[Any, requests.Response]:
+        """POST the payload; returns the decoded reply and the response."""
+        response = self._response(path, payload, operation, send, **kwargs)
+        return self._decode(response, operation), response
+
+    def _response(
+        self,
+        path: str,
+        payload: Mapping[str, str],
+        operation: str,
+        send: SendRequest | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
         """POST the base64 text of the JSON payload, which may hold the secretKey: it is never logged."""
         text = json.dumps(dict(payload), ensure_ascii=False, separators=(",", ":"))
         body = base64.b64encode(text.encode("utf-8"))
-        response = self.request(
+        return self.request(
             operation,
             "POST",
             path,
@@ -215,7 +227,6 @@ class CloudMasHook(SmsHook):
             verify=self.tls_verify,
             **kwargs,
         )
-        return self._decode(response, operation), response
 
     def reply_is_readable(self, response: requests.Response) -> bool:
         return super().reply_is_readable(response) or _base64_json(response.content) is not _UNDECODABLE
@@ -388,16 +399,23 @@ class CloudMasHook(SmsHook):
 
     # ------------------------------------------------------------------ pulls
 
-    def _pull(self, path: str, operation: str) -> list[Mapping[str, Any]]:
+    def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
         """One pull: keeps to the 5-second limit here and honours the server's Retry-After if another process
         pulled first. The body carries the secretKey."""
+        path = REPORT_PATH if kind == REPORTS else INBOUND_PATH
         ec_name, ap_id, secret = self._credentials()
         interval = self.pull_interval + self.pull_margin if self.pull_interval > 0 else 0.0
         self.wait_for_pull_slot(path, interval)
         try:
-            reply, response = self._post(path, {"ecName": ec_name, "apId": ap_id, "secretKey": secret}, operation)
+            payload = {"ecName": ec_name, "apId": ap_id, "secretKey": secret}
+            response = self._response(path, payload, PULL_OPERATIONS[kind])
         finally:
             self.pull_finished(path, interval)
+        return self._records_in_reply(kind, response)
+
+    def _records_in_reply(self, kind: str, response: requests.Response) -> list[Mapping[str, Any]]:
+        operation = PULL_OPERATIONS[kind]
+        reply = self._decode(response, operation)
         if reply is None:
             return []
         if isinstance(reply, Mapping):
@@ -407,9 +425,6 @@ class CloudMasHook(SmsHook):
         if not isinstance(reply, list) or not all(isinstance(item, Mapping) for item in reply):
             raise self.bad_reply(operation, f"expected a JSON list of objects, got {type(reply).__name__}", response)
         return reply
-
-    def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
-        return self._pull(REPORT_PATH if kind == REPORTS else INBOUND_PATH, PULL_OPERATIONS[kind])
 
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One pulled ``{msgGroup, mobile, reportStatus, errorCode, receiveDate, submitDate}`` record."""
@@ -470,7 +485,7 @@ def _base64_json(body: bytes) -> Any:
     try:
         text = base64.b64decode(b"".join(body.split()), validate=True).decode("utf-8-sig")
         return json.loads(text, parse_float=Decimal)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         return _UNDECODABLE
 
 

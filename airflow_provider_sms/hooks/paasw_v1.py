@@ -101,18 +101,24 @@ class PaaswV1Hook(SmsHook):
         operation: str,
         *,
         send: SendRequest | None = None,
-        allow_list: bool = False,
         quote_body: bool = True,
     ) -> Any:
-        """One call: POST form for sends, GET query otherwise; a non-``10000`` code raises ``SmsVendorError``.
+        """One call and its checked reply; ``quote_body=False`` keeps the reply out of error messages (the
+        token reply holds the token)."""
+        return self._reply(self._response(call, payload, operation, send=send), operation, quote_body=quote_body)
 
-        ``quote_body=False`` keeps the reply out of error messages (the token reply holds the token).
-        """
-        method = "POST" if call in ("send", "template") else "GET"
-        if method == "POST":
-            response = self.request(operation, method, PATHS[call], data=dict(payload), send=send)
-        else:
-            response = self.request(operation, method, PATHS[call], params=dict(payload), send=send)
+    def _response(
+        self, call: str, payload: Mapping[str, str], operation: str, *, send: SendRequest | None = None
+    ) -> requests.Response:
+        """POST form for sends, GET query otherwise."""
+        if call in ("send", "template"):
+            return self.request(operation, "POST", PATHS[call], data=dict(payload), send=send)
+        return self.request(operation, "GET", PATHS[call], params=dict(payload), send=send)
+
+    def _reply(
+        self, response: requests.Response, operation: str, *, allow_list: bool = False, quote_body: bool = True
+    ) -> Any:
+        """The reply as JSON; a non-``10000`` code raises ``SmsVendorError`` (``allow_list``: a bare list is data)."""
         reply = self.parse_json(response, operation)
         if allow_list and isinstance(reply, list):
             return reply
@@ -143,10 +149,9 @@ class PaaswV1Hook(SmsHook):
         operation: str,
         *,
         send: SendRequest | None = None,
-        allow_list: bool = False,
     ) -> Any:
         return self.with_token(
-            lambda token: self._call(call, {"token": token, **payload}, operation, send=send, allow_list=allow_list),
+            lambda token: self._call(call, {"token": token, **payload}, operation, send=send),
             is_token_error=lambda exc: True,
         )
 
@@ -271,13 +276,18 @@ class PaaswV1Hook(SmsHook):
             raise self.bad_reply(operation, str(exc)) from None
         return SendReceipt(self.vendor, batch_id, request.mobiles, self.now(), raw=reply)
 
-    def _pull(self, call: str, payload: Mapping[str, str], operation: str) -> list[Mapping[str, Any]]:
-        reply = self._with_token(call, payload, operation, allow_list=True)
-        return self.data_list(reply if isinstance(reply, list) else reply.get("data"), operation)
-
     def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
         payload = {"sign": self._sign(None)} if kind == INBOUND else {}
-        return self._pull(kind, payload, PULL_OPERATIONS[kind])
+        operation = PULL_OPERATIONS[kind]
+        return self.with_token(
+            lambda token: self._records_in_reply(kind, self._response(kind, {"token": token, **payload}, operation)),
+            is_token_error=lambda exc: True,
+        )
+
+    def _records_in_reply(self, kind: str, response: requests.Response) -> list[Mapping[str, Any]]:
+        operation = PULL_OPERATIONS[kind]
+        reply = self._reply(response, operation, allow_list=True)
+        return self.data_list(reply if isinstance(reply, list) else reply.get("data"), operation)
 
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One ``{phone_number, report_time, code, message, biz_id, ...}`` record: the document's push format,

@@ -72,17 +72,20 @@ class PaaswV2Hook(SmsHook):
     # ------------------------------------------------------------------ wire
 
     def _post(self, call: str, payload: Mapping[str, Any], operation: str, send: SendRequest | None = None) -> Any:
+        # a token reply's body holds the token: never quote it in an error
+        return self._data(self._response(call, payload, operation, send), operation, quote_body=call != "token")
+
+    def _response(
+        self, call: str, payload: Mapping[str, Any], operation: str, send: SendRequest | None = None
+    ) -> requests.Response:
         form = self.body_format == "form" and call in self.use_form_for
         path = PATHS[call][1 if form else 0]
         if form:
             body = {
                 k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in payload.items()
             }
-            response = self.request(operation, "POST", path, data=body, send=send)
-        else:
-            response = self.request(operation, "POST", path, json=dict(payload), send=send)
-        # a token reply's body holds the token: never quote it in an error
-        return self._data(response, operation, quote_body=call != "token")
+            return self.request(operation, "POST", path, data=body, send=send)
+        return self.request(operation, "POST", path, json=dict(payload), send=send)
 
     def _data(self, response: requests.Response, operation: str, *, quote_body: bool = True) -> Any:
         reply = self.parse_json(response, operation) if quote_body else self._parse_quietly(response, operation)
@@ -150,8 +153,14 @@ class PaaswV2Hook(SmsHook):
         return SendReceipt(self.vendor, batch_id, request.mobiles, self.now(), raw=data)
 
     def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
+        return self.with_token(
+            lambda token: self._records_in_reply(kind, self._response(kind, {"token": token}, PULL_OPERATIONS[kind])),
+            is_token_error=lambda exc: True,
+        )
+
+    def _records_in_reply(self, kind: str, response: requests.Response) -> list[Mapping[str, Any]]:
         operation = PULL_OPERATIONS[kind]
-        return self._pulled(self._with_token(kind, {}, operation), operation)
+        return self._pulled(self._data(response, operation), operation)
 
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One ``{batchId, mobile, chnRptDate, chnRptCode}`` record: pulls and pushes carry the same fields."""

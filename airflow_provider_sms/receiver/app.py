@@ -453,7 +453,7 @@ def _parse_and_store(
     page left journaled by a crash is stored by the next push or pull of the same account and kind.
     """
     from airflow_provider_sms.hooks import hook_class_for_conn_type
-    from airflow_provider_sms.sync import process_journaled
+    from airflow_provider_sms.sync import process_entry, process_journaled
 
     if not items:
         return None
@@ -468,8 +468,8 @@ def _parse_and_store(
     try:
         journal_id = store.journal(items, conn_id=conn_id, vendor=hook.vendor, kind=kind, source="push")
         stored = process_journaled(hook, store, kind, items, journal_id, source="push")
-        for leftover_id, source, leftover in store.open_journal(conn_id, kind):
-            process_journaled(hook, store, kind, leftover, leftover_id, source=source)
+        for leftover in store.open_journal(conn_id, kind):
+            process_entry(hook, store, kind, leftover)
     except Exception as exc:
         stores.discard(store)
         log.debug("SMS receiver: store write failed", exc_info=True)

@@ -154,9 +154,12 @@ class Inbound:
 
 @dataclass
 class Fault:
-    """``kind``: ``status`` (HTTP error), ``garbage`` (200, not JSON), ``html`` (502 page), ``delay`` (slow reply).
+    """``kind``: ``status`` (HTTP error), ``garbage`` (200, not JSON), ``html`` (502 page), ``delay`` (slow reply),
+    ``mangled`` (the real reply with a proxy's trailer appended: no longer JSON), ``nested`` (the real reply
+    wrapped in 5,000 levels of arrays, deeper than a JSON parser goes).
 
-    ``delay`` still processes the request: a client that times out does not know that the vendor acted.
+    ``delay``, ``mangled`` and ``nested`` still process the request: the vendor acted (sent, or handed a
+    queue's records out) whatever the client makes of the reply.
     """
 
     kind: str

@@ -127,6 +127,14 @@ class _Handler(BaseHTTPRequestHandler):
             return response
         if fault.kind == "garbage":
             return protocol.garbage_reply()
+        if fault.kind == "mangled":
+            response = self._handle(handler, request)
+            response.body += b"\n<!-- served by edge-cache-7 -->"
+            return response
+        if fault.kind == "nested":
+            response = self._handle(handler, request)
+            response.body = b"[" * 5000 + response.body + b"]" * 5000
+            return response
         if fault.kind == "html":
             return SimResponse.text(
                 "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>", 502, "text/html"

@@ -381,7 +381,8 @@ def _drop_tables(uri: str, prefix: str) -> None:
 # ----------------------------------------------------------------------------------------- pulls
 
 QUEUE_VENDORS = ("paasw_v2", "paasw_v1", "account_md5", "cloud_mas")
-#: after_reply: the page is in memory, not yet journaled: it is lost (the window only push closes).
+#: after_reply: the reply's bytes are in memory, not yet journaled: the page is lost (the window only
+#: push closes: a reply lost on the network before it arrives is the same loss).
 #: Every later point must lose nothing: after_journal, mid_save (inside the commit that stores the page),
 #: after_commit (stored, before the next pull), random.
 PULL_POINTS = ("after_reply", "after_journal", "mid_save", "after_commit", "random")
@@ -391,14 +392,13 @@ PULL_PAGE = 1000
 
 def _install_pull_crash(point: str, nth: int) -> None:
     """Patch the pull path so that this process SIGKILLs itself at ``point`` of the ``nth`` page."""
-    from airflow_provider_sms.hooks.base import SmsHook
     from airflow_provider_sms.store import SmsStore
 
     is_nth = _counter(nth)
     if point == "after_reply":
-        _kill_at(SmsHook, "pull_records", "after", is_nth)
+        _kill_at(SmsStore, "journal_reply", "before", is_nth)
     elif point == "after_journal":
-        _kill_at(SmsStore, "journal", "after", is_nth)
+        _kill_at(SmsStore, "journal_reply", "after", is_nth)
     elif point == "mid_save":
         _kill_at(SmsStore, "save_reports", "inside_commit", is_nth)
     elif point == "after_commit":

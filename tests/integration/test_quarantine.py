@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_sms.errors import SmsResponseError
 from airflow_provider_sms.hooks import get_sms_hook
 from airflow_provider_sms.hooks.base import SmsHook
 from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
 from airflow_provider_sms.simulator import GatewaySimulator
+from airflow_provider_sms.simulator.core import Fault
 from airflow_provider_sms.store import SmsStore
 from airflow_provider_sms.sync import pull_inbound, replay_quarantined
 
@@ -121,6 +123,63 @@ def test_a_page_journaled_before_a_crash_is_stored_by_the_next_pull(
         assert stored_contents(store) == ["one", "three", "two"]
         assert store.open_journal(hook.sms_conn_id, "inbound") == []
         assert pull_inbound(hook, store).inserted == 0  # nothing twice
+
+
+INBOUND_PATHS = {
+    "paasw_v2": "/message/mo",
+    "paasw_v1": "/sms/smsUp",
+    "account_md5": "/api/v1/mo",
+    "cloud_mas": "/sms/deliver",
+}
+TRAILER = b"\n<!-- served by edge-cache-7 -->"
+
+
+@pytest.mark.parametrize("vendor", INBOUND_VENDORS)
+@pytest.mark.parametrize("spoilt", ["mangled", "nested"])
+def test_a_reply_that_will_not_decode_is_kept_whole_not_lost(
+    sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, vendor: str, spoilt: str
+) -> None:
+    """The vendor hands a page out and the reply arrives spoilt (a proxy's trailer; nesting deeper than a
+    parser goes): the bytes are journaled before anything decodes them, and quarantined whole."""
+    queue_replies(sim, vendor, "first", "second", "third")
+    sim.gateway.add_fault(Fault(kind=spoilt, remaining=1, vendor=vendor, path=INBOUND_PATHS[vendor]))
+    hook = get_sms_hook(f"sms_{vendor}")
+    with SmsStore(store_args.get("store_conn_id"), table_prefix=store_args.get("store_table_prefix", "sms_")) as store:
+        result = pull_inbound(hook, store)  # the spoilt read is retried, and the queue is empty by then
+        assert (result.fetched, result.inserted, result.quarantined) == (0, 0, 1)
+        assert store.open_journal(hook.sms_conn_id, "inbound") == []
+        [row] = store.quarantined(conn_id=hook.sms_conn_id)
+        assert row["whole_reply"] and row["source"] == "pull" and "could not be read" in row["reason"]
+        assert all(text in row["raw"] for text in ("first", "second", "third"))
+        if spoilt == "mangled":  # after a fix (here: a parser that drops the trailer), a replay stores the page
+            real = type(hook).records_in_reply
+
+            def lenient(self: SmsHook, kind: str, body: bytes) -> Any:
+                return real(self, kind, body.removesuffix(TRAILER))
+
+            monkeypatch.setattr(type(hook), "records_in_reply", lenient)
+            assert replay_quarantined(hook, store) == {"replayed": 1, "still_failing": 0}
+            assert stored_contents(store) == ["first", "second", "third"]
+        else:
+            assert replay_quarantined(hook, store) == {"replayed": 0, "still_failing": 1}
+    ledger = sim.gateway.ledger.summary(vendor)[vendor]["inbound"]
+    assert ledger == {"handed_out": 3, "distinct": 3, "handed_out_more_than_once": 0}
+
+
+@pytest.mark.parametrize("vendor", INBOUND_VENDORS)
+def test_a_pull_whose_every_reply_is_spoilt_fails_clearly_and_keeps_each_reply(
+    sim: GatewaySimulator, store_args: dict[str, Any], vendor: str
+) -> None:
+    queue_replies(sim, vendor, "first", "second")
+    sim.gateway.add_fault(Fault(kind="mangled", remaining=10, vendor=vendor, path=INBOUND_PATHS[vendor]))
+    hook = get_sms_hook(f"sms_{vendor}")
+    with SmsStore(store_args.get("store_conn_id"), table_prefix=store_args.get("store_table_prefix", "sms_")) as store:
+        with pytest.raises(SmsResponseError, match="not JSON"):
+            pull_inbound(hook, store)
+        rows = store.quarantined(conn_id=hook.sms_conn_id)
+        assert len(rows) == hook.retries + 1 and all(row["whole_reply"] for row in rows)
+        assert sum("first" in row["raw"] for row in rows) == 1  # the page came once, in the first reply
+        assert store.open_journal(hook.sms_conn_id, "inbound") == []
 
 
 def test_delivery_reports_journaled_before_a_crash_are_counted_once(

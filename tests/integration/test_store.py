@@ -283,8 +283,8 @@ _V1_SENT_MESSAGES = """CREATE TABLE {p}sent_messages (
 def test_a_version_1_store_is_upgraded_in_place_keeping_every_send(backend: Backend) -> None:
     serial = "INTEGER PRIMARY KEY" if backend.name == "sqlite" else "BIGSERIAL PRIMARY KEY"
     for ddl in _SCHEMA:
-        if any(name in ddl for name in ("send_plans", "requests_plan", "plan_numbers")):
-            continue  # schema 3
+        if any(name in ddl for name in ("send_plans", "requests_plan", "plan_numbers", "quarantine", "journal")):
+            continue  # schema 3 and later
         v1_ddl = _V1_REQUESTS if ddl.startswith("CREATE TABLE IF NOT EXISTS {p}requests (") else ddl
         backend.query(v1_ddl.replace("{serial_pk}", serial))
     backend.query(_V1_SENT_MESSAGES)
@@ -325,6 +325,28 @@ def test_a_version_1_store_is_upgraded_in_place_keeping_every_send(backend: Back
     assert progress(store, "k1") == (3, 1, 1)
     backend.assert_counters_exact()
     assert backend.open().accepted_requests(["k1"])["k1"].total == 3  # a second open finds version 2
+
+
+def test_a_version_3_store_keeps_its_journaled_pages_and_journals_replies_as_bytes_after_the_upgrade(
+    backend: Backend,
+) -> None:
+    assert backend.open().open_journal("sms_test", "reports") == []  # creates the tables
+    backend.query("ALTER TABLE {p}journal DROP COLUMN body")  # the schema 3 journal
+    backend.query("UPDATE {p}schema_version SET version = 3")
+    backend.query(
+        "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at) "
+        "VALUES ('sms_test', ?, 'reports', 'pull', ?, '2026-01-01T00:00:00+00:00')",
+        (VENDOR, json.dumps([{"batchId": "B1"}])),
+    )
+
+    store = backend.open()
+    [legacy] = store.open_journal("sms_test", "reports")
+    assert backend.query("SELECT version FROM {p}schema_version") == [(SCHEMA_VERSION,)] == [(4,)]
+    assert (legacy.records, legacy.body) == ([{"batchId": "B1"}], None)
+    body = b'{"code":0,"data":[{"batchId":"B2"}],"\xff":1}'  # kept as it came, bytes that are not UTF-8 too
+    reply = store.journal_reply(body, conn_id="sms_test", vendor=VENDOR, kind="reports")
+    assert [(e.id, e.records, e.body) for e in store.open_journal("sms_test", "reports")][1:] == [(reply, None, body)]
+    assert backend.open().open_journal("sms_test", "inbound") == []  # a second open finds version 4
 
 
 def test_table_prefix_must_be_an_identifier(tmp_path: Path) -> None:
