@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from airflow.sdk.exceptions import AirflowException
 
+from airflow_provider_sms.redaction import redact
+
 BODY_PREVIEW_CHARS = 200
 
 
@@ -18,7 +20,7 @@ def body_preview(body: str | bytes) -> str:
     """The start of a reply body, on one line, for error messages."""
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
-    text = " ".join(body.split())
+    text = redact(" ".join(body.split()))
     return text if len(text) <= BODY_PREVIEW_CHARS else text[:BODY_PREVIEW_CHARS] + "…"
 
 

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import ssl
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ import requests
 from airflow.sdk import BaseHook
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from airflow_provider_sms import redaction
 from airflow_provider_sms.errors import (
     SmsConfigurationError,
     SmsError,
@@ -41,6 +43,7 @@ from airflow_provider_sms.errors import (
     SmsResponseError,
     SmsTransportError,
     SmsVendorError,
+    body_preview,
 )
 from airflow_provider_sms.numbers import chunk_mobiles, normalize_mobiles
 from airflow_provider_sms.records import Balance, DeliveryReport, InboundMessage, SendReceipt
@@ -275,13 +278,16 @@ PULL_THROTTLE: Final = _PullThrottle()
 
 
 def mask(secret: str | None) -> None:
-    """Register a value with Airflow's secrets masker so that it never shows in task logs."""
+    """Keep a secret, in every form it can take on the wire (raw, URL-encoded, MD5), out of task logs
+    (Airflow's masker) and out of reply bodies quoted in errors (``redaction``)."""
     if not secret:
         return
+    forms = redaction.remember(secret)
     try:
         from airflow.sdk.log import mask_secret
 
-        mask_secret(secret)
+        for form in forms:
+            mask_secret(form)
     except Exception:  # masking must never break a send
         pass
 
@@ -845,7 +851,7 @@ class SmsHook(BaseHook):
                 self.vendor,
                 send.description,
                 send.mobiles,
-                f"HTTP {response.status_code}, body starts: {response.text[:120]!r}",
+                f"HTTP {response.status_code}, body starts: {body_preview(response.text)!r}",
             )
         return response
 
@@ -1049,6 +1055,24 @@ def _send_retryable(exc: BaseException) -> bool:
     return _surely_not_sent(exc) and not isinstance(exc, requests.exceptions.SSLError)
 
 
+def _tls_reason(exc: BaseException) -> str:
+    """The certificate or handshake error itself, found in the chain requests and urllib3 wrap it in."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {error.verify_message or error.reason}"
+        if isinstance(error, ssl.SSLError):
+            return str(error.reason or error.strerror or type(error).__name__)
+        linked = (getattr(error, "reason", None), error.__cause__, error.__context__, *error.args)
+        pending.extend(link for link in linked if isinstance(link, BaseException))
+    return "the handshake failed"
+
+
 def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
@@ -1057,7 +1081,10 @@ def _describe(exc: BaseException | None) -> str:
     if isinstance(exc, requests.ReadTimeout):
         return "read timeout: no reply in time"
     if isinstance(exc, requests.exceptions.SSLError):
-        return "TLS error (set the connection's verify extra to false or a CA bundle path)"
+        return (
+            f"TLS error: {_tls_reason(exc)} (set the connection's verify extra to a CA bundle that holds the "
+            "vendor's certificate; false only for a vendor whose document says its certificate cannot be verified)"
+        )
     if isinstance(exc, requests.ConnectionError):
         return "connection refused or dropped" if not _surely_not_sent(exc) else "could not connect"
     return type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -31,6 +32,8 @@ from airflow_provider_sms.records import (
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
+#: a 【signature】 anywhere in the text: the document asks that msg contain one, not that it start with it
+SIGNATURE = re.compile(r"【[^【】]+】")
 # (json path, form path) per call; the document gives form twins for token, send, template and balance only.
 PATHS: dict[str, tuple[str, str]] = {
     "token": ("/message/token", "/message/tokenApi"),
@@ -124,6 +127,13 @@ class PaaswV2Hook(SmsHook):
     # ------------------------------------------------------------------ interface
 
     def _validate_request(self, request: SendRequest) -> None:
+        if not request.template_id and not SIGNATURE.search(
+            self.signed_content(request.content or "", request.options.signature)
+        ):
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: the text must contain a 【signature】 (the document: msg 包含【XX】签名); "
+                "pass signature=... or set the connection's sign extra"
+            )
         if request.template_id and request.params is not None and not isinstance(request.params, Mapping):
             raise SmsInvalidRequestError(
                 f"{self.vendor}: template params must be a mapping of variable names to values, "

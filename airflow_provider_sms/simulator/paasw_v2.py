@@ -12,6 +12,7 @@ counts as received and nothing is pushed twice.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -65,6 +66,10 @@ def _inbound_record(message: Inbound) -> dict[str, Any]:
         "content": message.content,
         "replyDate": vendor_time(message.received_at, TIME_FORMAT),
     }
+
+
+#: msg 包含【XX】签名: a signature anywhere in the text
+SIGNATURE = re.compile(r"【[^【】]+】")
 
 
 class PaaswV2Protocol(VendorProtocol):
@@ -162,7 +167,7 @@ class PaaswV2Protocol(VendorProtocol):
         text = str(body.get("msg") or "")
         if not text:
             return _error(BAD_PARAMETER, "缺少参数 msg")
-        if not (text.startswith("【") and "】" in text):
+        if not SIGNATURE.search(text):  # 包含: anywhere in the text
             return _error(BAD_PARAMETER, "msg须包含【签名】")
         return self._accept(mobiles, text, str(body.get("extNo") or ""))
 

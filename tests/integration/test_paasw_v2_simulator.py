@@ -13,6 +13,7 @@ import requests
 
 from airflow_provider_sms.errors import (
     SmsInvalidNumbersError,
+    SmsInvalidRequestError,
     SmsOutcomeUnknownError,
     SmsResponseError,
     SmsVendorError,
@@ -205,6 +206,17 @@ def test_scheduled_send_is_accepted(hook: PaaswV2Hook, sms_simulator: GatewaySim
     receipts = hook.send("13800138000", "【签名】明天见", scheduled_at=when)
     assert len(receipts) == 1
     assert accepted(sms_simulator) == (1, 1)
+
+
+def test_a_signature_anywhere_in_the_text_is_accepted_and_none_is_refused_unsent(
+    hook: PaaswV2Hook, sms_simulator: GatewaySimulator, fmt: str
+) -> None:
+    assert len(hook.send("13800138000", "您的快件已签收【圆通】")) == 1  # 包含: not only at the start
+    assert accepted(sms_simulator) == (1, 1)
+    before = dict(sms_simulator.gateway.stats()["requests"])
+    with pytest.raises(SmsInvalidRequestError, match="must contain a 【signature】"):
+        hook.send("13800138000", "您的快件已签收")
+    assert sms_simulator.gateway.stats()["requests"] == before
 
 
 def test_invalid_numbers_never_reach_the_gateway(hook: PaaswV2Hook, sms_simulator: GatewaySimulator) -> None:

@@ -712,6 +712,31 @@ def test_balance_as_string_is_exact(hook: PaaswV1Hook, requests_mock: rm.Mocker,
 # ---------------------------------------------------------------------- secrecy
 
 
+def test_url_encoded_secret_and_token_are_masked_and_redacted_from_quoted_replies(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A secret with characters a URL encodes reaches a DEBUG transport log only URL-encoded, and an error
+    page that echoes the request URL carries both the secret and the token into the quoted body."""
+    secret = "ZZV1SEC+ret/Zq9="
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}",
+        json.dumps({"conn_type": "sms_paasw_v1", "host": BASE, "login": APP_ID, "password": secret, "extra": {}}),
+    )
+    hook = PaaswV1Hook(CONN_ID, retry_wait=0.01)
+    caplog.set_level(logging.DEBUG)
+    echo = f"<html>400 Bad Request: /api/token?appId={APP_ID}&secret=ZZV1SEC%2Bret%2FZq9%3D token={TOKEN}</html>"
+    requests_mock.get(f"{BASE}/api/token", json=TOKEN_OK)
+    requests_mock.get(f"{BASE}/sms/balance", text=echo)
+    with pytest.raises(SmsResponseError) as info:
+        hook.get_balance()
+    message = f"{info.value} {info.value!r} {info.value.body}"
+    assert "not JSON" in message and "400 Bad Request" in message  # the body is still quoted
+    masked = _secrets_masker().redact(caplog.text + message)
+    for form in (secret, "ZZV1SEC%2Bret%2FZq9%3D", TOKEN):
+        assert form not in message
+        assert form not in masked
+
+
 def test_secrets_never_in_logs_or_errors(
     hook: PaaswV1Hook, requests_mock: rm.Mocker, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -358,12 +358,24 @@ def test_signature_from_option_or_extra_is_not_doubled(requests_mock: Any, monke
     assert msg("【圆通】已签收", signature="圆通") == "【圆通】已签收"
 
 
-def test_without_any_signature_the_content_is_sent_as_is(requests_mock: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_text_without_any_signature_is_refused_before_anything_is_sent(
+    requests_mock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = PaaswV2Hook(set_conn(monkeypatch))
+    token = mock_token(requests_mock)
+    send = requests_mock.post(url("send"), [reply({"batchId": 1})])
+    for text in ("已签收", "已签收【】", "【已签收"):
+        with pytest.raises(SmsInvalidRequestError, match="must contain a 【signature】"):
+            hook.send("13800138000", text)
+    assert (token.call_count, send.call_count) == (0, 0)
+
+
+def test_a_signature_anywhere_in_the_text_is_enough(requests_mock: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     hook = PaaswV2Hook(set_conn(monkeypatch))
     mock_token(requests_mock)
     send = requests_mock.post(url("send"), [reply({"batchId": 1})])
-    hook.send("13800138000", "已签收")
-    assert send.last_request.json()["msg"] == "已签收"
+    hook.send("13800138000", "您的快件已签收【圆通】")
+    assert send.last_request.json()["msg"] == "您的快件已签收【圆通】"
 
 
 @pytest.mark.parametrize(
