@@ -211,6 +211,7 @@ class PlannedSend:
         logger: Any = None,
     ) -> None:
         check_policies(on_unknown, on_plan_change)
+        hook.pace_with(store)  # the account's request rate, kept with every other task on this store
         self.hook = hook
         self.store = store
         self.task = task

@@ -77,7 +77,7 @@ SCHEMA_VERSION: Final = 4
 TABLES: Final = (
     "requests", "delivery_reports", "inbound_messages", "balances",
     "opt_outs", "watermarks", "counters", "schema_version", "notifications", "send_plans", "plan_numbers",
-    "quarantine", "journal",
+    "quarantine", "journal", "slots",
 )
 # fmt: on
 #: Views over the tables: ``sent_messages`` lists each accepted request's numbers, one row each.
@@ -579,6 +579,14 @@ _JOURNAL_INDEX = "CREATE INDEX IF NOT EXISTS {p}journal_open ON {p}journal (conn
 _JOURNAL_SCHEMA_3 = (_JOURNAL_TABLE % "", _JOURNAL_INDEX)
 _JOURNAL_SCHEMA = (_JOURNAL_TABLE % ",\n        body {blob}", _JOURNAL_INDEX)
 _JOURNAL_BODY_COLUMN = "ALTER TABLE {p}journal ADD COLUMN body {blob}"  # schema 3 -> 4
+# Added in schema version 4: when each paced call (a vendor's per-account pull interval or request
+# rate) may next go out, shared by every process and machine that uses the store.
+_SLOTS_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS {p}slots (
+        slot_key TEXT PRIMARY KEY,
+        next_at DOUBLE PRECISION NOT NULL,
+        updated_at TEXT NOT NULL)""",
+)
 # DDL; {p} is the table prefix, {serial_pk} the dialect's auto-numbered key. Times and money are text.
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS {p}schema_version (
@@ -658,6 +666,7 @@ _SCHEMA = (
         created_at TEXT NOT NULL)""",
     *_NOTIFICATIONS_SCHEMA,
     *_JOURNAL_SCHEMA,
+    *_SLOTS_SCHEMA,
 )
 _COUNTER_NAMES = ("delivery_reports", "inbound_messages")
 
@@ -963,8 +972,11 @@ class SmsStore:
         cur.execute(self._sql(self._dialect.sent_view))
 
     def _upgrade_from_3(self, cur: Any) -> None:
-        """Schema 4 journals pulled replies as bytes; pages journaled as records before stay readable."""
+        """Schema 4 journals pulled replies as bytes (pages journaled as records before stay readable) and
+        keeps the slots of paced calls."""
         cur.execute(self._sql(_JOURNAL_BODY_COLUMN))
+        for ddl in _SLOTS_SCHEMA:
+            cur.execute(self._sql(ddl))
 
     def _schema_version(self) -> int | None:
         try:
@@ -1472,6 +1484,45 @@ class SmsStore:
         with self._transaction(write=True) as cur:
             self._insert_many(cur, "quarantine", columns, rows, "ON CONFLICT DO NOTHING")
         return len(rows)
+
+    # ---------------------------------------------------------------------------- paced calls
+
+    def reserve_slot(self, key: str, interval: float) -> float:
+        """Book the next call of ``key`` at least ``interval`` s after the one booked before it, for every
+        process sharing this store; returns how long the caller must wait before making it.
+
+        Clocks of the machines sharing a PostgreSQL store are assumed in step (NTP); the interval's own
+        margin covers the rest.
+        """
+        with self._transaction(write=True) as cur:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {p}slots (slot_key, next_at, updated_at) VALUES (?, 0, ?) "
+                    "ON CONFLICT (slot_key) DO NOTHING"
+                ),
+                (key, _now()),
+            )
+            cur.execute(self._sql("SELECT next_at FROM {p}slots WHERE slot_key = ?" + self._dialect.lock_row), (key,))
+            now = time.time()
+            start = max(now, float(cur.fetchone()[0]))
+            cur.execute(
+                self._sql("UPDATE {p}slots SET next_at = ?, updated_at = ? WHERE slot_key = ?"),
+                (start + interval, _now(), key),
+            )
+        return start - now
+
+    def slot_finished(self, key: str, interval: float) -> None:
+        """A booked call came back: the next may go ``interval`` s from now at the earliest (the vendor
+        timed its arrival, which a slow handshake delays)."""
+        earliest = time.time() + interval
+        with self._transaction(write=True) as cur:
+            cur.execute(
+                self._sql(
+                    "UPDATE {p}slots SET next_at = CASE WHEN next_at > ? THEN next_at ELSE ? END, updated_at = ? "
+                    "WHERE slot_key = ?"
+                ),
+                (earliest, earliest, _now(), key),
+            )
 
     def quarantine_reply(self, entry: JournalEntry, reason: str, *, conn_id: str, vendor: str, kind: str) -> None:
         """Keep a journaled reply that will not decode, whole, and drop it from the journal, in one commit.

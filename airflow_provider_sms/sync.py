@@ -179,6 +179,7 @@ def pull_reports(
     everything they get, whichever batch it belongs to.
     """
     result = PullResult()
+    hook.pace_with(store)  # pull intervals and request rates are the account's, kept by all who share the store
     if hook.report_mode == "query":
         result.expired = expire_overdue(hook, store)  # the vendor would refuse to answer for them
         limit = hook.report_query_limit * max_pulls
@@ -224,6 +225,7 @@ def expire_overdue(hook: SmsHook, store: SmsStore) -> int:
 
 def pull_inbound(hook: SmsHook, store: SmsStore, *, max_pulls: int = DEFAULT_MAX_PULLS) -> PullResult:
     """Drain the vendor's inbound queue into the store, committing each page before the next pull."""
+    hook.pace_with(store)
     return _drain(hook, store, INBOUND, max_pulls)
 
 

@@ -31,16 +31,16 @@ def sms_simulator_server() -> Iterator[GatewaySimulator]:
 @pytest.fixture
 def sms_simulator(sms_simulator_server: GatewaySimulator) -> Iterator[GatewaySimulator]:
     """The simulator with fresh state, fast reports, and this process's token cache and pull limits cleared."""
-    from airflow_provider_sms.hooks.base import PULL_THROTTLE, TOKEN_CACHE
+    from airflow_provider_sms.hooks.base import PROCESS_SLOTS, TOKEN_CACHE
     from airflow_provider_sms.simulator import SimConfig
 
     sms_simulator_server.gateway.config = SimConfig(pull_interval=0.0)
     sms_simulator_server.gateway.reset()
     TOKEN_CACHE.clear()
-    PULL_THROTTLE.clear()
+    PROCESS_SLOTS.clear()
     yield sms_simulator_server
     TOKEN_CACHE.clear()
-    PULL_THROTTLE.clear()
+    PROCESS_SLOTS.clear()
 
 
 @pytest.fixture

@@ -13,6 +13,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
+import math
 import os
 import ssl
 import threading
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -80,6 +82,8 @@ SEND_OPTIONS: Final = frozenset({"signature", "ext_no", "scheduled_at", "kind", 
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_READ_TIMEOUT: Final = 30.0
+#: the connection extra that paces an account's requests (requests per second, every process that shares the store)
+RATE_EXTRA: Final = "max_requests_per_second"
 DEFAULT_RETRIES: Final = 3
 DEFAULT_RETRY_WAIT: Final = 1.0
 #: hours after a send with no final report before its numbers become "expired" (the receipt window
@@ -248,23 +252,33 @@ class _TokenCache:
             self._tokens.clear()
 
 
-class _PullThrottle:
-    """Process-wide minimum interval between calls with the same key (cloud_mas: 5 s per pull)."""
+class Slots(Protocol):
+    """Where paced calls book their slots: this process (the default), or a store every process shares."""
+
+    def reserve_slot(self, key: str, interval: float) -> float:
+        """Book the next call of ``key``; returns how long the caller must wait before making it."""
+        ...
+
+    def slot_finished(self, key: str, interval: float) -> None:
+        """The call came back: the next may go ``interval`` s from now at the earliest."""
+        ...
+
+
+class _ProcessSlots:
+    """Slots kept in this process only: what a hook uses until a task hands it a store."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._next_allowed: dict[tuple[str, ...], float] = {}
+        self._next_allowed: dict[str, float] = {}
 
-    def reserve(self, key: tuple[str, ...], interval: float) -> float:
-        """Book the next slot for ``key``; returns how long the caller must sleep before using it."""
+    def reserve_slot(self, key: str, interval: float) -> float:
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next_allowed.get(key, 0.0))
             self._next_allowed[key] = slot + interval
         return slot - now
 
-    def finished(self, key: tuple[str, ...], interval: float) -> None:
-        """Count the interval from when a call came back: the server saw it arrive no later than that."""
+    def slot_finished(self, key: str, interval: float) -> None:
         with self._lock:
             self._next_allowed[key] = max(self._next_allowed.get(key, 0.0), time.monotonic() + interval)
 
@@ -274,7 +288,7 @@ class _PullThrottle:
 
 
 TOKEN_CACHE: Final = _TokenCache()
-PULL_THROTTLE: Final = _PullThrottle()
+PROCESS_SLOTS: Final = _ProcessSlots()
 
 
 def mask(secret: str | None) -> None:
@@ -354,6 +368,9 @@ class SmsHook(BaseHook):
         self._send_state = threading.local()
         #: while a pull runs with ``keep``: (its operation, the callable that keeps each reply's bytes)
         self._reply_keeper: tuple[str, Callable[[bytes], object]] | None = None
+        #: where paced calls book their slots (``pace_with``)
+        self.slots: Slots = PROCESS_SLOTS
+        self._paces_by_operation: dict[str, list[tuple[str, float, bool]]] = {}
 
     # ------------------------------------------------------------------ connection
 
@@ -427,6 +444,17 @@ class SmsHook(BaseHook):
         if self._retry_wait_override is not None:
             return self._retry_wait_override
         return _float_extra(self.config.extras, "retry_wait", DEFAULT_RETRY_WAIT, self.sms_conn_id)
+
+    @cached_property
+    def requests_per_second(self) -> float:
+        """The ``max_requests_per_second`` extra: the account's request rate, kept by every task that
+        shares the store (vendors throttle above their QPS); 0 or unset: no limit."""
+        rate = _float_extra(self.config.extras, RATE_EXTRA, 0.0, self.sms_conn_id)
+        if not (rate >= 0 and math.isfinite(rate)):
+            raise SmsConfigurationError(
+                f"connection {self.sms_conn_id!r}: extra {RATE_EXTRA!r} must be a positive number, got {rate!r}"
+            )
+        return rate
 
     @cached_property
     def session(self) -> requests.Session:
@@ -809,10 +837,19 @@ class SmsHook(BaseHook):
         kwargs["verify"] = (self._environment_ca_bundle or True) if verify is True else verify
         url = self.url(path)
 
+        paces = self._paces(operation)
+
         def attempt() -> requests.Response:
+            if paces:  # every attempt keeps the account's pace, retries included
+                self._wait_for_slots(operation, paces)
             if send is not None:
                 self._send_state.reached = True
-            response = self.session.request(method, url, **kwargs)
+            try:
+                response = self.session.request(method, url, **kwargs)
+            finally:
+                for key, interval, from_reply in paces:
+                    if from_reply:
+                        self.slots.slot_finished(key, interval)
             keeper = self._reply_keeper
             if keeper is not None and keeper[0] == operation and response.status_code < 400:
                 keeper[1](response.content)  # a queue's reply is kept before anything decodes it
@@ -998,19 +1035,37 @@ class SmsHook(BaseHook):
     def _fetch_token(self) -> tuple[str, float]:
         raise NotImplementedError
 
-    def pull_finished(self, endpoint: str, interval: float) -> None:
-        """Start the next interval when a pull came back (a slow handshake must not shorten the gap)."""
-        PULL_THROTTLE.finished((self.vendor, self.config.base_url, self.config.login, endpoint), interval)
+    def pace_with(self, slots: Slots) -> None:
+        """Book paced calls (``pull_interval_for``, the ``max_requests_per_second`` extra) in ``slots``: a
+        store shared by every process and machine that uses the account, so that they keep the pace
+        together (tasks do this with their store)."""
+        self.slots = slots
 
-    def wait_for_pull_slot(self, endpoint: str, interval: float) -> None:
-        """Keep to a vendor's minimum interval between pulls of one account, within this process."""
-        key = (self.vendor, self.config.base_url, self.config.login, endpoint)
-        delay = PULL_THROTTLE.reserve(key, interval)
-        if delay > 0:
-            self.log.info(
-                "%s: waiting %.1fs before %s (vendor allows one call per %.0fs)", self.vendor, delay, endpoint, interval
-            )
-            time.sleep(delay)
+    def pull_interval_for(self, operation: str) -> float:
+        """The vendor's minimum interval between calls of ``operation`` for one account (0: none)."""
+        return 0.0
+
+    def _paces(self, operation: str) -> list[tuple[str, float, bool]]:
+        """(slot key, interval, counted from the reply too) of each pace a call of ``operation`` keeps."""
+        paces = self._paces_by_operation.get(operation)
+        if paces is None:
+            account = f"{self.vendor}|{self.config.base_url}|{self.config.login}"
+            paces = []
+            interval = self.pull_interval_for(operation)
+            if interval > 0:
+                paces.append((f"{account}|{operation}", interval, True))
+            if self.requests_per_second > 0:
+                paces.append((f"{account}|requests", 1.0 / self.requests_per_second, False))
+            self._paces_by_operation[operation] = paces
+        return paces
+
+    def _wait_for_slots(self, operation: str, paces: Sequence[tuple[str, float, bool]]) -> None:
+        for key, interval, _ in paces:
+            delay = self.slots.reserve_slot(key, interval)
+            if delay > 0:
+                level = logging.INFO if delay >= 1 else logging.DEBUG
+                self.log.log(level, "%s: waiting %.1fs before %s (the account's pace)", self.vendor, delay, operation)
+                time.sleep(delay)
 
     def vendor_error(self, code: Any, message: Any, meanings: Mapping[str, str], operation: str) -> SmsVendorError:
         code_text = str(code)

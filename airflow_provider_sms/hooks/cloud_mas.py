@@ -399,18 +399,18 @@ class CloudMasHook(SmsHook):
 
     # ------------------------------------------------------------------ pulls
 
+    def pull_interval_for(self, operation: str) -> float:
+        """Each pull (every attempt, retries included) keeps the 5-second limit of its endpoint, in every
+        process that shares the task's store (``pace_with``); a 429's Retry-After is honoured too."""
+        if operation in PULL_OPERATIONS.values() and self.pull_interval > 0:
+            return self.pull_interval + self.pull_margin
+        return 0.0
+
     def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
-        """One pull: keeps to the 5-second limit here and honours the server's Retry-After if another process
-        pulled first. The body carries the secretKey."""
-        path = REPORT_PATH if kind == REPORTS else INBOUND_PATH
+        """One pull; the body carries the secretKey."""
         ec_name, ap_id, secret = self._credentials()
-        interval = self.pull_interval + self.pull_margin if self.pull_interval > 0 else 0.0
-        self.wait_for_pull_slot(path, interval)
-        try:
-            payload = {"ecName": ec_name, "apId": ap_id, "secretKey": secret}
-            response = self._response(path, payload, PULL_OPERATIONS[kind])
-        finally:
-            self.pull_finished(path, interval)
+        payload = {"ecName": ec_name, "apId": ap_id, "secretKey": secret}
+        response = self._response(REPORT_PATH if kind == REPORTS else INBOUND_PATH, payload, PULL_OPERATIONS[kind])
         return self._records_in_reply(kind, response)
 
     def _records_in_reply(self, kind: str, response: requests.Response) -> list[Mapping[str, Any]]:

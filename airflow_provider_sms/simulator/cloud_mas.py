@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -69,6 +68,8 @@ def _reply(rspcod: str, group: str = "") -> SimResponse:
 class CloudMasProtocol(VendorProtocol):
     vendor = "cloud_mas"
     https = True
+    #: "在获取状态报告和上行短息请求5秒钟内只能请求一次"
+    paced_paths = frozenset({"/sms/report", "/sms/deliver"})
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -178,7 +179,7 @@ class CloudMasProtocol(VendorProtocol):
         text = f"模板{body['templateId']}:" + ",".join(params)
         return self._accept([(m, text) for m in mobiles], body["addSerial"])
 
-    def _pull(self, body: Body, endpoint: str, take: Callable[[], list[dict[str, Any]]]) -> SimResponse:
+    def _pull(self, body: Body, take: Callable[[], list[dict[str, Any]]]) -> SimResponse:
         account = self.account
         if (body["ecName"], body["apId"], body["secretKey"]) != (
             account.extra["ec_name"],
@@ -186,14 +187,6 @@ class CloudMasProtocol(VendorProtocol):
             account.secret,
         ):
             return _reply(BAD_CREDENTIALS)
-        if not self.gateway.pull_allowed(self.vendor, endpoint):
-            wait = max(1, math.ceil(self.gateway.config.pull_interval))
-            return SimResponse(
-                429,
-                f"too many requests: one {endpoint} call per {wait} seconds".encode(),
-                "text/plain;charset=utf-8",
-                {"Retry-After": str(wait)},
-            )
         return SimResponse.json(take())
 
     def report(self, body: Body) -> SimResponse:
@@ -210,7 +203,7 @@ class CloudMasProtocol(VendorProtocol):
                 for m in self.gateway.take_reports(self.vendor, limit=MAX_PULL)
             ]
 
-        return self._pull(body, "/sms/report", take)
+        return self._pull(body, take)
 
     def deliver(self, body: Body) -> SimResponse:
         def take() -> list[dict[str, Any]]:
@@ -224,4 +217,4 @@ class CloudMasProtocol(VendorProtocol):
                 for m in self.gateway.take_inbound(self.vendor, limit=MAX_PULL)
             ]
 
-        return self._pull(body, "/sms/deliver", take)
+        return self._pull(body, take)

@@ -16,6 +16,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import math
 import threading
 import time
 from collections import Counter, defaultdict, deque
@@ -301,6 +302,7 @@ class Gateway:
             self.faults: list[Fault] = []
             self.tokens: dict[str, tuple[str, float]] = {}
             self.requests: dict[str, int] = defaultdict(int)
+            self._arrivals: dict[str, list[float]] = defaultdict(list)
             self.accepted_requests: dict[str, int] = defaultdict(int)
             self.throttle_violations: dict[str, int] = defaultdict(int)
             self.client_refs: dict[str, set[str]] = defaultdict(set)
@@ -553,6 +555,18 @@ class Gateway:
     def count_request(self, vendor: str, path: str) -> None:
         with self.lock:
             self.requests[f"{vendor} {path}"] += 1
+            self._arrivals[vendor].append(time.monotonic())
+
+    def busiest_second(self, vendor: str) -> int:
+        """The most requests of ``vendor`` that arrived within any one second: what a QPS limit sees."""
+        with self.lock:
+            arrivals = list(self._arrivals[vendor])
+        most, first = 0, 0
+        for last, arrived in enumerate(arrivals):
+            while arrived - arrivals[first] >= 1.0:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -612,6 +626,9 @@ class VendorProtocol:
     push_kinds: ClassVar[frozenset[str]] = frozenset()
     #: how many times the vendor POSTs a push again that the customer did not acknowledge
     push_retries: ClassVar[int] = 0
+    #: paths the vendor serves at most once per ``SimConfig.pull_interval`` per account (cloud_mas pulls),
+    #: checked on every request as it arrives, a faulted one included
+    paced_paths: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -624,6 +641,16 @@ class VendorProtocol:
     def routes(self) -> dict[tuple[str, str], Handler]:
         """(METHOD, path) -> handler."""
         raise NotImplementedError
+
+    def too_fast(self, path: str) -> SimResponse:
+        """The answer to a paced path called again within the interval: 429 with ``Retry-After``."""
+        wait = max(1, math.ceil(self.gateway.config.pull_interval))
+        return SimResponse(
+            429,
+            f"too many requests: one {path} call per {wait} seconds".encode(),
+            "text/plain;charset=utf-8",
+            {"Retry-After": str(wait)},
+        )
 
     def garbage_reply(self) -> SimResponse:
         return SimResponse.text("<<not json>> upstream said: ok?", 200)

@@ -109,6 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
         gateway.count_request(protocol.vendor, request.path)
         if gateway.config.latency > 0:
             time.sleep(gateway.config.latency)
+        if request.path in protocol.paced_paths and not gateway.pull_allowed(protocol.vendor, request.path):
+            self._write(protocol.too_fast(request.path))
+            return
         fault = gateway.take_fault(protocol.vendor, request.path)
         response = self._faulty(fault, protocol, handler, request) if fault else self._handle(handler, request)
         self._write(response)

@@ -19,7 +19,7 @@ from airflow_provider_sms.errors import (
     SmsTransportError,
     SmsVendorError,
 )
-from airflow_provider_sms.hooks.base import PULL_THROTTLE
+from airflow_provider_sms.hooks.base import PROCESS_SLOTS
 from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
 from airflow_provider_sms.numbers import message_parts
 from airflow_provider_sms.simulator import Fault, GatewaySimulator
@@ -380,13 +380,68 @@ def test_too_early_pull_from_another_process_is_answered_429_and_retried(
     gateway.config.report_delay = 0
     hook.fetch_reports()
     hook.send("13800138000", "hi")
-    PULL_THROTTLE.clear()  # what another worker process would see: no record of our pull
+    PROCESS_SLOTS.clear()  # what another worker process would see: no record of our pull
     start = time.monotonic()
     (report,) = hook.fetch_reports()
     assert report.mobile == "13800138000"
     assert time.monotonic() - start >= 4.0  # waited for the server's Retry-After
     assert gateway.stats()["throttle_violations"] == {VENDOR: 1}
     assert requests_seen(sms_simulator, REPORT) == 3
+
+
+def test_a_retried_pull_keeps_the_interval_and_the_simulator_counts_faulted_pulls(
+    hook: CloudMasHook, sms_simulator: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull answered 503 was a pull all the same: its retry waits for the account's next slot."""
+    monkeypatch.setattr(CloudMasHook, "pull_interval", 1.0)
+    sms_simulator.gateway.config.pull_interval = 1.0
+    sms_simulator.gateway.add_fault(Fault(kind="status", remaining=1, vendor=VENDOR, path=REPORT))
+    start = time.monotonic()
+    assert hook.fetch_reports() == []
+    assert time.monotonic() - start >= 1.0
+    assert requests_seen(sms_simulator, REPORT) == 2
+    assert sms_simulator.gateway.stats()["throttle_violations"].get(VENDOR, 0) == 0
+    time.sleep(1.1)
+    sms_simulator.gateway.add_fault(Fault(kind="status", remaining=1, vendor=VENDOR, path=REPORT))
+    raw_pulls = [hook.session.post(f"{hook.config.base_url}{REPORT}", data=b"x", verify=False) for _ in range(2)]
+    assert [r.status_code for r in raw_pulls] == [503, 429]  # the faulted one counted as a pull
+    assert sms_simulator.gateway.stats()["throttle_violations"] == {VENDOR: 1}
+
+
+_PULL_CHILD = """
+import sys
+from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
+from airflow_provider_sms.store import SmsStore
+from airflow_provider_sms.sync import pull_reports
+
+CloudMasHook.pull_interval = 1.0
+with SmsStore(path=sys.argv[1]) as store:
+    print(pull_reports(CloudMasHook("sms_cloud_mas"), store).pulls)
+"""
+
+
+def test_processes_sharing_a_store_keep_one_pull_interval_per_account(
+    sms_simulator: GatewaySimulator, tmp_path: Any
+) -> None:
+    """Two workers (processes) sync the same account back to back: the store holds the slot for both."""
+    import os
+    import subprocess
+    import sys
+
+    sms_simulator.gateway.config.pull_interval = 1.0
+    env = {**os.environ, "AIRFLOW_CONN_SMS_CLOUD_MAS": sms_simulator.connection_json(VENDOR, retry_wait=0.01)}
+    store = str(tmp_path / "shared.db")
+    start = time.monotonic()
+    children = [
+        subprocess.Popen([sys.executable, "-c", _PULL_CHILD, store], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [child.communicate(timeout=60)[0].strip().splitlines()[-1] for child in children]
+    assert [child.returncode for child in children] == [0, 0, 0]
+    assert outputs == ["1", "1", "1"]
+    assert time.monotonic() - start >= 2.0  # three pulls, one slot each
+    assert requests_seen(sms_simulator, REPORT) == 3
+    assert sms_simulator.gateway.stats()["throttle_violations"].get(VENDOR, 0) == 0
 
 
 def test_simulator_answers_429_with_retry_after(sms_simulator: GatewaySimulator) -> None:

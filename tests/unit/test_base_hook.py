@@ -34,7 +34,7 @@ from airflow_provider_sms.hooks import base
 from airflow_provider_sms.hooks.base import (
     BALANCE,
     INBOUND,
-    PULL_THROTTLE,
+    PROCESS_SLOTS,
     REPORTS,
     SEND,
     SEND_TEMPLATE,
@@ -61,10 +61,10 @@ MOBILES = ["13800138000", "13900139000"]
 @pytest.fixture(autouse=True)
 def _fresh_process_caches() -> Iterator[None]:
     TOKEN_CACHE.clear()
-    PULL_THROTTLE.clear()
+    PROCESS_SLOTS.clear()
     yield
     TOKEN_CACHE.clear()
-    PULL_THROTTLE.clear()
+    PROCESS_SLOTS.clear()
 
 
 def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str = CONN_ID, **fields: Any) -> str:
@@ -1055,20 +1055,31 @@ def test_signed_content(monkeypatch: pytest.MonkeyPatch) -> None:
     assert signed.signed_content("hi", "圆通") == "【圆通】hi"  # the option beats the extra
 
 
-def test_pull_slots_keep_the_interval(conn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_process_slots_keep_the_interval_per_key() -> None:
+    assert PROCESS_SLOTS.reserve_slot("acct|report pull", 5.0) == 0
+    assert 4.5 < PROCESS_SLOTS.reserve_slot("acct|report pull", 5.0) <= 5.0
+    assert PROCESS_SLOTS.reserve_slot("acct|inbound pull", 5.0) == 0  # another endpoint has its own slot
+    assert 9.5 < PROCESS_SLOTS.reserve_slot("acct|report pull", 5.0) <= 10.0
+    PROCESS_SLOTS.slot_finished("acct|inbound pull", 30.0)  # counted from the reply when that is later
+    assert 29.5 < PROCESS_SLOTS.reserve_slot("acct|inbound pull", 5.0) <= 30.0
+
+
+def test_the_request_rate_extra_paces_every_attempt_of_the_account(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: Any
+) -> None:
     slept: list[float] = []
     monkeypatch.setattr(base.time, "sleep", slept.append)
-    hook = PaaswV2Hook(conn)
-    hook.wait_for_pull_slot("/sms/report", 5.0)
-    assert slept == []
-    hook.wait_for_pull_slot("/sms/report", 5.0)
-    assert len(slept) == 1
-    assert 4.5 < slept[0] <= 5.0
-    hook.wait_for_pull_slot("/sms/deliver", 5.0)  # another endpoint has its own slot
-    assert len(slept) == 1
-    PaaswV2Hook(conn).wait_for_pull_slot("/sms/report", 5.0)  # the slot is per process, not per hook
-    assert len(slept) == 2
-    assert 9.5 < slept[1] <= 10.0
+    hook = PaaswV2Hook(set_conn(monkeypatch, "sms_paced", extra={"max_requests_per_second": 4, "retry_wait": 0}))
+    requests_mock.post(
+        f"{hook.config.base_url}/message/balance",
+        [{"status_code": 503}, {"json": {"code": 0, "data": {"balance": 5}}}],
+    )
+    requests_mock.post(f"{hook.config.base_url}/message/token", json={"code": 0, "data": {"token": "t" * 16}})
+    hook.get_balance()  # token, a 503, its retry: three requests, a quarter of a second apart
+    waits = [s for s in slept if s > 0.01]  # sleeping is mocked, so the clock stands still between them
+    assert len(waits) == 2 and 0.2 < waits[0] <= 0.25 and 0.45 < waits[1] <= 0.5
+    with pytest.raises(SmsConfigurationError, match="max_requests_per_second"):
+        _ = PaaswV2Hook(set_conn(monkeypatch, "sms_bad", extra={"max_requests_per_second": -1})).requests_per_second
 
 
 def test_vendor_error_carries_the_meaning(conn: str) -> None:

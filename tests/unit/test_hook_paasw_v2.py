@@ -20,7 +20,7 @@ from airflow_provider_sms.errors import (
     SmsResponseError,
     SmsVendorError,
 )
-from airflow_provider_sms.hooks.base import PULL_THROTTLE, TOKEN_CACHE
+from airflow_provider_sms.hooks.base import PROCESS_SLOTS, TOKEN_CACHE
 from airflow_provider_sms.hooks.paasw_v2 import PaaswV2Hook
 from airflow_provider_sms.records import DELIVERED, FAILED, DeliveryReport, InboundMessage
 
@@ -48,10 +48,10 @@ PATHS = {
 @pytest.fixture(autouse=True)
 def _fresh_process_caches() -> Iterator[None]:
     TOKEN_CACHE.clear()
-    PULL_THROTTLE.clear()
+    PROCESS_SLOTS.clear()
     yield
     TOKEN_CACHE.clear()
-    PULL_THROTTLE.clear()
+    PROCESS_SLOTS.clear()
 
 
 def set_conn(monkeypatch: pytest.MonkeyPatch, fmt: str = "json", **extra: Any) -> str:
