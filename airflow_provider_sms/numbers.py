@@ -24,9 +24,15 @@ MULTI_PART_CHARS = 67
 
 
 def split_mobiles(mobiles: str | Iterable[str]) -> list[str]:
-    """Accept a comma/semicolon/newline separated string or any iterable of numbers."""
+    """Accept a comma/semicolon/newline separated string or any iterable of numbers.
+
+    Anything else (``None``, a single int) is a ``TypeError`` naming the argument, raised here because
+    every send path splits its numbers here before anything goes out.
+    """
     if isinstance(mobiles, str):
         return [m for m in re.split(r"[,;\n，]", mobiles) if m.strip()]
+    if not isinstance(mobiles, Iterable):
+        raise TypeError(f"mobiles must be a list of numbers or a comma-separated string, got {type(mobiles).__name__}")
     return list(map(str, mobiles))
 
 

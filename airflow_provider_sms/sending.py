@@ -240,7 +240,10 @@ class PlannedSend:
         from airflow_provider_sms.numbers import normalize_mobiles
 
         hook = self.hook
-        options = hook.prepare_send(spec.content, template_id=spec.template_id, **dict(spec.options))
+        # the schedule is checked below for a new plan only: a stored plan's retry may come after its time
+        options = hook.prepare_send(
+            spec.content, template_id=spec.template_id, check_schedule=False, **dict(spec.options)
+        )
         valid, invalid = normalize_mobiles(spec.mobiles, international=hook.international)
         if invalid:
             raise SmsInvalidNumbersError(hook.vendor, invalid, len(valid) + len(invalid))
@@ -267,6 +270,7 @@ class PlannedSend:
             )
         intents: frozenset[str] = frozenset()
         if plan is None or plan.inputs != inputs:
+            hook.check_schedule(options)
             plan, intents, requests = self._new_plan(key, plan, valid, inputs, spec, options)
         else:
             plan = self._resume(plan)

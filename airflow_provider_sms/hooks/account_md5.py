@@ -227,11 +227,8 @@ class AccountMd5Hook(SmsHook):
         operation = "balance query"
         reply = self._post("balance", {}, operation)
         data = self.field(reply, "data", operation)
-        amount = self.field(data, "balance", operation)
-        try:
-            return Balance(self.vendor, amount, "", raw=data)
-        except (ArithmeticError, ValueError):
-            raise self.bad_reply(operation, f"balance {amount!r} is not a number") from None
+        amount = self.balance_amount(self.field(data, "balance", operation), operation)
+        return Balance(self.vendor, amount, "", raw=data)
 
     def _check_connection(self) -> str:
         try:

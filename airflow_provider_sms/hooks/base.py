@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import ssl
 import threading
 import time
@@ -78,6 +79,15 @@ FEATURE_LABELS: Final = {
 MESSAGE_KINDS: Final = {"verification": "1", "notification": "2", "marketing": "3"}
 
 SEND_OPTIONS: Final = frozenset({"signature", "ext_no", "scheduled_at", "kind", "client_ref", "sender_id"})
+
+#: characters that print nothing: a text of only these (and whitespace) reaches the phone as an empty SMS
+INVISIBLE_CHARS: Final = "\u200b\u200c\u200d\u2060\ufeff"
+_DROP_INVISIBLE: Final = str.maketrans("", "", INVISIBLE_CHARS)
+#: how far in the past ``scheduled_at`` may lie (clock skew between this host and the vendor) before it is refused
+SCHEDULE_SKEW: Final = timedelta(seconds=60)
+#: a balance given as text: plain ASCII decimal notation only (``Decimal`` would also take ``1_000``, ``NaN``
+#: or non-ASCII digits)
+_DECIMAL_TEXT: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 DEFAULT_TIMEZONE: Final = "Asia/Shanghai"
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
@@ -554,13 +564,54 @@ class SmsHook(BaseHook):
             for chunk in chunk_mobiles(valid, max_count=self.max_numbers_per_request, max_chars=self.max_mobiles_chars)
         ]
 
-    def prepare_send(self, content: str | None, *, template_id: str | None = None, **options: Any) -> SendOptions:
-        """The checks that do not depend on the numbers: feature, options, empty content."""
-        self._require(SEND_TEMPLATE if template_id else SEND)
+    def prepare_send(
+        self,
+        content: str | None,
+        *,
+        template_id: str | None = None,
+        check_schedule: bool = True,
+        **options: Any,
+    ) -> SendOptions:
+        """The checks that do not depend on the numbers: types, feature, options, empty text or template id,
+        a schedule already past.
+
+        Every send path (``plan_send``, ``PlannedSend``, hence the operator and the notifier) comes
+        through here before anything goes out. ``check_schedule=False`` leaves the schedule to
+        ``check_schedule``: a stored plan being resumed was checked when it was made.
+        """
+        if content is not None and not isinstance(content, str):
+            raise TypeError(f"{self.vendor}: content must be a str, got {type(content).__name__}")
+        if template_id is not None and not str(template_id).strip():
+            # "" is not "no template": it used to send a text holding only the signature, on any vendor
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: template_id is empty; pass the vendor's template id, or content= for a text"
+            )
+        self._require(SEND_TEMPLATE if template_id is not None else SEND)
         send_options = self._parse_options(options)
-        if template_id is None and not (content and content.strip()):
-            raise SmsInvalidRequestError(f"{self.vendor}: message content is empty")
+        if template_id is None:
+            self.check_text(content, "message content")
+        if check_schedule:
+            self.check_schedule(send_options)
         return send_options
+
+    def check_text(self, text: object, what: str) -> None:
+        """A text to send must be a str with something visible in it: whitespace and zero-width characters
+        alone would reach the phone as an empty SMS (or one holding only the signature)."""
+        if text is not None and not isinstance(text, str):
+            raise TypeError(f"{self.vendor}: {what} must be a str, got {type(text).__name__}")
+        if not text or not text.translate(_DROP_INVISIBLE).strip():
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: {what} is empty (nothing but whitespace or invisible characters counts as empty)"
+            )
+
+    def check_schedule(self, options: SendOptions) -> None:
+        """A ``scheduled_at`` already past is refused: vendors either refuse it or send at once, unscheduled."""
+        when = options.scheduled_at
+        if when is not None and when < self.now() - SCHEDULE_SKEW:
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: scheduled_at {when.isoformat()} is in the past "
+                f"(allowing {SCHEDULE_SKEW.total_seconds():.0f} s for clock skew); nothing was sent"
+            )
 
     def stored_request(
         self,
@@ -988,6 +1039,25 @@ class SmsHook(BaseHook):
         if rejected:
             raise SmsPartialResponseError(self.vendor, operation, what, records, rejected)
         return records
+
+    def balance_amount(self, amount: Any, operation: str = "balance query") -> Decimal:
+        """A vendor's balance as an exact, finite ``Decimal``; anything else is ``SmsResponseError``.
+
+        One parser for every vendor: NaN or Infinity (as text), a boolean, a float (its digits already
+        rounded), text that is not plain decimal notation, or a value too large for a float would
+        otherwise reach ``min_balance`` as a bare ``decimal.InvalidOperation`` or a nonsense reading.
+        """
+        shown = repr(amount) if len(repr(amount)) <= 60 else repr(amount)[:57] + "..."
+        if isinstance(amount, bool) or not isinstance(amount, (int, Decimal, str)):
+            raise self.bad_reply(operation, f"balance {shown} is not a number ({type(amount).__name__})")
+        if isinstance(amount, str) and not _DECIMAL_TEXT.fullmatch(amount.strip()):
+            raise self.bad_reply(operation, f"balance {shown} is not a number")
+        value = Decimal(amount.strip() if isinstance(amount, str) else amount)
+        if not value.is_finite():
+            raise self.bad_reply(operation, f"balance {shown} is not a finite number")
+        if math.isinf(float(value)):
+            raise self.bad_reply(operation, f"balance {shown} overflows: no account holds that much")
+        return value
 
     def bad_reply(self, operation: str, problem: str, response: requests.Response | None = None) -> SmsResponseError:
         return SmsResponseError(

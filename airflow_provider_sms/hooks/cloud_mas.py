@@ -275,8 +275,7 @@ class CloudMasHook(SmsHook):
                 invalid.append(str(raw).strip())
                 continue
             number = valid[0]
-            if not isinstance(text, str) or not text.strip():
-                raise SmsInvalidRequestError(f"{self.vendor}: the message for {number} is empty")
+            self.check_text(text, f"the message for {number}")
             if texts.get(number, text) != text:
                 raise SmsInvalidRequestError(f"{self.vendor}: {number} is given twice with different messages")
             texts[number] = text

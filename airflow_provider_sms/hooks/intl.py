@@ -202,15 +202,7 @@ class IntlSmsHook(SmsHook):
         data = self._call("GET", "balance", operation)
         amount = self.field(data, "balance", operation)
         currency = self.field(data, "currencyCode", operation)
-        if isinstance(amount, (bool, float)) or not isinstance(amount, (int, Decimal, str)):
-            raise self.bad_reply(operation, f"balance {amount!r} is not a number")
-        try:
-            value = Decimal(str(amount).strip())
-        except ArithmeticError:
-            value = Decimal("NaN")
-        if not value.is_finite():
-            raise self.bad_reply(operation, f"balance {amount!r} is not a number")
-        return Balance(self.vendor, value, str(currency), raw=data)
+        return Balance(self.vendor, self.balance_amount(amount, operation), str(currency), raw=data)
 
     def _check_connection(self) -> str:
         balance = self._get_balance()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from decimal import Decimal
 from typing import Any
 
 import requests
@@ -322,13 +321,8 @@ class PaaswV1Hook(SmsHook):
     def _get_balance(self) -> Balance:
         operation = "balance query"
         reply = self._with_token("balance", {}, operation)
-        amount = self.field(reply, "balance", operation)
-        if isinstance(amount, bool) or not isinstance(amount, (int, str, Decimal)):
-            raise self.bad_reply(operation, f"balance {amount!r} is not a number")
-        try:
-            return Balance(self.vendor, Decimal(str(amount)), "", raw=reply)
-        except (ArithmeticError, ValueError):
-            raise self.bad_reply(operation, f"balance {amount!r} is not a number") from None
+        amount = self.balance_amount(self.field(reply, "balance", operation), operation)
+        return Balance(self.vendor, amount, "", raw=reply)
 
     def _check_connection(self) -> str:
         try:

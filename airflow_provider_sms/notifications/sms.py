@@ -17,7 +17,7 @@ import copy
 import hashlib
 import json
 import uuid
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +90,11 @@ class SmsNotifier(BaseNotifier):
             raise ValueError("SmsNotifier needs an sms_conn_id")
         if not text:
             raise ValueError("SmsNotifier needs a text")
+        if not isinstance(mobiles, (str, Iterable)):  # here, at DAG parse time, not in a failure callback
+            raise TypeError(
+                "SmsNotifier mobiles must be a list of numbers or a comma-separated string, "
+                f"got {type(mobiles).__name__}"
+            )
         if max_chars is not None and max_chars < 2:
             raise ValueError(f"SmsNotifier max_chars must be at least 2, got {max_chars!r}")
         self.sms_conn_id = sms_conn_id

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from airflow_provider_sms.errors import (
+    SmsInvalidRequestError,
     SmsNotSupportedError,
     SmsOutcomeUnknownError,
     SmsResponseError,
@@ -149,14 +150,19 @@ def test_scheduled_send(hook: IntlSmsHook, sms_simulator: GatewaySimulator) -> N
         scheduled_at=datetime.now(timezone.utc) + timedelta(hours=2),
     )
     assert (receipt.batch_id, "2348031000010") in sms_simulator.gateway.messages["intl"]
-    with pytest.raises(SmsVendorError) as info:
+    # a time already past is refused by the hook before it goes out ...
+    with pytest.raises(SmsInvalidRequestError, match="is in the past"):
         hook.send(
             "2348031000010",
             "too late",
             signature="Acme",
             scheduled_at=datetime.now(timezone.utc) - timedelta(hours=2),
         )
-    assert info.value.code == "1011"
+    assert requests_seen(sms_simulator, SEND_PATH) == 1
+    # ... and by the vendor too (SendTimeError), should one get there
+    past = (datetime.now(timezone.utc) - timedelta(hours=2)).astimezone(hook.config.timezone)
+    body = {"mobile": "2348031000010", "content": "【A】x", "sendTime": past.strftime("%Y%m%d%H%M%S")}
+    assert raw(sms_simulator, "POST", SEND_PATH, body)["code"] == 1011
 
 
 def test_test_connection(hook: IntlSmsHook, sms_simulator: GatewaySimulator) -> None:
