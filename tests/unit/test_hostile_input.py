@@ -18,7 +18,7 @@ import requests_mock as rm
 
 from airflow_provider_sms.errors import SmsInvalidRequestError, SmsResponseError
 from airflow_provider_sms.hooks import get_sms_hook
-from airflow_provider_sms.hooks.base import PULL_THROTTLE, SCHEDULE_SKEW, TOKEN_CACHE, SmsHook
+from airflow_provider_sms.hooks.base import PROCESS_SLOTS, SCHEDULE_SKEW, TOKEN_CACHE, SmsHook
 from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
 
 #: per vendor: connection fields and a number it takes
@@ -42,10 +42,10 @@ INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
 @pytest.fixture(autouse=True)
 def _fresh_process_caches() -> Iterator[None]:
     TOKEN_CACHE.clear()
-    PULL_THROTTLE.clear()
+    PROCESS_SLOTS.clear()
     yield
     TOKEN_CACHE.clear()
-    PULL_THROTTLE.clear()
+    PROCESS_SLOTS.clear()
 
 
 def hook_for(vendor: str, monkeypatch: pytest.MonkeyPatch) -> tuple[SmsHook, str]:
