@@ -21,6 +21,7 @@ from airflow_provider_sms.errors import SmsInvalidRequestError, SmsVendorError
 from airflow_provider_sms.hooks.base import BALANCE, REPORTS, SEND, SendRequest, SmsHook, mask, parse_id
 from airflow_provider_sms.records import (
     DELIVERED,
+    EXPIRED,
     FAILED,
     PENDING,
     Balance,
@@ -37,6 +38,7 @@ REPORT_TIME_FORMATS = {14: "%Y%m%d%H%M%S", 12: "%Y%m%d%H%M"}
 CONTENT_TYPE = "application/json;charset=utf-8"
 
 NO_REPORT = "1012"
+TIME_SUPER_RANGE = "1010"  # a queried pair lies outside the 30 days the vendor answers for
 
 #: Chapter 6 "ResultCode" of the document: the name it gives each code, then what it means.
 CODE_MEANINGS: dict[str, str] = {
@@ -162,8 +164,30 @@ class IntlSmsHook(SmsHook):
         except SmsVendorError as exc:
             if exc.code == NO_REPORT:  # none of the pairs is known (yet, or any more): not an error
                 return []
-            raise
+            if exc.code != TIME_SUPER_RANGE:
+                raise
+            return self._outside_the_window(pairs)
         return self.parse_records(self.data_list(data, operation), self.report_from_record, operation, "report")
+
+    def _outside_the_window(self, pairs: Sequence[tuple[str, str]]) -> list[DeliveryReport]:
+        """1010 answers the whole query for the pairs it concerns: halve until they are found. Those the
+        vendor will never answer for again are ``expired``; the others' reports are read as usual."""
+        if len(pairs) > 1:
+            middle = len(pairs) // 2
+            return self._fetch_reports(pairs[:middle]) + self._fetch_reports(pairs[middle:])
+        (batch_id, mobile) = pairs[0]
+        return [
+            DeliveryReport(
+                vendor=self.vendor,
+                batch_id=str(batch_id),
+                mobile=str(mobile),
+                status=EXPIRED,
+                code=TIME_SUPER_RANGE,
+                description="the vendor answers report queries for 30 days only (1010 TimeSuperRange)",
+                reported_at=None,
+                raw={"msgId": str(batch_id), "mobile": str(mobile), "code": TIME_SUPER_RANGE},
+            )
+        ]
 
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One ``{mobile, msgId, timestamp, status, desc, errorCode}`` record, queried or pushed.

@@ -3,8 +3,9 @@
 Every call is checked as the document's chapter 1 lays it out: the ``appKey`` header (1002 when
 wrong), ``appSecret`` as the MD5 of the secret in 32 upper-case hex (1003 otherwise, lower case
 included), ``Accept`` and ``Content-Type: application/json;charset=utf-8`` (1001), then the body.
-Reports are a query by (msgId, mobile): unknown or older-than-30-days pairs are left out of the
-answer, and 1012 comes back when none is known. A failed message reports ``UNDELIV``.
+Reports are a query by (msgId, mobile): unknown pairs are left out of the answer, 1012 comes back
+when none is known, and 1010 (TimeSuperRange) for the whole query when a pair is older than 30 days.
+A failed message reports ``UNDELIV``.
 
 Push (chapter 5): one report object per POST, as soon as it is due, with the ``appKey`` and ``appSecret``
 headers. ``status`` follows the push table (§5.4): 0 delivered, 1 failed; ``timestamp`` has the 12 digits
@@ -45,7 +46,7 @@ REPORT_DAYS = 30
 
 PARAM_ERROR, APP_KEY_ERROR, PASSWORD_ERROR = 1001, 1002, 1003
 CONTENT_ERROR, MOBILE_ERROR, AMOUNT_NOT_ENOUGH = 1006, 1007, 1009
-SEND_TIME_ERROR, NO_REPORT_ERROR = 1011, 1012
+TIME_SUPER_RANGE, SEND_TIME_ERROR, NO_REPORT_ERROR = 1010, 1011, 1012
 
 Endpoint = Callable[[Any], SimResponse]
 
@@ -156,7 +157,10 @@ class IntlProtocol(VendorProtocol):
             if not (isinstance(msg_id, str) and msg_id and isinstance(mobile, str) and mobile):
                 return _error(PARAM_ERROR, "msgId and mobile are required strings")
             message = self.gateway.query_report(self.vendor, msg_id, mobile)
-            if message is not None and message.submitted_at >= oldest:
+            if message is not None and message.submitted_at < oldest:
+                # "此接口只能获取最近30天的状态报告": the whole query is refused, its other pairs too
+                return _error(TIME_SUPER_RANGE, "TimeSuperRange")
+            if message is not None:
                 found.append(self._report(message))
         if not found:
             return _error(NO_REPORT_ERROR, "NoReportError")

@@ -127,11 +127,13 @@ def test_unknown_pairs_are_left_out(hook: IntlSmsHook, sms_simulator: GatewaySim
 
 
 def test_reports_older_than_30_days_are_gone(hook: IntlSmsHook, sms_simulator: GatewaySimulator) -> None:
+    """The vendor answers 1010 for a pair past its 30 days: it will never report it, so it is expired."""
     sms_simulator.gateway.config.report_delay = 0
     (receipt,) = hook.send("2348031000010", "hi", signature="Acme")
     message = sms_simulator.gateway.messages["intl"][(receipt.batch_id, "2348031000010")]
     message.submitted_at -= timedelta(days=31)
-    assert hook.fetch_reports([(receipt.batch_id, "2348031000010")]) == []
+    [report] = hook.fetch_reports([(receipt.batch_id, "2348031000010")])
+    assert (report.status, report.code, report.batch_id) == ("expired", "1010", receipt.batch_id)
 
 
 def test_inbound_is_not_supported(hook: IntlSmsHook, sms_simulator: GatewaySimulator) -> None:

@@ -284,6 +284,48 @@ def test_intl_reports_expire_after_its_30_day_query_window_at_the_latest(
     assert get_sms_hook("sms_intl_long").report_deadline == timedelta(days=30)
 
 
+def test_intl_1010_expires_only_the_pairs_past_the_vendor_s_30_days(
+    sim: GatewaySimulator, store_args: dict[str, Any]
+) -> None:
+    """The vendor refuses a whole status query with 1010 when one pair is older than 30 days: the sync
+    finds that pair, expires it, and reads the others' reports as usual."""
+    from datetime import timedelta
+
+    from airflow_provider_sms.operators import SmsSendOperator
+    from airflow_provider_sms.sync import pull_reports
+    from airflow_provider_sms.testing import task_context
+
+    sim.gateway.config.report_delay = 0
+    mobiles = [f"861380013800{i}" for i in range(5)]
+    store = {
+        "store_conn_id": store_args.get("store_conn_id"),
+        "table_prefix": store_args.get("store_table_prefix", "sms_"),
+    }
+    summary = SmsSendOperator(
+        task_id="send",
+        sms_conn_id="sms_intl",
+        mobiles=mobiles,
+        content="hi",
+        signature="S",
+        store_conn_id=store["store_conn_id"],
+        store_table_prefix=store["table_prefix"],
+    ).execute(task_context())
+    [batch] = summary["batch_ids"]
+    sim.gateway.messages["intl"][(batch, mobiles[3])].submitted_at -= timedelta(days=31)  # the vendor's clock
+    hook = get_sms_hook("sms_intl")
+    with SmsStore(**store) as st:
+        result = pull_reports(hook, st)
+        progress = st.batch_progress("intl", [batch])
+        [page] = list(st.iter_reports(vendor="intl"))
+    assert (progress.total, progress.delivered, progress.pending) == (5, 4, 0)
+    assert {row["mobile"]: (row["status"], row["code"]) for row in page if row["status"] == "expired"} == {
+        mobiles[3]: ("expired", "1010")
+    }
+    assert result.pulls == 1 and result.quarantined == 0
+    # the refused query, then halves until the old pair stood alone: [0-4] [0-1] [2-4] [2] [3-4] [3] [4]
+    assert sim.gateway.stats()["requests"]["intl /api/v1/international/sms/status"] == 7
+
+
 @pytest.mark.parametrize("vendor", ["paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas"])
 def test_a_delivery_report_the_parser_rejects_is_quarantined_on_every_vendor(
     sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, vendor: str

@@ -295,9 +295,34 @@ def test_no_report_error_means_none_found(hook: IntlSmsHook, requests_mock: Any)
 
 
 def test_other_status_errors_raise(hook: IntlSmsHook, requests_mock: Any) -> None:
-    requests_mock.post(STATUS_URL, json={"code": 1010, "msg": "TimeSuperRange"})
-    with pytest.raises(SmsVendorError, match="30 days"):
+    requests_mock.post(STATUS_URL, json={"code": 9999, "msg": "other"})
+    with pytest.raises(SmsVendorError, match="9999"):
         hook.fetch_reports([("1", "2348031000010")])
+
+
+def test_1010_concerns_only_the_pairs_past_30_days(hook: IntlSmsHook, requests_mock: Any) -> None:
+    """One old pair makes the vendor refuse the whole query: it is found by halving, and expired."""
+
+    def answer(request: Any, context: Any) -> dict[str, Any]:
+        pairs = request.json()["data"]
+        if any(pair["mobile"] == "2348031000012" for pair in pairs):
+            return {"code": 1010, "msg": "TimeSuperRange"}
+        return {
+            "code": 0,
+            "msg": "ok",
+            "data": [{**pair, "status": 0, "timestamp": "20261130101010"} for pair in pairs],
+        }
+
+    requests_mock.post(STATUS_URL, json=answer)
+    pairs = [("1", f"234803100001{i}") for i in range(4)]
+    reports = hook.fetch_reports(pairs)
+    assert sorted((r.mobile, r.status) for r in reports) == [
+        ("2348031000010", "delivered"),
+        ("2348031000011", "delivered"),
+        ("2348031000012", "expired"),
+        ("2348031000013", "delivered"),
+    ]
+    assert requests_mock.call_count == 5  # [0-3] [0-1] [2-3] [2] [3]
 
 
 @pytest.mark.parametrize("pairs", [None, []])
