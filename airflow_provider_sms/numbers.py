@@ -117,8 +117,12 @@ def chunk_mobiles(mobiles: Sequence[str], *, max_count: int, max_chars: int | No
 
 
 def message_parts(text: str) -> int:
-    """How many SMS parts a text costs: 70 characters fit one, longer texts are billed per 67."""
-    length = len(text)
+    """How many SMS parts a text costs: 70 characters fit one, longer texts are billed per 67.
+
+    Characters are counted as the network does, in UTF-16 units: one outside the BMP (an emoji, a rare
+    CJK ideograph) counts as two.
+    """
+    length = len(text) + sum(1 for char in text if char > "\uffff")
     if length <= SINGLE_PART_CHARS:
         return 1
     return -(-length // MULTI_PART_CHARS)

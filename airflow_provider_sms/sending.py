@@ -77,6 +77,8 @@ class SendSpec:
     template_id: str | None = None
     params: Any = None
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: the most SMS parts one message may cost (None: the connection's ``max_parts``, default 10)
+    max_parts: int | None = None
 
 
 def check_policies(on_unknown: str, on_plan_change: str) -> None:
@@ -223,6 +225,7 @@ class PlannedSend:
         self.skip_opted_out = skip_opted_out
         self.log = logger or log
         self._evidence_seq = 0  # delivery reports up to this seq were already looked at for evidence
+        self._parts: int | None = None  # SMS parts per number of a text send (templates: the vendor knows)
 
     @property
     def conn_id(self) -> str:
@@ -237,12 +240,15 @@ class PlannedSend:
         sleeping (a deferrable operator hands its worker slot back meanwhile). ``carried``: the counters
         of earlier parts of the same try (after a deferral).
         """
-        from airflow_provider_sms.numbers import normalize_mobiles
+        from airflow_provider_sms.numbers import message_parts, normalize_mobiles
 
         hook = self.hook
         # the schedule is checked below for a new plan only: a stored plan's retry may come after its time
         options = hook.prepare_send(
-            spec.content, template_id=spec.template_id, check_schedule=False, **dict(spec.options)
+            spec.content, template_id=spec.template_id, check_schedule=False, max_parts=spec.max_parts, **spec.options
+        )
+        self._parts = (
+            None if spec.template_id else message_parts(hook.signed_content(spec.content or "", options.signature))
         )
         valid, invalid = normalize_mobiles(spec.mobiles, international=hook.international)
         if invalid:
@@ -545,6 +551,7 @@ class PlannedSend:
             "resolved_requests": tally.resolved,
             "resent_requests": tally.resent,
             "plan": plan.generation,
+            "parts": self._parts,
         }
 
     # ------------------------------------------------------------------ opt-outs

@@ -48,7 +48,7 @@ from airflow_provider_sms.errors import (
     SmsVendorError,
     body_preview,
 )
-from airflow_provider_sms.numbers import chunk_mobiles, normalize_mobiles
+from airflow_provider_sms.numbers import chunk_mobiles, message_parts, normalize_mobiles
 from airflow_provider_sms.records import Balance, DeliveryReport, InboundMessage, SendReceipt
 
 if TYPE_CHECKING:
@@ -95,6 +95,8 @@ DEFAULT_READ_TIMEOUT: Final = 30.0
 #: the connection extra that paces an account's requests (requests per second, every process that shares the store)
 RATE_EXTRA: Final = "max_requests_per_second"
 DEFAULT_RETRIES: Final = 3
+#: the most SMS parts one message may cost unless the connection or the send says otherwise (670 characters)
+DEFAULT_MAX_PARTS: Final = 10
 DEFAULT_RETRY_WAIT: Final = 1.0
 #: hours after a send with no final report before its numbers become "expired" (the receipt window
 #: vendors document); the connection extra ``report_deadline_hours`` sets it
@@ -570,6 +572,7 @@ class SmsHook(BaseHook):
         *,
         template_id: str | None = None,
         check_schedule: bool = True,
+        max_parts: int | None = None,
         **options: Any,
     ) -> SendOptions:
         """The checks that do not depend on the numbers: types, feature, options, empty text or template id,
@@ -590,6 +593,7 @@ class SmsHook(BaseHook):
         send_options = self._parse_options(options)
         if template_id is None:
             self.check_text(content, "message content")
+            self.check_parts(self.signed_content(str(content), send_options.signature), max_parts)
         if check_schedule:
             self.check_schedule(send_options)
         return send_options
@@ -603,6 +607,32 @@ class SmsHook(BaseHook):
             raise SmsInvalidRequestError(
                 f"{self.vendor}: {what} is empty (nothing but whitespace or invisible characters counts as empty)"
             )
+
+    def check_parts(self, text: str, max_parts: int | None = None) -> int:
+        """The SMS parts each number's message costs; more than ``max_parts`` (default: the connection's
+        ``max_parts`` extra, else 10) is refused, so that a runaway string never goes out by mistake."""
+        limit = self.max_parts if max_parts is None else max_parts
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: max_parts must be a whole number of at least 1, got {limit!r}"
+            )
+        parts = message_parts(text)
+        if parts > limit:
+            raise SmsInvalidRequestError(
+                f"{self.vendor}: the text is {len(text)} characters, {parts} SMS parts for each number; more than "
+                f"max_parts={limit} (pass a higher max_parts, or set the connection's max_parts extra, to send it)"
+            )
+        return parts
+
+    @cached_property
+    def max_parts(self) -> int:
+        """The connection's ``max_parts`` extra: the most SMS parts one message may cost (default 10)."""
+        value = _float_extra(self.config.extras, "max_parts", DEFAULT_MAX_PARTS, self.sms_conn_id)
+        if not math.isfinite(value) or value != int(value) or value < 1:
+            raise SmsConfigurationError(
+                f"connection {self.sms_conn_id!r}: extra 'max_parts' must be a whole number of at least 1"
+            )
+        return int(value)
 
     def check_schedule(self, options: SendOptions) -> None:
         """A ``scheduled_at`` already past is refused: vendors either refuse it or send at once, unscheduled."""

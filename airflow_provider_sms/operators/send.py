@@ -71,6 +71,9 @@ class SmsSendOperator(BaseOperator):
     :param on_plan_change: a retry given other numbers, text or options than its first try planned
         fails (``"fail"``, the default) or plans the new input anew (``"new_plan"``).
     :param deferrable: while a retry waits for evidence, give the worker slot back to the triggerer.
+    :param max_parts: the most SMS parts (70 characters for one, 67 each beyond, the signature
+        included) one message may cost; a longer text is refused before anything is sent. Default: the
+        connection's ``max_parts`` extra, else 10. The summary's ``parts`` says what the text costs.
     :param resend_unknown: deprecated; ``True`` means ``on_unknown="resend"``.
     """
 
@@ -109,6 +112,7 @@ class SmsSendOperator(BaseOperator):
         unknown_grace_period: timedelta | float = timedelta(minutes=10),
         on_plan_change: str = "fail",
         deferrable: bool = False,
+        max_parts: int | None = None,
         resend_unknown: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -145,6 +149,7 @@ class SmsSendOperator(BaseOperator):
         self.unknown_grace_period = _seconds(unknown_grace_period, "unknown_grace_period")
         self.on_plan_change = on_plan_change
         self.deferrable = deferrable
+        self.max_parts = max_parts
 
     def _options(self) -> dict[str, Any]:
         scheduled = self.scheduled_at
@@ -192,6 +197,7 @@ class SmsSendOperator(BaseOperator):
                     template_id=self.template_id,
                     params=self.template_params,
                     options=self._options(),
+                    max_parts=self.max_parts,
                 )
                 result = sender.run(spec, wait=not self.deferrable, carried=carried)
         finally:

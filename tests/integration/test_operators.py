@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException, TaskDeferred
 
-from airflow_provider_sms.errors import SmsError, SmsInvalidNumbersError
+from airflow_provider_sms.errors import SmsError, SmsInvalidNumbersError, SmsInvalidRequestError
 from airflow_provider_sms.hooks.base import SmsHook
 from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
 from airflow_provider_sms.operators import (
@@ -62,6 +62,15 @@ def test_send_splits_records_and_summarises(sim: GatewaySimulator, home: Path) -
         assert db.execute("SELECT count(*) FROM sms_sent_messages").fetchone()[0] == 2500
         states = db.execute("SELECT state, count(*) FROM sms_requests GROUP BY state").fetchall()
     assert states == [("accepted", 3)]
+
+
+def test_the_summary_counts_parts_and_max_parts_refuses_a_long_text_unsent(sim: GatewaySimulator) -> None:
+    assert send_op(mobiles=numbers(2), content="字" * 100).execute(task_context())["parts"] == 2  # 【S】 + 100
+    with pytest.raises(SmsInvalidRequestError, match="3 SMS parts for each number; more than max_parts=2"):
+        send_op(task_id="long", mobiles=numbers(2), content="字" * 140, max_parts=2).execute(
+            task_context(FakeTaskInstance(task_id="long"))
+        )
+    assert sends_seen(sim) == 1
 
 
 def test_mobiles_from_a_rendered_xcom_list(sim: GatewaySimulator) -> None:

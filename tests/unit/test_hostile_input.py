@@ -267,3 +267,50 @@ def test_balance_parser_refuses_floats_and_non_finite_decimals(amount: Any, monk
     hook, _ = hook_for("paasw_v2", monkeypatch)
     with pytest.raises(SmsResponseError, match=r"paasw_v2 balance query: balance .* is not a"):
         hook.balance_amount(amount)
+
+
+# ------------------------------------------------------------------------------------------ message length
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [("字" * 70, 1), ("字" * 71, 2), ("字" * 134, 2), ("字" * 135, 3), ("😀" * 35, 1), ("😀" * 36, 2)],
+)
+def test_parts_are_counted_in_utf16_units_70_for_one_67_each_beyond(text: str, parts: int) -> None:
+    from airflow_provider_sms.numbers import message_parts
+
+    assert message_parts(text) == parts
+
+
+def test_a_text_above_max_parts_is_refused_before_anything_is_sent(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: Any
+) -> None:
+    from airflow_provider_sms.hooks.paasw_v2 import PaaswV2Hook
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMS_LONG",
+        json.dumps({"conn_type": "sms_paasw_v2", "host": "http://gw.test", "login": "a", "password": "s" * 16}),
+    )
+    hook = PaaswV2Hook("sms_long")
+    text = "字" * (10 * 67 - 3)  # with 【S】 exactly 10 parts: the default limit
+    hook.check_parts(hook.signed_content(text, "S"))
+    with pytest.raises(SmsInvalidRequestError, match=r"11 SMS parts for each number; more than max_parts=10"):
+        hook.send("13800138000", text + "字", signature="S")
+    with pytest.raises(SmsInvalidRequestError, match="max_parts=2"):
+        hook.send("13800138000", "字" * 140, signature="S", max_parts=2)
+    with pytest.raises(SmsInvalidRequestError, match="max_parts=10"):
+        hook.send("13800138000", "字" * 1_000_000, signature="S")
+    assert requests_mock.call_count == 0
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMS_LONG",
+        json.dumps(
+            {
+                "conn_type": "sms_paasw_v2",
+                "host": "http://gw.test",
+                "login": "a",
+                "password": "s",
+                "extra": {"max_parts": 12},
+            }
+        ),
+    )
+    assert PaaswV2Hook("sms_long").check_parts("字" * (11 * 67)) == 11
