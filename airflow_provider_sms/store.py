@@ -48,6 +48,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 from airflow_provider_sms.errors import SmsConfigurationError
+from airflow_provider_sms.identifiers import check_table_prefix
 from airflow_provider_sms.numbers import china_mobile_forms, mask_matches
 from airflow_provider_sms.records import (
     ACCEPTED,
@@ -100,7 +101,6 @@ _SCAN_MIN_KEYS = 32  # a batch with this many keys in a page is read whole ...
 _SCAN_FACTOR = 4  # ... unless it holds more than this many rows per key of the page
 _SEEK_CHUNK = 300  # keys per VALUES list in a lookup by key (3 variables each)
 _MASK_CACHE_NUMBERS = 200_000  # sent numbers kept for resolving masked mobiles within one save_reports
-_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,40}")
 _MASK = re.compile(r"(\d+)\*+(\d+)")
 
 _T = TypeVar("_T")
@@ -755,11 +755,7 @@ class SmsStore:
     def __init__(
         self, store_conn_id: str | None = None, *, table_prefix: str = "sms_", path: str | None = None
     ) -> None:
-        if not _PREFIX.fullmatch(table_prefix):
-            raise SmsConfigurationError(
-                f"SMS store table_prefix {table_prefix!r} must be letters, digits and underscores "
-                "(up to 41), not starting with a digit"
-            )
+        check_table_prefix(table_prefix)
         if store_conn_id is not None and path is not None:
             raise SmsConfigurationError(
                 f"SMS store: give either store_conn_id ({store_conn_id!r}) or path ({path!r}), not both"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_sms.errors import SmsConfigurationError
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
+from airflow_provider_sms.identifiers import check_columns, check_table
 
 
 def _db_hook(conn_id: str) -> Any:
@@ -30,8 +28,8 @@ def upsert_rows(
 
     Re-running with the same rows leaves the table as it was, so a retried sync adds no row.
     """
-    if not _IDENTIFIER.fullmatch(table):
-        raise SmsConfigurationError(f"target table name {table!r} is not a plain SQL identifier")
+    check_table(table)
+    check_columns(columns, key)
     if not rows:
         return 0
     hook = _db_hook(conn_id)

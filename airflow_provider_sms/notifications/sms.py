@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
+from airflow_provider_sms.identifiers import check_table_prefix
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -105,7 +107,7 @@ class SmsNotifier(BaseNotifier):
         self.signature = signature
         self.kind = kind
         self.store_conn_id = store_conn_id
-        self.store_table_prefix = store_table_prefix
+        self.store_table_prefix = check_table_prefix(store_table_prefix)
         self.max_chars = max_chars
         self.skip_opted_out = skip_opted_out
         self.raise_on_error = raise_on_error

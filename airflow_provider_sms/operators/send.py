@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_sms.identifiers import check_table_prefix
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -142,7 +144,7 @@ class SmsSendOperator(BaseOperator):
         self.kind = kind
         self.sender_id = sender_id
         self.store_conn_id = store_conn_id
-        self.store_table_prefix = store_table_prefix
+        self.store_table_prefix = check_table_prefix(store_table_prefix)
         self.skip_opted_out = skip_opted_out
         self.max_concurrency = max_concurrency
         self.on_unknown = on_unknown

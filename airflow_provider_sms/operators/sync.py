@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_sms.identifiers import check_table, check_table_prefix, is_template
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -49,7 +51,9 @@ class _StoreOperator(BaseOperator):
             raise ValueError("target_conn_id and target_table go together")
         self.sms_conn_id = sms_conn_id
         self.store_conn_id = store_conn_id
-        self.store_table_prefix = store_table_prefix
+        self.store_table_prefix = check_table_prefix(store_table_prefix)
+        if target_table is not None and not is_template(target_table):
+            check_table(target_table)  # at DAG parse time; a templated name is checked once rendered
         self.target_conn_id = target_conn_id
         self.target_table = target_table
         self.xcom_max_rows = xcom_max_rows

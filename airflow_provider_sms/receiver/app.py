@@ -99,6 +99,9 @@ class ReceiverSettings:
     def __post_init__(self) -> None:
         if self.max_body_bytes <= 0:
             raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+        from airflow_provider_sms.identifiers import check_table_prefix
+
+        check_table_prefix(self.store_table_prefix)  # when the receiver starts, not at the first push
 
     @classmethod
     def from_config(cls) -> ReceiverSettings:

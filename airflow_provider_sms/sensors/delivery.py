@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_sms.identifiers import check_table_prefix
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -49,7 +51,7 @@ class SmsDeliverySensor(BaseSensorOperator):
         self.batch_ids = batch_ids
         self.send_task_id = send_task_id
         self.store_conn_id = store_conn_id
-        self.store_table_prefix = store_table_prefix
+        self.store_table_prefix = check_table_prefix(store_table_prefix)
         self.min_delivered_share = min_delivered_share
         self.fail_on_failure = fail_on_failure
         self.max_pulls_per_check = max_pulls_per_check
