@@ -97,7 +97,7 @@ def prepare_send(vendor: str, connection: dict[str, Any], mobiles: Sequence[str]
         return Prepared(
             "POST",
             f"{host}/sms/send",
-            [{"phoneNumbers": ",".join(c), "sign": SIGNATURE, "content": CONTENT} for c in chunks],
+            [{"phoneNumbers": ",".join(c), "sign": SIGNATURE, "content": signed} for c in chunks],
             chunks,
             lambda payload, token: {"data": {"token": token, **payload}},
             ok_v1,

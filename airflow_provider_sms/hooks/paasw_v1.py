@@ -2,9 +2,11 @@
 
 Readings taken where the document is unclear (see the digest in ``vendor-specs/README.md``):
 
-* The send table says ``content`` "includes the 【XX】 signature", while ``sign`` carries it without
-  brackets and the example content has none; the digest says v1 takes the signature apart, so
-  ``content`` goes out as given and the signature only in ``sign``.
+* The send table says ``content`` "includes the 【XX】 signature" (包含【XX】签名) while ``sign`` carries
+  it without brackets. The vendor's own SDK samples (``send.sh``, ``sendTemplate.sh`` for
+  openapi.gateway.paasw.com) do both: ``sign=NFC`` and ``content=【NFC】...``, for templates too ("多签名
+  内容前置添加提交"). So ``content`` goes out as ``【sign】text`` unless the text already holds a
+  【signature】 somewhere, and ``sign`` is always sent as well.
 * The report pull reply is not shown and the inbound one is a bare list; both are accepted as a bare
   list or as the list under ``data`` of a ``{"code": "10000", ...}`` envelope.
 * The report pull's ``sign`` is optional and would narrow a destructive queue pull to one signature,
@@ -16,6 +18,7 @@ Readings taken where the document is unclear (see the digest in ``vendor-specs/R
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -44,6 +47,8 @@ from airflow_provider_sms.records import (
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SUCCESS = "10000"
+#: a 【signature】 anywhere in the text: the document asks that content contain one (包含), not where
+SIGNATURE = re.compile(r"【[^【】]+】")
 
 PATHS: dict[str, str] = {
     "token": "/api/token",
@@ -206,14 +211,18 @@ class PaaswV1Hook(SmsHook):
             )
         return text
 
-    def _content(self, request: SendRequest) -> str:
-        """The ``content`` field; a template without explicit content sends the ``paramJson`` text."""
+    def _content(self, request: SendRequest, sign: str) -> str:
+        """The ``content`` field, ``【sign】`` first unless the text already has a 【signature】 (the document's
+        包含【XX】签名, as the vendor's SDK sends it); a template without explicit content sends the
+        ``paramJson`` text. The 1000-character cap counts the signature, which travels in the field."""
         if request.content is not None and request.content.strip():
             content = request.content
         elif request.template_id:
             content = self._param_json(request.params)
         else:
             raise SmsInvalidRequestError(f"{self.vendor}: message content is empty")
+        if not SIGNATURE.search(content):
+            content = f"【{sign}】{content}"
         if len(content) > MAX_CONTENT_CHARS:
             raise SmsInvalidRequestError(
                 f"{self.vendor}: content is {len(content)} characters; the vendor takes at most {MAX_CONTENT_CHARS}"
@@ -221,7 +230,8 @@ class PaaswV1Hook(SmsHook):
         return content
 
     def _payload(self, request: SendRequest) -> dict[str, str]:
-        payload = {"phoneNumbers": ",".join(request.mobiles), "sign": self._sign(request.options.signature)}
+        sign = self._sign(request.options.signature)
+        payload = {"phoneNumbers": ",".join(request.mobiles), "sign": sign}
         if request.template_id:
             template_id = str(request.template_id).strip()
             if len(template_id) > MAX_TEMPLATE_ID_CHARS:
@@ -235,9 +245,9 @@ class PaaswV1Hook(SmsHook):
                 )
             payload["templateId"] = template_id
             payload["paramJson"] = self._param_json(request.params)
-            payload["content"] = self._content(request)
+            payload["content"] = self._content(request, sign)
         else:
-            payload["content"] = self._content(request)
+            payload["content"] = self._content(request, sign)
             kind = self._kind(request)
             if kind is not None:
                 payload["kind"] = kind
@@ -258,7 +268,8 @@ class PaaswV1Hook(SmsHook):
 
         The document marks ``content`` required for template sends although the template defines the
         text. Pass ``content`` to choose it (e.g. the rendered text); without it the ``paramJson`` text
-        is sent, which is never empty and says exactly what the template is filled with.
+        is sent, which is never empty and says exactly what the template is filled with. Either way it
+        goes out ``【sign】`` first unless it has a 【signature】, as the vendor's SDK sends it.
         """
         return list(self.iter_send(self.plan_send(mobiles, content, template_id=template_id, params=params, **options)))
 

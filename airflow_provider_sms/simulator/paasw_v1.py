@@ -12,8 +12,10 @@ Choices where the document is silent:
   one of them; a single-kind account (the default) may leave it out, and a given kind must still be valid.
 * The report and inbound pulls answer ``{"code": "10000", "message": ..., "data": [...]}`` (the hook also
   takes a bare list). Their ``sign`` is checked (≤ 20 characters, no 【】) but does not filter the queue.
-* The signature counts towards the billed length: a message is billed as ``【sign】content`` unless the
-  content already starts with a 【】 signature.
+* ``/sms/send`` requires ``content`` to contain a 【signature】 anywhere, as its table says (包含【XX】签名):
+  a content without one is refused with ``10003``; the platform adds nothing. The template table says
+  only "发送内容", so a template content without one is billed as ``【sign】content``. The signature
+  counts towards the billed length either way.
 * Push: reports and inbound messages are POSTed as a bare JSON list in the document's push formats
   (the same records as the pulls), up to 1000 a POST. A push counts as received when the answer is
   HTTP 200 with ``code`` ``10000`` (string, as the inbound answer shows, or the report answer's number).
@@ -23,6 +25,7 @@ Choices where the document is silent:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -55,6 +58,8 @@ KINDS = ("1", "2", "3")
 #: report code for an undelivered message: "4" (failed) in the document's list
 FAILED_CODE = "4"
 PULL_LIMIT = 1000
+#: content 包含【XX】签名: a signature anywhere in the text
+SIGNATURE = re.compile(r"【[^【】]+】")
 
 
 def _reply(code: str = SUCCESS, message: str = "操作成功", **extra: Any) -> SimResponse:
@@ -184,8 +189,8 @@ class PaaswV1Protocol(VendorProtocol):
         token, expires_in = self.gateway.issue_token(self.vendor)
         return _reply(token=token, expires_in=expires_in)
 
-    def _accept(self, mobiles: list[str], sign: str, content: str) -> SimResponse:
-        text = content if content.startswith("【") else f"【{sign}】{content}"
+    def _accept(self, mobiles: list[str], text: str) -> SimResponse:
+        """Bill and queue ``text`` (signature included) for each number."""
         if self.gateway.balances[self.vendor] < message_parts(text) * len(mobiles):
             return _error(NO_BALANCE, "余额不足")
         biz_id = self.gateway.next_batch_id()
@@ -195,10 +200,12 @@ class PaaswV1Protocol(VendorProtocol):
     def send(self, body: Mapping[str, str]) -> SimResponse:
         self._require_token(body)
         mobiles = self._mobiles(body)
-        sign = self._sign(body, required=True)
+        self._sign(body, required=True)
         content = self._text(body, "content", MAX_CONTENT)
         self._kind(body)
-        return self._accept(mobiles, sign, content)
+        if not SIGNATURE.search(content):
+            raise _param("content须包含【签名】")
+        return self._accept(mobiles, content)
 
     def send_template(self, body: Mapping[str, str]) -> SimResponse:
         self._require_token(body)
@@ -213,7 +220,7 @@ class PaaswV1Protocol(VendorProtocol):
             raise _param("paramJson须为JSON数组或对象")
         sign = self._sign(body, required=True)
         content = self._text(body, "content", MAX_CONTENT)
-        return self._accept(mobiles, sign, content)
+        return self._accept(mobiles, content if SIGNATURE.search(content) else f"【{sign}】{content}")
 
     def deliver(self, query: Mapping[str, str]) -> SimResponse:
         self._require_token(query)

@@ -260,7 +260,7 @@ def _send_raw(sms_simulator: GatewaySimulator, path: str = "/sms/send", **fields
         "token": _token(sms_simulator),
         "phoneNumbers": MOBILES[0],
         "sign": SIGN,
-        "content": "hi",
+        "content": f"【{SIGN}】hi",
         **fields,
     }
     body = {k: v for k, v in body.items() if v is not None}
@@ -279,6 +279,8 @@ def _send_raw(sms_simulator: GatewaySimulator, path: str = "/sms/send", **fields
         ({"sign": None}, "缺少参数 sign"),
         ({"content": "字" * 1001}, "content长度超过1000"),
         ({"content": None}, "缺少参数 content"),
+        ({"content": "hi"}, "content须包含【签名】"),
+        ({"content": "【】hi"}, "content须包含【签名】"),
         ({"kind": "4"}, "kind"),
         ({"token": "forged"}, "token"),
     ],
@@ -288,6 +290,13 @@ def test_simulator_rejects_bad_sends(sms_simulator: GatewaySimulator, fields: di
     assert reply["code"] in ("10002", "10003")
     assert message in reply["message"]
     assert sms_simulator.gateway.stats()["accepted_messages"].get(VENDOR, 0) == 0
+
+
+@pytest.mark.parametrize("content", ["【圆通快递】您的快件已签收", "您的快件已签收【圆通快递】"])
+def test_simulator_bills_the_content_as_sent(sms_simulator: GatewaySimulator, content: str) -> None:
+    """包含: a signature anywhere will do, and the platform adds none of its own."""
+    assert _send_raw(sms_simulator, content=content)["code"] == "10000"
+    assert {m.content for m in sms_simulator.gateway.messages[VENDOR].values()} == {content}
 
 
 def test_simulator_accepts_a_documented_send(sms_simulator: GatewaySimulator) -> None:

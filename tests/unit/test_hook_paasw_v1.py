@@ -215,7 +215,7 @@ def test_send_on_the_wire(hook: PaaswV1Hook, requests_mock: rm.Mocker, token_moc
         "token": TOKEN,
         "phoneNumbers": f"{MOBILE_A},{MOBILE_B}",
         "sign": "圆通快递",
-        "content": "你的快件56682551825已签收，谢谢使用",
+        "content": "【圆通快递】你的快件56682551825已签收，谢谢使用",
     }
     assert len(receipts) == 1
     receipt = receipts[0]
@@ -291,7 +291,30 @@ def test_sign_without_brackets(
     send = requests_mock.post(f"{BASE}/sms/send", json={"code": "10000", "message": "ok", "bizId": "1"})
     PaaswV1Hook(CONN_ID).send([MOBILE_A], "hello", signature=signature)
     assert _form(send.last_request)["sign"] == expected
-    assert _form(send.last_request)["content"] == "hello"
+    assert _form(send.last_request)["content"] == f"【{expected}】hello"
+
+
+@pytest.mark.parametrize("text", ["【顺丰】您的快件已签收", "您的快件已签收【顺丰】", "您的快件【顺丰】已签收"])
+def test_content_with_a_signature_anywhere_is_not_signed_again(
+    hook: PaaswV1Hook, requests_mock: rm.Mocker, token_mock: Any, text: str
+) -> None:
+    """包含【XX】签名: a text that holds a 【signature】 goes out as it is; ``sign`` is still sent."""
+    send = requests_mock.post(f"{BASE}/sms/send", json={"code": "10000", "message": "ok", "bizId": "1"})
+    hook.send([MOBILE_A], text)
+    assert _form(send.last_request)["content"] == text
+    assert _form(send.last_request)["sign"] == "圆通快递"
+
+
+def test_empty_brackets_are_no_signature(hook: PaaswV1Hook, requests_mock: rm.Mocker, token_mock: Any) -> None:
+    send = requests_mock.post(f"{BASE}/sms/send", json={"code": "10000", "message": "ok", "bizId": "1"})
+    hook.send([MOBILE_A], "【】hello")
+    assert _form(send.last_request)["content"] == "【圆通快递】【】hello"
+
+
+def test_signature_counts_towards_the_1000_content_chars(hook: PaaswV1Hook, requests_mock: rm.Mocker) -> None:
+    with pytest.raises(SmsInvalidRequestError, match="1001 characters"):
+        hook.send([MOBILE_A], "字" * (1000 - len("【圆通快递】") + 1))
+    assert requests_mock.call_count == 0
 
 
 def test_sign_longer_than_20_rejected_before_sending(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
@@ -312,7 +335,7 @@ def test_missing_sign_rejected_before_sending(monkeypatch: pytest.MonkeyPatch, r
 
 
 def test_content_over_1000_chars_rejected_before_sending(hook: PaaswV1Hook, requests_mock: rm.Mocker) -> None:
-    with pytest.raises(SmsInvalidRequestError, match="1001 characters"):
+    with pytest.raises(SmsInvalidRequestError, match="1007 characters"):  # 【圆通快递】 + 1001
         hook.send([MOBILE_A], "字" * 1001, max_parts=100)  # the document's cap, past any parts limit
     assert requests_mock.call_count == 0
 
@@ -369,7 +392,7 @@ def test_error_on_cached_token_refreshes_once_and_repeats(hook: PaaswV1Hook, req
     assert receipt.batch_id == "2"
     assert token.call_count == 2
     assert [_form(r)["token"] for r in send.request_history] == [TOKEN, TOKEN, TOKEN_2]
-    assert [_form(r)["content"] for r in send.request_history] == ["one", "two", "two"]
+    assert [_form(r)["content"] for r in send.request_history] == ["【圆通快递】" + t for t in ("one", "two", "two")]
 
 
 def test_error_after_refresh_is_raised(hook: PaaswV1Hook, requests_mock: rm.Mocker, token_mock: Any) -> None:
@@ -418,7 +441,7 @@ def test_template_on_the_wire_with_params_as_content(
         "templateId": "1192360392260608",
         "paramJson": params,
         "sign": "圆通快递",
-        "content": params,
+        "content": "【圆通快递】" + params,
     }
     assert receipt.batch_id == str(WIDE_ID)
     assert _sent(requests_mock, "/sms/send") == []
@@ -435,11 +458,13 @@ def test_template_list_params_and_explicit_content(
         "templateId": "T1",
         "paramJson": '[{"name":"张三"},{"name":"5"}]',
         "sign": "顺丰",
-        "content": "张三, 5",
+        "content": "【顺丰】张三, 5",
     }
     hook.send_template([MOBILE_A], "T1")
     assert _form(tmpl.last_request)["paramJson"] == "[]"
-    assert _form(tmpl.last_request)["content"] == "[]"
+    assert _form(tmpl.last_request)["content"] == "【圆通快递】[]"
+    hook.send_template([MOBILE_A], "T1", content="【京东】张三, 5")
+    assert _form(tmpl.last_request)["content"] == "【京东】张三, 5"
 
 
 def test_template_params_over_100_chars_rejected_before_sending(hook: PaaswV1Hook, requests_mock: rm.Mocker) -> None:
