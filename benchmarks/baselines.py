@@ -163,7 +163,7 @@ def prepare_send(vendor: str, connection: dict[str, Any], mobiles: Sequence[str]
         def ok_mas(response: requests.Response) -> str:
             reply = response.json()
             assert reply["rspcod"] == "success", reply
-            return str(reply["mgsGroup"])
+            return str(reply["msgGroup"])  # the real spelling; the document says mgsGroup
 
         return Prepared(
             "POST",

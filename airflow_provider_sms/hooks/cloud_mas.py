@@ -1,4 +1,11 @@
-"""China Mobile Cloud MAS, HTTPS interface (``cloud-mas.txt``): MAC-signed base64 JSON bodies, 5-second pulls.
+"""China Mobile Cloud MAS (``cloud-mas.txt``): MAC-signed base64 JSON bodies, 5-second pulls, HTTPS or HTTP.
+
+The document describes the HTTPS interface (``/sms/submit``). Accounts opened on HTTP send the same
+body to ``/sms/norsubmit`` instead: Cloud MAS's integration desk gives "HTTP 普通短信
+http://112.35.1.155:1992/sms/norsubmit" and "https 普通短信 https://112.35.10.201:28888/sms/submit"
+(quoted in the IGeekFan.MAS client), and the public clients written against the HTTP endpoint post
+there. So the send path follows the scheme of the connection's host; ``/sms/tmpsubmit`` is the same on
+both.
 
 Every request body is the base64 text of a UTF-8 JSON object, sent as ``application/json;charset=utf-8``
 (the document's "json（base64加密）" names no content type; JSON is the data type it states). Sends are
@@ -49,6 +56,8 @@ from airflow_provider_sms.numbers import normalize_mobiles
 from airflow_provider_sms.records import DELIVERED, FAILED, DeliveryReport, InboundMessage, SendReceipt
 
 SUBMIT_PATH = "/sms/submit"
+#: the HTTP variant of SUBMIT_PATH, same body
+NORSUBMIT_PATH = "/sms/norsubmit"
 TEMPLATE_PATH = "/sms/tmpsubmit"
 REPORT_PATH = "/sms/report"
 INBOUND_PATH = "/sms/deliver"
@@ -111,7 +120,8 @@ class CloudMasHook(SmsHook):
 
     Extras: ``ec_name`` (required), ``sign`` (signature code, required for sends), ``add_serial``
     (extension code, default ``""``), ``verify`` (``false`` by default as the vendor instructs, ``true``,
-    or a CA bundle path). There is no balance endpoint.
+    or a CA bundle path). There is no balance endpoint. A ``http://`` host sends to ``/sms/norsubmit``
+    (the HTTP account's endpoint), anything else to the document's ``/sms/submit``.
     """
 
     conn_type = "sms_cloud_mas"
@@ -149,6 +159,15 @@ class CloudMasHook(SmsHook):
         return self.ec_name, ap_id, secret
 
     @cached_property
+    def submit_path(self) -> str:
+        """Where a one-text or many-to-many send goes: HTTP accounts use ``/sms/norsubmit``."""
+        return NORSUBMIT_PATH if urlsplit(self.config.base_url).scheme.lower() == "http" else SUBMIT_PATH
+
+    @cached_property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.config.base_url).scheme.lower() != "http"
+
+    @cached_property
     def tls_verify(self) -> bool | str:
         """``verify`` for requests: off unless the connection says ``true`` or names a CA bundle."""
         value = self.config.extras.get("verify")
@@ -175,7 +194,7 @@ class CloudMasHook(SmsHook):
         session.verify = self.tls_verify
         if self.tls_verify is False:
             _hush_unverified_tls_warning(urlsplit(self.config.base_url).hostname or "")
-        if self.tls_verify is False and not self._tls_warning_logged:
+        if self.tls_verify is False and self.uses_tls and not self._tls_warning_logged:
             self._tls_warning_logged = True
             self.log.warning(
                 "%s: TLS certificate verification is off for %s, as the vendor instructs (it supplies no "
@@ -186,6 +205,8 @@ class CloudMasHook(SmsHook):
         return session
 
     def _verify_description(self) -> str:
+        if not self.uses_tls:
+            return f"plain HTTP, sends to {NORSUBMIT_PATH}"
         if self.tls_verify is False:
             return "TLS verification off"
         if self.tls_verify is True:
@@ -374,7 +395,7 @@ class CloudMasHook(SmsHook):
                 content = json.dumps(dict(request.texts), ensure_ascii=False, separators=(",", ":"))
             else:
                 mobiles, content = ",".join(request.mobiles), request.content or ""
-            path = SUBMIT_PATH
+            path = self.submit_path
             payload = {
                 "ecName": ec_name,
                 "apId": ap_id,
@@ -388,10 +409,11 @@ class CloudMasHook(SmsHook):
         self._raise_for_rspcod(reply, operation, response)
         if reply.get("success") not in (None, True, "true"):
             raise self.bad_reply(operation, "rspcod is success but success is not true", response)
-        # The document spells the send reply's field "mgsGroup" and the report's "msgGroup"; take either.
-        group = reply.get("mgsGroup") if reply.get("mgsGroup") not in (None, "") else reply.get("msgGroup")
+        # The real gateway answers "msgGroup", as its reports do and the public clients read it; the
+        # document's send tables spell it "mgsGroup", which is still taken when msgGroup is absent or empty.
+        group = reply.get("msgGroup") if reply.get("msgGroup") not in (None, "") else reply.get("mgsGroup")
         try:
-            batch_id = parse_id(group, field_name="mgsGroup")
+            batch_id = parse_id(group, field_name="msgGroup (document: mgsGroup)")
         except ValueError as exc:
             raise self.bad_reply(operation, f"no usable batch id: {exc}", response) from None
         return SendReceipt(self.vendor, batch_id, request.mobiles, self.now(), raw=dict(reply))

@@ -1,10 +1,22 @@
-"""Simulated China Mobile Cloud MAS HTTPS interface (``cloud-mas.txt``), served on the HTTPS port.
+"""Simulated China Mobile Cloud MAS (``cloud-mas.txt``): its HTTPS interface, and its HTTP one on the HTTP port.
 
-Every request body must be ``Content-Type: application/json`` holding the base64 text of a UTF-8 JSON
-object; anything else is answered ``InvalidMessage``. Replies are plain JSON. Choices where the document
-is silent:
+HTTPS serves the document's ``/sms/submit``, ``/sms/tmpsubmit``, ``/sms/report`` and ``/sms/deliver``.
+Accounts opened on HTTP send the same bodies to ``/sms/norsubmit`` (Cloud MAS's integration desk: "HTTP
+普通短信 http://112.35.1.155:1992/sms/norsubmit", "https 普通短信 https://…:28888/sms/submit"); the HTTP
+port serves that, ``/sms/tmpsubmit`` and the two pulls. ``/sms/submit`` is not on HTTP, nor
+``/sms/norsubmit`` on HTTPS.
 
-- Errors of every endpoint use the send reply's shape, ``{"rspcod": ..., "mgsGroup": "", "success": false}``;
+Every request body is the base64 text of a UTF-8 JSON object. The document names no content type, and
+the real gateway takes what public clients send it successfully: ``application/json`` (the data type the
+document states), ``text/plain`` and ``application/x-www-form-urlencoded`` or no ``Content-Type`` at all
+(what Java's ``HttpURLConnection`` and Hutool's ``HttpUtil.post(url, base64)`` send in the clients built
+from the vendor's demo), and the base64 text as a JSON string, quotes included (``"eyJ..."``, what a
+JSON serialiser makes of a string). Any other content type, or a body that is not base64 of a JSON
+object, is ``InvalidMessage``. Replies are plain JSON. Choices where the document is silent:
+
+- The send replies spell the batch id ``msgGroup``, as replies recorded from the real gateway do and as
+  the public clients read it (the document's send tables say ``mgsGroup``; its report says ``msgGroup``).
+- Errors of every endpoint use the send reply's shape, ``{"rspcod": ..., "msgGroup": "", "success": false}``;
   the pulls answer a wrong ecName/apId/secretKey with ``InvalidUsrOrPwd``.
 - An empty ``sign`` is ``NoSignId``; a sign other than the account's code is ``IllegalSignId``.
 - Invalid mobile numbers, a bad ``addSerial`` (digits; service code plus extension at most 20 digits), a
@@ -37,7 +49,8 @@ from airflow_provider_sms.simulator.core import (
     vendor_time,
 )
 
-CONTENT_TYPE = "application/json"
+#: content types real clients send their base64 body with and the real gateway accepts ("" = no header)
+CONTENT_TYPES = frozenset({"application/json", "text/plain", "application/x-www-form-urlencoded", ""})
 REPORT_TIME_FORMAT = "%Y%m%d%H%M%S"
 INBOUND_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_MOBILES = 5000
@@ -62,7 +75,7 @@ Body = Mapping[str, str]
 
 
 def _reply(rspcod: str, group: str = "") -> SimResponse:
-    return SimResponse.json({"rspcod": rspcod, "mgsGroup": group, "success": rspcod == "success"})
+    return SimResponse.json({"rspcod": rspcod, "msgGroup": group, "success": rspcod == "success"})
 
 
 class CloudMasProtocol(VendorProtocol):
@@ -72,8 +85,15 @@ class CloudMasProtocol(VendorProtocol):
     paced_paths = frozenset({"/sms/report", "/sms/deliver"})
 
     def routes(self) -> dict[tuple[str, str], Handler]:
+        """The HTTPS interface of the document."""
+        return {("POST", "/sms/submit"): self._decoded(SUBMIT_FIELDS, self.submit), **self._shared_routes()}
+
+    def plain_http_routes(self) -> dict[tuple[str, str], Handler]:
+        """The HTTP interface: ``/sms/norsubmit`` takes the submit body."""
+        return {("POST", "/sms/norsubmit"): self._decoded(SUBMIT_FIELDS, self.submit), **self._shared_routes()}
+
+    def _shared_routes(self) -> dict[tuple[str, str], Handler]:
         return {
-            ("POST", "/sms/submit"): self._decoded(SUBMIT_FIELDS, self.submit),
             ("POST", "/sms/tmpsubmit"): self._decoded(TEMPLATE_FIELDS, self.tmpsubmit),
             ("POST", "/sms/report"): self._decoded(PULL_FIELDS, self.report),
             ("POST", "/sms/deliver"): self._decoded(PULL_FIELDS, self.deliver),
@@ -83,10 +103,10 @@ class CloudMasProtocol(VendorProtocol):
         """Base64 of a JSON object holding every documented field as a string, or ``InvalidMessage``."""
 
         def wrapped(request: SimRequest) -> SimResponse:
-            if request.content_type != CONTENT_TYPE:
+            if request.content_type not in CONTENT_TYPES:
                 return _reply(INVALID_MESSAGE)
             try:
-                text = base64.b64decode(request.body.strip(), validate=True).decode("utf-8")
+                text = base64.b64decode(_unquoted(request.body.strip()), validate=True).decode("utf-8")
                 body = json.loads(text)
             except (binascii.Error, ValueError):
                 return _reply(INVALID_MESSAGE)
@@ -218,3 +238,13 @@ class CloudMasProtocol(VendorProtocol):
             ]
 
         return self._pull(body, take)
+
+
+def _unquoted(body: bytes) -> bytes:
+    """The base64 text of a body sent as a JSON string (``"eyJ..."``), or the body as it is."""
+    if not body.startswith(b'"'):
+        return body
+    text = json.loads(body.decode("utf-8"))  # ValueError (UnicodeDecodeError too) -> InvalidMessage
+    if not isinstance(text, str):
+        raise ValueError("not a JSON string")
+    return text.encode("ascii")  # UnicodeEncodeError is a ValueError

@@ -652,6 +652,10 @@ class VendorProtocol:
             {"Retry-After": str(wait)},
         )
 
+    def plain_http_routes(self) -> dict[tuple[str, str], Handler]:
+        """Routes an HTTPS vendor also serves on the plain HTTP port (Cloud MAS's HTTP accounts)."""
+        return {}
+
     def garbage_reply(self) -> SimResponse:
         return SimResponse.text("<<not json>> upstream said: ok?", 200)
 

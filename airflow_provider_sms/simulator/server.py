@@ -1,7 +1,8 @@
 """Real HTTP(S) servers for the simulated gateways, plus a small admin API for tests and demos.
 
-Plain HTTP serves paasw_v2, paasw_v1, intl and account_md5 (their paths do not overlap); cloud_mas
-gets its own HTTPS port with a self-signed certificate made at start, as the real Cloud MAS has.
+Plain HTTP serves paasw_v2, paasw_v1, intl and account_md5 (their routes do not overlap); cloud_mas
+gets its own HTTPS port with a self-signed certificate made at start, as the real Cloud MAS has, and
+its HTTP variant (``/sms/norsubmit`` and the rest, for accounts opened on HTTP) on the HTTP port.
 Admin endpoints live under ``/_sim/`` on the HTTP port.
 """
 
@@ -61,10 +62,13 @@ def load_protocols(gateway: Gateway) -> list[VendorProtocol]:
 
 
 class _Router:
-    def __init__(self, protocols: list[VendorProtocol]) -> None:
+    def __init__(self, protocols: list[VendorProtocol], *, https: bool) -> None:
+        """The routes one port serves: each vendor's own on its port, plus HTTPS vendors' plain-HTTP twins."""
         self.routes: dict[tuple[str, str], tuple[VendorProtocol, Handler]] = {}
         for protocol in protocols:
-            for key, handler in protocol.routes().items():
+            own_port = protocol.https == https
+            table = protocol.routes() if own_port else protocol.plain_http_routes() if not https else {}
+            for key, handler in table.items():
                 if key in self.routes:
                     raise ValueError(f"route {key} is claimed by two vendors")
                 self.routes[key] = (protocol, handler)
@@ -258,9 +262,9 @@ class GatewaySimulator:
         protocols = load_protocols(self.gateway)
         self._tmp = tempfile.TemporaryDirectory(prefix="sms-sim-")
         self.cert_path = str(Path(self._tmp.name) / "cert.pem")
-        self._http = _Server((host, http_port), self, _Router([p for p in protocols if not p.https]))
+        self._http = _Server((host, http_port), self, _Router(protocols, https=False))
         context = _self_signed_context(Path(self._tmp.name), host)
-        self._https = _Server((host, https_port), self, _Router([p for p in protocols if p.https]), context)
+        self._https = _Server((host, https_port), self, _Router(protocols, https=True), context)
         self._threads: list[threading.Thread] = []
 
     @property

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 VENDOR = "cloud_mas"
 SUBMIT, TEMPLATE, REPORT, DELIVER = "/sms/submit", "/sms/tmpsubmit", "/sms/report", "/sms/deliver"
+NORSUBMIT = "/sms/norsubmit"  # the HTTP account's submit
 SIGNATURE_TEXT = "【SimCorp】"  # what the simulated platform adds for the account's signature code
 DEFAULT_PULL_INTERVAL = CloudMasHook.pull_interval
 
@@ -61,13 +62,23 @@ def numbers(count: int) -> list[str]:
     return [f"139{i:08d}" for i in range(count)]
 
 
-def raw(sim: GatewaySimulator, path: str, payload: Any, content_type: str = "application/json;charset=utf-8") -> Any:
-    """A hand-made request, for what the hook would never send; the reply's JSON (or the response)."""
+def raw(
+    sim: GatewaySimulator,
+    path: str,
+    payload: Any,
+    content_type: str | None = "application/json;charset=utf-8",
+    *,
+    base: str | None = None,
+) -> Any:
+    """A hand-made request, for what the hook would never send; the reply's JSON (or the response).
+
+    ``content_type=None`` sends no Content-Type header; ``base`` is the simulator's HTTPS URL by default.
+    """
     body = payload if isinstance(payload, bytes) else base64.b64encode(json.dumps(payload).encode("utf-8"))
     response = requests.post(
-        sim.https_url + path,
+        (base or sim.https_url) + path,
         data=body,
-        headers={"Content-Type": content_type},
+        headers={} if content_type is None else {"Content-Type": content_type},
         verify=sim.cert_path,
         timeout=5,
     )
@@ -307,7 +318,12 @@ def test_wrong_credentials_on_pulls(
 def test_simulator_rejects_malformed_requests(sms_simulator: GatewaySimulator) -> None:
     good = signed(sms_simulator)
     assert rspcod(raw(sms_simulator, SUBMIT, good)) == "success"
-    assert rspcod(raw(sms_simulator, SUBMIT, good, content_type="text/plain")) == "InvalidMessage"
+    assert rspcod(raw(sms_simulator, SUBMIT, good, content_type="multipart/form-data")) == "InvalidMessage"
+    assert rspcod(raw(sms_simulator, SUBMIT, good, content_type="application/xml")) == "InvalidMessage"
+    quoted_object = json.dumps(good).encode()  # JSON, but neither base64 nor a JSON string of it
+    assert rspcod(raw(sms_simulator, SUBMIT, quoted_object, content_type="text/plain")) == "InvalidMessage"
+    assert rspcod(raw(sms_simulator, SUBMIT, b'"not base64!"')) == "InvalidMessage"
+    assert rspcod(raw(sms_simulator, SUBMIT, b'"unterminated')) == "InvalidMessage"
     assert rspcod(raw(sms_simulator, SUBMIT, json.dumps(good).encode())) == "InvalidMessage"  # not base64
     assert rspcod(raw(sms_simulator, SUBMIT, base64.b64encode(b"not json"))) == "InvalidMessage"
     assert rspcod(raw(sms_simulator, SUBMIT, ["a"])) == "InvalidMessage"
@@ -531,3 +547,80 @@ def test_send_read_timeout_is_outcome_unknown_and_no_double_send(
     stats = sms_simulator.gateway.stats()
     assert stats["accepted_requests"] == {VENDOR: 1}  # the vendor did act: exactly once
     assert stats["accepted_messages"] == {VENDOR: 2}
+
+
+# ------------------------------------------------------------------------------ HTTP accounts, real clients
+
+
+def test_http_account_sends_to_norsubmit_https_to_submit(
+    hook: CloudMasHook, sms_simulator: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An http:// host is an HTTP account: the hook posts the same body to /sms/norsubmit, over real sockets."""
+    sms_simulator.gateway.config.report_delay = 0
+    use_connection(monkeypatch, sms_simulator, "sms_mas_http", host=sms_simulator.http_url)
+    plain = CloudMasHook("sms_mas_http")
+    assert plain.submit_path == NORSUBMIT and hook.submit_path == SUBMIT
+    (receipt,) = plain.send(["13800138000", "13800138001"], "hi")
+    (personal,) = plain.send_personalized({"13800138002": "您好"})
+    (templated,) = plain.send_template("13800138003", "T100", ["1"])
+    assert requests_seen(sms_simulator, NORSUBMIT) == 2
+    assert requests_seen(sms_simulator, TEMPLATE) == 1
+    assert requests_seen(sms_simulator, SUBMIT) == 0
+    reports = plain.fetch_reports()  # the pulls answer on the HTTP side too
+    assert {r.batch_id for r in reports} == {receipt.batch_id, personal.batch_id, templated.batch_id}
+    ok, message = plain.test_connection()
+    assert ok and "plain HTTP" in message
+
+    hook.send("13800138004", "hi")
+    assert requests_seen(sms_simulator, SUBMIT) == 1
+    assert requests_seen(sms_simulator, NORSUBMIT) == 2
+    assert sms_simulator.gateway.stats()["accepted_requests"] == {VENDOR: 4}
+
+
+def test_each_port_serves_its_own_submit(sms_simulator: GatewaySimulator) -> None:
+    good = signed(sms_simulator)
+    assert rspcod(raw(sms_simulator, NORSUBMIT, good, base=sms_simulator.http_url)) == "success"
+    assert rspcod(raw(sms_simulator, TEMPLATE, signed_template(sms_simulator), base=sms_simulator.http_url)) == (
+        "success"
+    )
+    assert raw(sms_simulator, SUBMIT, good, base=sms_simulator.http_url).status_code == 404
+    assert raw(sms_simulator, NORSUBMIT, good).status_code == 404
+    assert sms_simulator.gateway.stats()["accepted_requests"] == {VENDOR: 2}
+
+
+def test_replies_spell_msg_group_as_the_real_gateway(sms_simulator: GatewaySimulator) -> None:
+    reply = raw(sms_simulator, SUBMIT, signed(sms_simulator))
+    assert reply["rspcod"] == "success" and reply["msgGroup"] and "mgsGroup" not in reply
+    refused = raw(sms_simulator, SUBMIT, signed(sms_simulator, sign="NOPE"))
+    assert refused == {"rspcod": "IllegalSignId", "msgGroup": "", "success": False}
+
+
+def _quoted(payload: dict[str, str]) -> bytes:
+    """The base64 text as a JSON string, quotes included: what a JSON serialiser makes of the string."""
+    return json.dumps(base64.b64encode(json.dumps(payload).encode("utf-8")).decode("ascii")).encode()
+
+
+@pytest.mark.parametrize("port", ["https", "http"])
+@pytest.mark.parametrize(
+    ("content_type", "quoted"),
+    [
+        ("text/plain", False),
+        ("text/plain;charset=UTF-8", True),
+        ("application/json", True),
+        ("application/x-www-form-urlencoded", False),  # HttpURLConnection's default, Hutool's HttpUtil.post
+        (None, False),  # no Content-Type header at all
+        (None, True),
+    ],
+)
+def test_simulator_accepts_what_real_clients_send(
+    sms_simulator: GatewaySimulator, port: str, content_type: str | None, quoted: bool
+) -> None:
+    """Bodies public clients send the real gateway successfully, over real sockets on both ports."""
+    base, path = (sms_simulator.https_url, SUBMIT) if port == "https" else (sms_simulator.http_url, NORSUBMIT)
+    submit = signed(sms_simulator)
+    body = _quoted(submit) if quoted else base64.b64encode(json.dumps(submit).encode("utf-8"))
+    assert rspcod(raw(sms_simulator, path, body, content_type, base=base)) == "success"
+    template = signed_template(sms_simulator)
+    body = _quoted(template) if quoted else base64.b64encode(json.dumps(template).encode("utf-8"))
+    assert rspcod(raw(sms_simulator, TEMPLATE, body, content_type, base=base)) == "success"
+    assert sms_simulator.gateway.stats()["accepted_requests"] == {VENDOR: 2}

@@ -266,6 +266,51 @@ def test_msg_group_spelling_is_accepted(hook: CloudMasHook, requests_mock: Any) 
     assert hook.send("13800138000", "hi")[0].batch_id == "abc-1"
 
 
+def test_msg_group_is_read_before_the_documents_mgs_group(hook: CloudMasHook, requests_mock: Any) -> None:
+    """Real replies say msgGroup; the document's mgsGroup is only the fallback."""
+    requests_mock.post(
+        f"{BASE}/sms/submit",
+        [
+            {"json": {"rspcod": "success", "msgGroup": "real-1", "mgsGroup": "doc-1", "success": True}},
+            {"json": {"rspcod": "success", "msgGroup": "", "mgsGroup": "doc-2", "success": True}},
+            {"json": {"rspcod": "success", "mgsGroup": "doc-3", "success": True}},
+        ],
+    )
+    assert [hook.send("13800138000", "hi")[0].batch_id for _ in range(3)] == ["real-1", "doc-2", "doc-3"]
+
+
+def test_http_host_sends_to_norsubmit(monkeypatch: pytest.MonkeyPatch, requests_mock: Any) -> None:
+    """An HTTP account posts the same body to /sms/norsubmit; templates keep /sms/tmpsubmit."""
+    http_base = "http://112.35.1.155:1992"
+    set_conn(monkeypatch, host=http_base)
+    hook = CloudMasHook(CONN_ID)
+    norsubmit = requests_mock.post(f"{http_base}/sms/norsubmit", **ok())
+    template = requests_mock.post(f"{http_base}/sms/tmpsubmit", **ok())
+    hook.send("13800138000", "hi")
+    hook.send_personalized({"13800138001": "您好"})
+    hook.send_template("13800138002", "T1", ["1"])
+    assert norsubmit.call_count == 2 and template.call_count == 1
+    body = wire(norsubmit.request_history[0])
+    assert body["mac"] == md5(EC_NAME + AP_ID + SECRET + "13800138000" + "hi" + SIGN + "")
+    assert norsubmit.request_history[0].headers["Content-Type"] == "application/json;charset=utf-8"
+    assert wire(norsubmit.request_history[1])["mobiles"] == ""
+    assert [r.url for r in requests_mock.request_history] == [
+        f"{http_base}/sms/norsubmit",
+        f"{http_base}/sms/norsubmit",
+        f"{http_base}/sms/tmpsubmit",
+    ]
+
+
+@pytest.mark.parametrize(("host", "path"), [("mas.example.com:28888", "/sms/submit"), (BASE, "/sms/submit")])
+def test_https_or_schemeless_host_sends_to_submit(
+    monkeypatch: pytest.MonkeyPatch, requests_mock: Any, host: str, path: str
+) -> None:
+    set_conn(monkeypatch, host=host)
+    submit = requests_mock.post(f"https://mas.example.com:28888{path}", **ok())
+    CloudMasHook(CONN_ID).send("13800138000", "hi")
+    assert submit.call_count == 1
+
+
 def test_base64_wrapped_reply_is_accepted(hook: CloudMasHook, requests_mock: Any) -> None:
     reply = json.dumps({"rspcod": "success", "mgsGroup": WIDE_ID, "success": True}).encode()
     requests_mock.post(f"{BASE}/sms/submit", content=base64.b64encode(reply))
