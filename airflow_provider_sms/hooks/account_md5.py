@@ -198,12 +198,12 @@ class AccountMd5Hook(SmsHook):
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One ``{sendId, mobile, times, status}`` record (pulls add ``extNo``); ``mobile`` is masked."""
         operation = "delivery report push" if pushed else "delivery report pull"
-        status = str(self.field(item, "status", operation)).strip()
+        status = self.text_field(item, "status", operation).strip()
         delivered = status.upper() in DELIVERED_STATUSES
         return DeliveryReport(
             vendor=self.vendor,
             batch_id=parse_id(self.field(item, "sendId", operation), field_name="sendId"),
-            mobile=str(self.field(item, "mobile", operation)),
+            mobile=self.text_field(item, "mobile", operation),
             status=DELIVERED if delivered else FAILED,
             code=status,
             description="delivered" if delivered else status,
@@ -216,12 +216,21 @@ class AccountMd5Hook(SmsHook):
         operation = "inbound push" if pushed else "inbound pull"
         return InboundMessage(
             vendor=self.vendor,
-            mobile=str(self.field(item, "mobile", operation)),
-            content=str(self.field(item, "content", operation)),
+            mobile=self.text_field(item, "mobile", operation),
+            content=self.text_field(item, "content", operation),
             received_at=self.vendor_time(item.get("times"), [TIME_FORMAT]),
-            ext_no=_ext_no(item.get("extNo")),
+            ext_no=self._ext_no(item, operation),
             raw=item,
         )
+
+    def _ext_no(self, item: Mapping[str, Any], operation: str) -> str:
+        """The extension as text: the MO sample sends it as a JSON number (``10``, or ``10.0``)."""
+        value = item.get("extNo")
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            return str(int(value))
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)  # 0 included, as it always was
+        return self.text_field(item, "extNo", operation, required=False)
 
     def _get_balance(self) -> Balance:
         operation = "balance query"
@@ -260,12 +269,3 @@ def _repeated_task_id(error: SmsVendorError, task_id: str) -> bool:
 def _positive_integer(text: str) -> bool:
     """``extNo`` "只能为正整数": ASCII digits whose value is above zero."""
     return text.isascii() and text.isdigit() and int(text) > 0
-
-
-def _ext_no(value: Any) -> str:
-    """The extension as text: the MO sample sends it as a JSON number (``10``)."""
-    if value is None:
-        return ""
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return str(int(value))
-    return str(value)

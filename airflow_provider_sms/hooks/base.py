@@ -1037,6 +1037,27 @@ class SmsHook(BaseHook):
             )
         return data[name]
 
+    def text_field(self, data: Any, name: str, operation: str, *, required: bool = True) -> str:
+        """``data[name]`` as text: a string, or an integer (vendors send some numbers and codes as JSON numbers).
+
+        Any other value (an object, a list, a bool, a float) raises: stored with ``str(...)`` it would be
+        its Python repr (``"{'a': 1}"``, ``"True"``), not anything the vendor meant. An optional field that
+        is missing or empty (null, ``""``, 0) is ``""``, as the parsers' ``str(x or "")`` always read it.
+        """
+        if required:
+            value = self.field(data, name, operation)
+        else:
+            value = data.get(name) if isinstance(data, Mapping) else None
+            if value is None or value == "" or (type(value) is int and value == 0):
+                return ""
+        if type(value) is str:  # the exact type first: runs per field of every record
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, str):
+            return str(value)
+        raise self.bad_reply(operation, f"{name!r} should be a string or an integer, got {_json_type(value)}")
+
     def data_list(self, data: Any, operation: str, name: str = "data") -> list[Mapping[str, Any]]:
         """The list of records a pull returned; ``None`` means nothing is pending."""
         if data is None:
@@ -1170,6 +1191,19 @@ class SmsHook(BaseHook):
     def vendor_error(self, code: Any, message: Any, meanings: Mapping[str, str], operation: str) -> SmsVendorError:
         code_text = str(code)
         return SmsVendorError(self.vendor, code_text, str(message or ""), meanings.get(code_text, ""), operation)
+
+
+def _json_type(value: Any) -> str:
+    """What a decoded JSON value is, in JSON's words, for a problem message."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, (float, Decimal)):
+        return f"the number {value}"
+    return type(value).__name__
 
 
 def _float_extra(extras: Mapping[str, Any], name: str, default: float, conn_id: str) -> float:

@@ -450,13 +450,15 @@ class CloudMasHook(SmsHook):
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One pulled ``{msgGroup, mobile, reportStatus, errorCode, receiveDate, submitDate}`` record."""
         operation = "delivery report pull"
-        status = str(self.field(item, "reportStatus", operation)).strip()
+        status = self.text_field(item, "reportStatus", operation).strip()
         delivered = status.upper() == DELIVERED_STATUS
-        code = status if delivered else str(item.get("errorCode") or status).strip()
+        code = (
+            status if delivered else (self.text_field(item, "errorCode", operation, required=False) or status).strip()
+        )
         return DeliveryReport(
             vendor=self.vendor,
             batch_id=parse_id(self.field(item, "msgGroup", operation), field_name="msgGroup"),
-            mobile=str(self.field(item, "mobile", operation)),
+            mobile=self.text_field(item, "mobile", operation),
             status=DELIVERED if delivered else FAILED,
             code=code,
             description="delivered" if delivered else f"operator code {code}",
@@ -469,10 +471,10 @@ class CloudMasHook(SmsHook):
         operation = "inbound pull"
         return InboundMessage(
             vendor=self.vendor,
-            mobile=str(self.field(item, "mobile", operation)),
-            content=str(self.field(item, "smsContent", operation)),
+            mobile=self.text_field(item, "mobile", operation),
+            content=self.text_field(item, "smsContent", operation),
             received_at=self.vendor_time(item.get("sendTime"), [INBOUND_TIME_FORMAT]),
-            ext_no=str(item.get("addSerial") or ""),
+            ext_no=self.text_field(item, "addSerial", operation, required=False),
             raw=item,
         )
 

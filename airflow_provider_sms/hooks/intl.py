@@ -200,14 +200,14 @@ class IntlSmsHook(SmsHook):
         state = statuses.get(str(status)) if not isinstance(status, (bool, float, Decimal)) else None
         if state is None:
             raise ValueError(f"status {status!r} is not 0, 1 or 2")
-        code = str(item.get("errorCode") or "")
+        code = self.text_field(item, "errorCode", operation, required=False)
         return DeliveryReport(
             vendor=self.vendor,
             batch_id=parse_id(self.field(item, "msgId", operation), field_name="msgId"),
-            mobile=str(self.field(item, "mobile", operation)),
+            mobile=self.text_field(item, "mobile", operation),
             status=state,
             code=code,
-            description=str(item.get("desc") or "") or _describe(state, code),
+            description=self.text_field(item, "desc", operation, required=False) or _describe(state, code),
             reported_at=None if state == PENDING else self._report_time(item.get("timestamp")),
             raw=item,
         )

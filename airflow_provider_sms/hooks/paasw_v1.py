@@ -303,13 +303,13 @@ class PaaswV1Hook(SmsHook):
         """One ``{phone_number, report_time, code, message, biz_id, ...}`` record: the document's push format,
         which the pull is read with too."""
         operation = "delivery report push" if pushed else "delivery report pull"
-        code = str(self.field(item, "code", operation))
+        code = self.text_field(item, "code", operation)
         meaning = REPORT_CODES.get(code, f"undocumented code {code}")
-        message = str(item.get("message") or "")
+        message = self.text_field(item, "message", operation, required=False)
         return DeliveryReport(
             vendor=self.vendor,
             batch_id=parse_id(self.field(item, "biz_id", operation), field_name="biz_id"),
-            mobile=str(self.field(item, "phone_number", operation)),
+            mobile=self.text_field(item, "phone_number", operation),
             status=DELIVERED if code == SUCCESS else FAILED,
             code=code,
             description=f"{meaning} (vendor: {message})" if message and code != SUCCESS else meaning,
@@ -322,8 +322,8 @@ class PaaswV1Hook(SmsHook):
         operation = "inbound push" if pushed else "inbound pull"
         return InboundMessage(
             vendor=self.vendor,
-            mobile=str(self.field(item, "phone_number", operation)),
-            content=str(self.field(item, "content", operation)),
+            mobile=self.text_field(item, "phone_number", operation),
+            content=self.text_field(item, "content", operation),
             received_at=self.vendor_time(item.get("send_time"), [TIME_FORMAT]),
             ext_no="",
             raw=item,

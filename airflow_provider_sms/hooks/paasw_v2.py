@@ -175,12 +175,12 @@ class PaaswV2Hook(SmsHook):
     def report_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> DeliveryReport:
         """One ``{batchId, mobile, chnRptDate, chnRptCode}`` record: pulls and pushes carry the same fields."""
         operation = "delivery report push" if pushed else "delivery report pull"
-        code = str(self.field(item, "chnRptCode", operation))
+        code = self.text_field(item, "chnRptCode", operation)
         delivered = code.upper() == "DELIVRD"
         return DeliveryReport(
             vendor=self.vendor,
             batch_id=parse_id(self.field(item, "batchId", operation), field_name="batchId"),
-            mobile=str(self.field(item, "mobile", operation)),
+            mobile=self.text_field(item, "mobile", operation),
             status=DELIVERED if delivered else FAILED,
             code=code,
             description="delivered" if delivered else f"operator code {code}",
@@ -193,10 +193,10 @@ class PaaswV2Hook(SmsHook):
         operation = "inbound push" if pushed else "inbound pull"
         return InboundMessage(
             vendor=self.vendor,
-            mobile=str(self.field(item, "mobile", operation)),
-            content=str(self.field(item, "content", operation)),
+            mobile=self.text_field(item, "mobile", operation),
+            content=self.text_field(item, "content", operation),
             received_at=self.vendor_time(item.get("replyDate"), [TIME_FORMAT]),
-            ext_no=str(item.get("extNo") or ""),
+            ext_no=self.text_field(item, "extNo", operation, required=False),
             raw=item,
         )
 

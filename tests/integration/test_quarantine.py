@@ -367,3 +367,27 @@ def test_a_delivery_report_the_parser_rejects_is_quarantined_on_every_vendor(
         assert replay_quarantined(hook, st) == {"replayed": 1, "still_failing": 0}
         progress = st.batch_progress(vendor, summary["batch_ids"])
     assert (progress.total, progress.delivered, progress.pending) == (3, 3, 0)
+
+
+# ------------------------------------------------------------------------------------------- field types
+
+
+@pytest.mark.parametrize("vendor", ["paasw_v2", "paasw_v1", "cloud_mas"])  # account_md5 masks its numbers
+def test_a_record_whose_number_is_not_text_is_quarantined_never_stored_as_a_repr(
+    sim: GatewaySimulator, store_args: dict[str, Any], vendor: str
+) -> None:
+    """A ``mobile`` that is an object, a list, a bool or a float would be stored as ``"{'a': 1}"`` or ``"True"``."""
+    bad_numbers: list[Any] = [{"a": 1}, [13800138000], True, 1.5]
+    sim.gateway.add_inbound(vendor, "13800138000", "first")
+    for number in bad_numbers:
+        sim.gateway.add_inbound(vendor, number, "bad")
+    sim.gateway.add_inbound(vendor, "13912345678", "last")
+    hook = get_sms_hook(f"sms_{vendor}")
+    with SmsStore(store_args.get("store_conn_id"), table_prefix=store_args.get("store_table_prefix", "sms_")) as store:
+        result = pull_inbound(hook, store)
+        assert (result.fetched, result.inserted, result.quarantined) == (6, 2, 4)
+        assert stored_contents(store) == ["first", "last"]
+        kept = store.quarantined(conn_id=hook.sms_conn_id, kind="inbound")
+        assert len(kept) == 4
+        assert all("should be a string or an integer" in row["reason"] for row in kept)
+        assert {row["mobile"] for page in store.iter_inbound() for row in page} == {"13800138000", "13912345678"}

@@ -578,6 +578,33 @@ def test_one_bad_record_costs_only_itself(receiver: Receiver, plain_conns: dict[
     assert "batchId" in kept["reason"] and kept["raw"]["mobile"] == "13912345678"
 
 
+@pytest.mark.parametrize("vendor", PUSH_VENDORS)
+@pytest.mark.parametrize("bad", [{"a": 1}, ["13800138000"], True, 1.5], ids=["object", "list", "bool", "float"])
+def test_a_pushed_number_that_is_not_text_is_quarantined_never_stored_as_a_repr(
+    vendor: str,
+    bad: Any,
+    receiver: Receiver,
+    sms_simulator: GatewaySimulator,
+    plain_conns: dict[str, str],
+    sqlite_home: Path,
+) -> None:
+    mobiles = MOBILES[vendor][:2]
+    bodies = report_bodies(vendor, "39036632588910887018", mobiles)
+    if vendor in ("paasw_v2", "paasw_v1"):  # one body holding the list
+        [body] = bodies
+        records = body["data"] if vendor == "paasw_v2" else body
+    else:  # one body per report
+        records = bodies
+    records[-1]["mobile" if vendor != "paasw_v1" else "phone_number"] = bad
+    for body in bodies:
+        response = post(receiver, plain_conns[vendor], "reports", body, **auth_for(vendor, sms_simulator))
+        assert response.status_code == 200, response.text
+    with SmsStore() as store:
+        assert [row["mobile"] for page in store.iter_reports(vendor=vendor) for row in page] == mobiles[:1]
+        [kept] = store.quarantined(conn_id=plain_conns[vendor])
+    assert kept["source"] == "push" and "should be a string or an integer" in kept["reason"]
+
+
 def test_oversized_bodies_are_413(small_receiver: Receiver, plain_conns: dict[str, str], sqlite_home: Path) -> None:
     [body] = report_bodies("paasw_v2", "1", [f"138{i:08d}" for i in range(40)])  # about 3.5 KB
     response = post(small_receiver, plain_conns["paasw_v2"], "reports", body)

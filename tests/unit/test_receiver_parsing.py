@@ -256,3 +256,110 @@ def test_standalone_access_log_filter() -> None:
     )  # fmt: skip
     assert RedactQueryFilter().filter(record)
     assert "abc" not in record.getMessage() and "secret=***" in record.getMessage()
+
+
+# ---------------------------------------------------------------------- field types
+
+
+#: per vendor, kind: a good record and the text fields its parser reads
+_TYPED_RECORDS: dict[tuple[str, str], tuple[dict[str, Any], tuple[str, ...]]] = {
+    ("paasw_v2", REPORTS): (
+        {"batchId": "1", "mobile": "13800138000", "chnRptDate": "2024-05-01 16:00:00", "chnRptCode": "DELIVRD"},
+        ("mobile", "chnRptCode"),
+    ),
+    ("paasw_v2", INBOUND): (
+        {"mobile": "13800138000", "extNo": "12", "replyDate": "2024-05-01 16:00:00", "content": "好"},
+        ("mobile", "content", "extNo"),
+    ),
+    ("paasw_v1", REPORTS): (
+        {
+            "phone_number": "13800138000",
+            "report_time": "2024-05-01 16:00:00",
+            "code": "4",
+            "message": "失败",
+            "biz_id": "1",
+        },
+        ("phone_number", "code", "message"),
+    ),
+    ("paasw_v1", INBOUND): (
+        {"phone_number": "13800138000", "send_time": "2024-05-01 16:00:00", "content": "好"},
+        ("phone_number", "content"),
+    ),
+    ("intl", REPORTS): (
+        {
+            "mobile": "8613800138000",
+            "msgId": "1",
+            "timestamp": "202405011600",
+            "status": 2,
+            "desc": "x",
+            "errorCode": "UNDELIV",
+        },
+        ("mobile", "desc", "errorCode"),
+    ),
+    ("account_md5", REPORTS): (
+        {"sendId": "t-1", "mobile": "135****9831", "times": "2024-05-01 16:00:00", "status": "DELIVRD"},
+        ("mobile", "status"),
+    ),
+    ("account_md5", INBOUND): (
+        {"mobile": "135****9831", "content": "好", "times": "2024-05-01 16:00:00", "extNo": "10"},
+        ("mobile", "content", "extNo"),
+    ),
+    ("cloud_mas", REPORTS): (
+        {
+            "msgGroup": "g1",
+            "mobile": "13800138000",
+            "reportStatus": "UNDELIV",
+            "errorCode": "MK:0001",
+            "receiveDate": "20240501160000",
+        },
+        ("mobile", "reportStatus", "errorCode"),
+    ),
+    ("cloud_mas", INBOUND): (
+        {"mobile": "13800138000", "smsContent": "好", "sendTime": "2024-05-01 16:00:00", "addSerial": "12"},
+        ("mobile", "smsContent", "addSerial"),
+    ),
+}
+
+
+def _typed_hook(vendor: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from airflow_provider_sms.hooks import get_sms_hook
+
+    if vendor == "cloud_mas":
+        conn = {"conn_type": "sms_cloud_mas", "host": "https://gw.example", "login": "ec", "password": "k",
+                "extra": {"ap_id": "ap", "sign": "s"}}  # fmt: skip
+        monkeypatch.setenv("AIRFLOW_CONN_SMS_CLOUD_MAS", json.dumps(conn))
+    return get_sms_hook(f"sms_{vendor}")
+
+
+@pytest.mark.parametrize(("vendor", "kind"), list(_TYPED_RECORDS))
+@pytest.mark.parametrize(
+    "bad", [{"a": 1}, [1], True, False, Decimal("1.5"), {}], ids=["object", "list", "true", "false", "float", "empty"]
+)
+def test_a_text_field_of_another_json_type_is_refused_never_stored_as_a_repr(
+    vendor: str, kind: str, bad: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_sms.errors import SmsPartialResponseError, SmsResponseError
+
+    hook = _typed_hook(vendor, monkeypatch)
+    good, fields = _TYPED_RECORDS[(vendor, kind)]
+    parse = hook.report_from_record if kind == REPORTS else hook.inbound_from_record
+    parse(good)  # the good record parses
+    for name in fields:
+        with pytest.raises(SmsResponseError) as caught:
+            parse({**good, name: bad}, pushed=True)
+        assert repr(name) in caught.value.problem and "should be a string or an integer" in caught.value.problem
+        # a pull or push of the bad record with a good one: the good one parses, the bad one is rejected
+        with pytest.raises(SmsPartialResponseError) as partial:
+            hook.parse_pulled(kind, [good, {**good, name: bad}])
+        assert len(partial.value.records) == 1 and len(partial.value.rejected) == 1
+
+
+@pytest.mark.parametrize(("vendor", "kind"), list(_TYPED_RECORDS))
+def test_text_fields_take_strings_and_integers(vendor: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = _typed_hook(vendor, monkeypatch)
+    good, fields = _TYPED_RECORDS[(vendor, kind)]
+    parse = hook.report_from_record if kind == REPORTS else hook.inbound_from_record
+    record = parse({**good, fields[0]: 13800138000})
+    assert record.mobile == "13800138000"
+    for name in fields[1:]:
+        parse({**good, name: 12})  # a code or extension sent as a JSON number
