@@ -32,6 +32,9 @@ KINDS: Final = (REPORTS, INBOUND)
 #: media types read as JSON (the documents say JSON; some senders label it text/plain or not at all)
 JSON_TYPES: Final = frozenset({"", "application/json", "text/json", "text/plain"})
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
+#: deepest nesting of objects and lists a pushed body may have; vendor records are flat (an envelope,
+#: a list, a record: 3 levels), and a deeper body is hostile or broken, not a push
+MAX_JSON_DEPTH: Final = 32
 
 
 class PushRejected(Exception):
@@ -81,17 +84,28 @@ class VendorPush:
         return list(items)
 
     def _envelope(self, payload: Mapping[str, Any]) -> list[Any]:
+        """The envelope's records; a ``count`` (paasw_v2's ``{count, data}``) must match them.
+
+        A count that disagrees with the records is a truncated or forged body: acknowledging it would
+        tell the vendor that records were stored which never arrived.
+        """
         data = payload.get(self.envelope_key)
-        count = payload.get("count")
+        count = _count(payload.get("count"))
         if data is None:
-            if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            if count:
                 raise PushRejected(400, f"the body announces {count} records but carries no {self.envelope_key!r}")
             return []
         if isinstance(data, Mapping):
-            return [data]
-        if not isinstance(data, list):
+            records: list[Any] = [data]
+        elif isinstance(data, list):
+            records = data
+        else:
             raise PushRejected(400, f"{self.envelope_key!r} should be a list, got {type(data).__name__}")
-        return data
+        if count is not None and count != len(records):
+            raise PushRejected(
+                400, f"the body announces {count} records but {self.envelope_key!r} carries {len(records)}"
+            )
+        return records
 
     # ------------------------------------------------------------------ answers
 
@@ -183,6 +197,17 @@ def push_format(conn_type: str | None) -> VendorPush | None:
     return PUSH_FORMATS.get(conn_type[len("sms_") :])
 
 
+def _count(value: Any) -> int | None:
+    """An envelope's ``count``: None when absent, else a non-negative integer (a digit string too)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    raise PushRejected(400, f"'count' should be a non-negative integer, got {value!r}"[:200])
+
+
 # ---------------------------------------------------------------------- body decoding
 
 
@@ -228,9 +253,28 @@ def decode_body(push: VendorPush, body: bytes, content_type: str | None) -> Any:
     if not text.strip():
         raise PushRejected(400, "the body is empty")
     try:
-        return loads_exact(text.lstrip("\ufeff"))
+        payload = loads_exact(text.lstrip("\ufeff"))
     except ValueError as exc:
         raise PushRejected(400, f"the body is not JSON: {exc}") from None
+    except RecursionError:  # nesting deeper than the parser goes
+        raise PushRejected(400, f"the body nests more than {MAX_JSON_DEPTH} levels deep") from None
+    if _nested_deeper_than(payload, MAX_JSON_DEPTH):
+        raise PushRejected(400, f"the body nests more than {MAX_JSON_DEPTH} levels deep")
+    return payload
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and lists nest more than ``limit`` levels; iterative, so any depth is safe to check."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def push_items(push: VendorPush, kind: str, body: bytes, content_type: str | None) -> list[Mapping[str, Any]]:

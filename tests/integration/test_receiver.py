@@ -536,6 +536,83 @@ def test_malformed_bodies_are_4xx_and_store_nothing(
     assert stored_rows(sqlite_home, "delivery_reports") == 0
 
 
+#: each vendor's refusal of a 400, in its own reply shape
+REFUSED_400 = {
+    "paasw_v2": ("code", 400),
+    "paasw_v1": ("code", "400"),
+    "intl": ("code", 1001),
+    "account_md5": ("code", "400"),
+}
+
+
+def assert_refused_400(vendor: str, response: requests.Response, problem: str) -> None:
+    assert response.status_code == 400, response.text
+    key, code = REFUSED_400[vendor]
+    body = response.json()
+    assert body[key] == code, body
+    assert problem in body["msg" if vendor in ("paasw_v1", "intl") else "message"], body
+
+
+@pytest.mark.parametrize("vendor", PUSH_VENDORS)
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 2000 + b"]" * 2000,
+        b'{"a": ' * 2000 + b"1" + b"}" * 2000,
+        b'{"count": 1, "data": [' + b"[" * 40 + b"]" * 40 + b"]}",
+    ],
+    ids=["lists-2000", "objects-2000", "record-40"],
+)
+def test_a_deeply_nested_body_is_refused_in_the_vendors_shape(
+    vendor: str,
+    data: bytes,
+    receiver: Receiver,
+    sms_simulator: GatewaySimulator,
+    plain_conns: dict[str, str],
+    sqlite_home: Path,
+) -> None:
+    auth = auth_for(vendor, sms_simulator)
+    headers = {**auth.pop("headers", {}), "Content-Type": "application/json"}
+    response = post(receiver, plain_conns[vendor], "reports", data=data, headers=headers, **auth)
+    assert_refused_400(vendor, response, "nests more than 32 levels")
+    assert stored_rows(sqlite_home, "delivery_reports") == 0
+    # the receiver still serves
+    [body] = report_bodies(vendor, "1", MOBILES[vendor][:1])[:1]
+    assert post(receiver, plain_conns[vendor], "reports", body, **auth_for(vendor, sms_simulator)).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["reports", "inbound"])
+@pytest.mark.parametrize(
+    ("count", "records", "problem"),
+    [
+        (5, 0, "announces 5 records but 'data' carries 0"),
+        (1, 2, "announces 1 records but 'data' carries 2"),
+        (3, 2, "announces 3 records but 'data' carries 2"),
+        ("2x", 2, "'count' should be a non-negative integer"),
+        (-2, 2, "'count' should be a non-negative integer"),
+    ],
+)
+def test_a_count_that_disagrees_with_the_data_is_refused(
+    kind: str,
+    count: Any,
+    records: int,
+    problem: str,
+    receiver: Receiver,
+    plain_conns: dict[str, str],
+    sqlite_home: Path,
+) -> None:
+    """paasw_v2 is the vendor whose pushes carry a count (``{count, data: [...]}``)."""
+    if kind == "reports":
+        [body] = report_bodies("paasw_v2", "1", MOBILES["paasw_v2"][:records])
+    else:
+        [body] = inbound_bodies("paasw_v2", [(m, "hi") for m in MOBILES["paasw_v2"][:records]])
+    body["count"] = count
+    assert_refused_400("paasw_v2", post(receiver, plain_conns["paasw_v2"], kind, body), problem)
+    assert stored_rows(sqlite_home, "delivery_reports") == stored_rows(sqlite_home, "inbound_messages") == 0
+    body["count"] = records  # the same body with its true count is taken
+    assert post(receiver, plain_conns["paasw_v2"], kind, body).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("vendor", "data"),
     [

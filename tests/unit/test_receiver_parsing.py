@@ -47,6 +47,8 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> None:
         ("paasw_v2", {"count": 0, "data": []}, 0),
         ("paasw_v2", {"count": 0}, 0),
         ("paasw_v2", {"count": 1, "data": {"batchId": "1"}}, 1),  # one object where a list belongs
+        ("paasw_v2", {"count": "2", "data": [{"batchId": "1"}, {"batchId": "2"}]}, 2),  # a count as digits
+        ("paasw_v1", [{"biz_id": "1", "extra": [[[{"deep": [[]]}]]]}], 1),  # nested, within the cap
         ("paasw_v2", [{"batchId": "1"}], 1),
         ("paasw_v1", [{"biz_id": "1"}, {"biz_id": "2"}, {"biz_id": "3"}], 3),
         ("paasw_v1", {"code": "10000", "data": [{"biz_id": "1"}]}, 1),
@@ -73,6 +75,13 @@ def test_items_take_every_shape_the_documents_show(vendor: str, body: Any, count
         (b"", "empty"),
         (b"{", "not JSON"),
         (b'{"a": NaN}', "not JSON"),
+        (b'{"count": 5, "data": []}', "announces 5 records but 'data' carries 0"),
+        (b'{"count": 1, "data": [{"batchId": "1"}, {"batchId": "2"}]}', "announces 1 records but 'data' carries 2"),
+        (b'{"count": "1", "data": []}', "announces 1 records"),
+        (b'{"count": 1.0, "data": [{"batchId": "1"}]}', "'count' should be a non-negative integer"),
+        (b'{"count": true, "data": [{"batchId": "1"}]}', "'count' should be a non-negative integer"),
+        (b"[" * 2000 + b"]" * 2000, "nests more than 32 levels"),
+        (b"[" * 33 + b"]" * 33, "nests more than 32 levels"),
     ],
 )
 def test_malformed_bodies_are_400(body: bytes, problem: str) -> None:
