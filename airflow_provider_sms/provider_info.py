@@ -35,7 +35,7 @@ _CALLBACK_FIELDS: dict[str, Any] = {
     "callback_secret": _field(
         "Push secret",
         "Enables the push receiver: the vendor calls /sms/callbacks/<conn_id>/reports?secret=<this> (and /inbound). "
-        "Use 32+ random characters.",
+        "Use 32+ random characters; fewer than 16 leave push disabled.",
         _SECRET,
     ),
     "callback_allow_ips": _field("Push allowed IPs", "Comma list of IPs/CIDRs allowed to push; empty: any address"),

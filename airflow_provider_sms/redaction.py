@@ -17,6 +17,8 @@ from urllib.parse import quote, quote_plus
 #: shorter values are not redacted from text: they would match ordinary words and digits
 MIN_SECRET_CHARS = 4
 REDACTED = "***"
+#: query parameter names whose values are credentials whatever their case (``secret``, ``Secret``, ``appToken``)
+SENSITIVE_PARAM = re.compile(r"secret|token|pass|key|sign|auth", re.IGNORECASE)
 
 _lock = threading.Lock()
 _forms: set[str] = set()
@@ -48,4 +50,4 @@ def redact(text: str) -> str:
     return pattern.sub(REDACTED, text) if pattern is not None and text else text
 
 
-__all__ = ["MIN_SECRET_CHARS", "REDACTED", "redact", "remember", "secret_forms"]
+__all__ = ["MIN_SECRET_CHARS", "REDACTED", "SENSITIVE_PARAM", "redact", "remember", "secret_forms"]

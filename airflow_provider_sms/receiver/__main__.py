@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
+
+from airflow_provider_sms.redaction import SENSITIVE_PARAM
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8790
 #: seconds a stop waits for open connections (an idle vendor connection must not keep the process alive)
 GRACEFUL_SHUTDOWN_SECONDS = 10
-_SENSITIVE = re.compile(r"secret|token|pass|key|sign|auth", re.IGNORECASE)
 
 
 def redact_query(path: str) -> str:
@@ -30,7 +30,7 @@ def redact_query(path: str) -> str:
     if not sep:
         return path
     pairs = parse_qsl(query, keep_blank_values=True)
-    return f"{base}?{urlencode([(k, '***' if _SENSITIVE.search(k) else v) for k, v in pairs], safe='*')}"
+    return f"{base}?{urlencode([(k, '***' if SENSITIVE_PARAM.search(k) else v) for k, v in pairs], safe='*')}"
 
 
 class RedactQueryFilter(logging.Filter):
@@ -59,6 +59,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--store-table-prefix", default=None, help="table prefix of the store (default sms_)")
     parser.add_argument("--max-body-bytes", type=int, default=None, help="largest body accepted (default 1 MiB)")
     parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=None,
+        help="seconds an authenticated request's body may take to arrive before it is cut off with 408 "
+        "(default: [sms] callback_read_timeout, else 10)",
+    )
+    parser.add_argument(
         "--forwarded-allow-ips",
         default=None,
         help="trust X-Forwarded-For from these proxy addresses (comma list), so that callback_allow_ips "
@@ -83,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         store_conn_id=args.store_conn_id,
         store_table_prefix=args.store_table_prefix,
         max_body_bytes=args.max_body_bytes,
+        read_timeout=args.read_timeout,
     )
     options: dict[str, Any] = {}
     if args.forwarded_allow_ips:

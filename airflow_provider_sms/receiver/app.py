@@ -10,15 +10,18 @@ Every request goes through the same steps, and each refusal touches nothing:
 
 1. the connection is looked up per request (``BaseHook.get_connection``): unknown ids, connections
    that are not ``sms_*``, vendors without that push (cloud_mas; intl inbound) and connections with
-   push not enabled (no ``callback_secret``, except intl) all answer 404, as an unknown path would;
+   push not enabled (no ``callback_secret``, except intl, or one shorter than 16 characters, which is
+   logged once per connection) all answer 404, as an unknown path would;
 2. the client address is checked against the optional ``callback_allow_ips`` extra (403);
 3. the request is authenticated, before any byte of its body is read: intl by its ``appKey`` and
    ``appSecret`` headers against the connection's login and the MD5 of its password, the others by
    the ``secret`` query parameter against the ``callback_secret`` extra (intl too, when it has one),
    compared in constant time (401);
 4. the media type (415) and size (413, ``max_body_bytes``, 1 MiB by default) are checked, the body is
-   decoded (400) and each record is parsed by the vendor hook's own ``report_from_record`` /
-   ``inbound_from_record`` (400 if any record is malformed: all or nothing);
+   read within ``read_timeout`` (408, 10 s by default), decoded (400: not JSON, nested more than 32
+   levels, a ``count`` that disagrees with the records) and each record is parsed by the vendor
+   hook's own ``report_from_record`` / ``inbound_from_record`` (a record that will not parse is
+   quarantined, the others stored);
 5. the records are committed to the store, and only then does the vendor get its success answer.
    A store failure gets the vendor's "push again" answer (see ``push.py``).
 
@@ -29,13 +32,17 @@ the sending tasks write to: that is where masked numbers are matched to sent one
 are kept.
 
 Secrets never reach a log line: before anything else sees the request, the ``secret`` query value
-is taken out of it and the query string keeps ``secret=***``, so access logs (uvicorn's, or the one
-Airflow's API server writes) cannot show it; the receiver's own lines name the path only, and the
+is taken out of it and the query string keeps ``secret=***`` (as do credential-looking names in any
+case), and once the connection is read its secret is replaced in every form (raw, percent-encoded,
+any parameter name, the path) in the request the access logs (uvicorn's, or the one Airflow's API
+server writes) print; the receiver's own lines name the path only, and the
 ``callback_secret`` extra is registered with Airflow's secrets masker when the connection is read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -52,6 +59,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from airflow_provider_sms import redaction
 from airflow_provider_sms.receiver.push import (
     KINDS,
     Answer,
@@ -61,6 +69,7 @@ from airflow_provider_sms.receiver.push import (
     push_format,
     push_items,
 )
+from airflow_provider_sms.redaction import REDACTED, SENSITIVE_PARAM
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
@@ -71,6 +80,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES: Final = 1024 * 1024
+#: seconds an authenticated request's whole body may take to arrive (a stalled body holds a connection)
+DEFAULT_READ_TIMEOUT: Final = 10.0
+#: the shortest ``callback_secret`` that enables push: a shorter one could be guessed
+MIN_CALLBACK_SECRET_CHARS: Final = 16
 DEFAULT_TABLE_PREFIX: Final = "sms_"
 #: the query parameter that carries the connection's ``callback_secret``
 SECRET_PARAM: Final = "secret"
@@ -95,17 +108,21 @@ class ReceiverSettings:
     store_conn_id: str | None = None
     store_table_prefix: str = DEFAULT_TABLE_PREFIX
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    read_timeout: float = DEFAULT_READ_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.max_body_bytes <= 0:
             raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+        if not self.read_timeout > 0:
+            raise ValueError(f"read_timeout must be positive, got {self.read_timeout}")
         from airflow_provider_sms.identifiers import check_table_prefix
 
         check_table_prefix(self.store_table_prefix)  # when the receiver starts, not at the first push
 
     @classmethod
     def from_config(cls) -> ReceiverSettings:
-        """``[sms] callback_store_conn_id``, ``callback_store_table_prefix``, ``callback_max_body_bytes``."""
+        """``[sms] callback_store_conn_id``, ``callback_store_table_prefix``, ``callback_max_body_bytes``,
+        ``callback_read_timeout``."""
         try:
             from airflow.sdk.configuration import conf
         except ImportError:  # pragma: no cover - Airflow 3 always has it
@@ -116,10 +133,12 @@ class ReceiverSettings:
             return str(value).strip() or None if value is not None else None
 
         size = get("callback_max_body_bytes")
+        timeout = get("callback_read_timeout")
         return cls(
             store_conn_id=get("callback_store_conn_id"),
             store_table_prefix=get("callback_store_table_prefix") or DEFAULT_TABLE_PREFIX,
             max_body_bytes=int(size) if size else DEFAULT_MAX_BODY_BYTES,
+            read_timeout=float(timeout) if timeout else DEFAULT_READ_TIMEOUT,
         )
 
 
@@ -166,7 +185,9 @@ class _HideSecret:
     """ASGI middleware: moves the ``secret`` query value into the scope and leaves ``secret=***`` behind.
 
     Access logs read the query string from the same scope once the response is sent, so the secret
-    never reaches them, whichever server (uvicorn alone, Airflow's API server) writes them.
+    never reaches them, whichever server (uvicorn alone, Airflow's API server) writes them. Any other
+    parameter whose name looks like a credential (``Secret``, ``SECRET``, ``token``, ...) is redacted
+    too; the connection's secret under any other name is removed by ``_scrub_secret`` once it is known.
     """
 
     def __init__(self, app: Any) -> None:
@@ -179,7 +200,8 @@ class _HideSecret:
             given = [value for name, value in pairs if name == SECRET_PARAM]
             if given:
                 scope[_SECRET_SCOPE_KEY] = given
-                redacted = [(name, "***" if name == SECRET_PARAM else value) for name, value in pairs]
+            if any(SENSITIVE_PARAM.search(name) for name, _ in pairs):  # ``secret`` among them
+                redacted = [(name, REDACTED if SENSITIVE_PARAM.search(name) else value) for name, value in pairs]
                 scope["query_string"] = urlencode(redacted, safe="*").encode("latin-1")
         await self.app(scope, receive, send)
 
@@ -193,6 +215,7 @@ def create_app(
     store_conn_id: str | None = None,
     store_table_prefix: str | None = None,
     max_body_bytes: int | None = None,
+    read_timeout: float | None = None,
 ) -> FastAPI:
     """The receiver app with routes relative to its mount point (Airflow mounts it at ``/sms``).
 
@@ -206,8 +229,11 @@ def create_app(
         overrides["store_table_prefix"] = store_table_prefix
     if max_body_bytes is not None:
         overrides["max_body_bytes"] = max_body_bytes
+    if read_timeout is not None:
+        overrides["read_timeout"] = read_timeout
     settings = replace(settings, **overrides)
     stores = _Stores()
+    weak_secrets: set[str] = set()  # connections whose too-short secret was logged (once each)
 
     app = FastAPI(
         title="SMS push receiver",
@@ -226,7 +252,7 @@ def create_app(
 
     @app.post("/callbacks/{conn_id}/{kind}")
     async def receive(conn_id: str, kind: str, request: Request) -> Response:
-        answer = await _receive(conn_id, kind, request, settings, stores)
+        answer = await _receive(conn_id, kind, request, settings, stores, weak_secrets)
         # a refusal may leave the body unread: close rather than keep a half-read connection alive
         headers = {"Connection": "close"} if 400 <= answer.status < 500 else None
         return JSONResponse(answer.body, status_code=answer.status, headers=headers)
@@ -239,10 +265,14 @@ def create_standalone_app(
     store_conn_id: str | None = None,
     store_table_prefix: str | None = None,
     max_body_bytes: int | None = None,
+    read_timeout: float | None = None,
 ) -> FastAPI:
     """The receiver mounted at ``/sms``, so that its URLs are the same as under Airflow's API server."""
     receiver = create_app(
-        store_conn_id=store_conn_id, store_table_prefix=store_table_prefix, max_body_bytes=max_body_bytes
+        store_conn_id=store_conn_id,
+        store_table_prefix=store_table_prefix,
+        max_body_bytes=max_body_bytes,
+        read_timeout=read_timeout,
     )
     root = FastAPI(
         title="SMS push receiver",
@@ -272,7 +302,9 @@ def _closing(stores: _Stores) -> Callable[[FastAPI], Any]:
 # ---------------------------------------------------------------------- one request
 
 
-async def _receive(conn_id: str, kind: str, request: Request, settings: ReceiverSettings, stores: _Stores) -> Answer:
+async def _receive(
+    conn_id: str, kind: str, request: Request, settings: ReceiverSettings, stores: _Stores, weak_secrets: set[str]
+) -> Answer:
     client = request.client.host if request.client else None
     if kind not in KINDS or not _CONN_ID.fullmatch(conn_id):
         return _NOT_FOUND
@@ -290,7 +322,24 @@ async def _receive(conn_id: str, kind: str, request: Request, settings: Receiver
         log.info("SMS push to %s/%s from %s: %s has no such push", conn_id, kind, client, conn.conn_type)
         return _NOT_FOUND
     secret = extras.get(SECRET_EXTRA)
-    if not push.header_auth and secret in (None, ""):
+    if secret not in (None, ""):
+        _scrub_secret(request.scope, str(secret))
+        if not _strong_secret(secret):
+            # a trivial secret (" ", 0) would let anyone push: push stays off, as without one
+            level = logging.DEBUG if conn_id in weak_secrets else logging.WARNING
+            weak_secrets.add(conn_id)
+            log.log(
+                level,
+                "SMS push to %s/%s from %s refused: push is disabled for this connection because its %s extra "
+                "is not a string of at least %d characters",
+                conn_id,
+                kind,
+                client,
+                SECRET_EXTRA,
+                MIN_CALLBACK_SECRET_CHARS,
+            )
+            return _NOT_FOUND
+    elif not push.header_auth:
         log.warning(
             "SMS push to %s/%s from %s refused: push is not enabled (the connection has no %s extra)",
             conn_id,
@@ -309,7 +358,7 @@ async def _receive(conn_id: str, kind: str, request: Request, settings: Receiver
 
     try:
         check_media_type(push, request.headers.get("content-type"))
-        body = await _read_body(request, settings.max_body_bytes)
+        body = await _read_body(request, settings.max_body_bytes, settings.read_timeout)
         items = push_items(push, kind, body, request.headers.get("content-type"))
     except PushRejected as exc:
         log.warning("SMS push to %s/%s from %s rejected (%d): %s", conn_id, kind, client, exc.status, exc.problem)
@@ -387,6 +436,44 @@ def _authenticated(push: VendorPush, conn: Connection, secret: Any, request: Req
     return ok
 
 
+def _strong_secret(secret: Any) -> bool:
+    """A ``callback_secret`` that may enable push: text of ``MIN_CALLBACK_SECRET_CHARS`` characters or more."""
+    return isinstance(secret, str) and len(secret.strip()) >= MIN_CALLBACK_SECRET_CHARS
+
+
+def _scrub_secret(scope: Any, secret: str) -> None:
+    """Replace the connection's secret, in any form, in the path and query string that access logs write.
+
+    ``_HideSecret`` redacts ``secret=`` (and credential-looking names) before the connection is known;
+    a vendor configured with the secret under another name, or in the path, is covered here: raw,
+    percent-encoded in either hex case, ``+`` for a space, and in any letter case.
+    """
+    if len(secret) < redaction.MIN_SECRET_CHARS:  # would match ordinary characters of the path
+        return
+    pattern = _secret_pattern(secret)
+    path = scope.get("path")
+    if isinstance(path, str):
+        scope["path"] = pattern.sub(REDACTED, path)
+    for key in ("raw_path", "query_string"):
+        value = scope.get(key)
+        if isinstance(value, bytes) and value:
+            scope[key] = pattern.sub(REDACTED, value.decode("latin-1")).encode("latin-1")
+
+
+@functools.lru_cache(maxsize=256)
+def _secret_pattern(secret: str) -> re.Pattern[str]:
+    """Each character of the secret as itself, its percent-encoded UTF-8 bytes, or its raw UTF-8 bytes
+    read as latin-1 (how a query string's bytes are decoded here); a space also as ``+``."""
+    parts = []
+    for char in secret:
+        encoded = char.encode("utf-8")
+        forms = {re.escape(char), "".join(f"%{byte:02x}" for byte in encoded), re.escape(encoded.decode("latin-1"))}
+        if char == " ":
+            forms.add(re.escape("+"))
+        parts.append("(?:" + "|".join(sorted(forms)) + ")")
+    return re.compile("".join(parts), re.IGNORECASE)
+
+
 def _mask(value: str) -> None:
     from airflow_provider_sms.hooks.base import mask
 
@@ -421,8 +508,20 @@ def _client_allowed(spec: Any, client: str | None, conn_id: str) -> bool:
     return any(address in network for network in networks)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused (413) as soon as it is known to exceed ``limit`` bytes: by its Content-Length or while read."""
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed ``limit`` bytes: by its Content-Length or while read.
+
+    A body that has not fully arrived ``timeout`` seconds after the request was authenticated is cut
+    off (408): a client that stalls mid-body would otherwise hold a connection and a worker open.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_body_within(request, limit)
+    except TimeoutError:
+        raise PushRejected(408, f"the body did not arrive within {timeout:g} s") from None
+
+
+async def _read_body_within(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -483,6 +582,8 @@ def _parse_and_store(
 __all__ = [
     "ALLOW_IPS_EXTRA",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_READ_TIMEOUT",
+    "MIN_CALLBACK_SECRET_CHARS",
     "SECRET_EXTRA",
     "SECRET_PARAM",
     "STORE_EXTRA",

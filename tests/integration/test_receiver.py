@@ -9,6 +9,7 @@ run in subprocesses with a throwaway ``AIRFLOW_HOME``.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -942,6 +943,132 @@ def test_no_secret_is_logged(
     intl_digest = intl_headers(sms_simulator)["appSecret"]
     for secret in (SECRET, SECRET[:-1], intl_digest, sms_simulator.gateway.account("intl").secret):
         assert secret not in server_side
+
+
+@pytest.mark.parametrize(
+    "weak", [" ", 0, " " * 20, "fifteen-chars-x", True], ids=["blank", "zero", "spaces", "15", "bool"]
+)
+@pytest.mark.parametrize("vendor", ["paasw_v2", "intl"])
+def test_a_trivial_callback_secret_leaves_push_disabled_and_says_why_once(
+    vendor: str,
+    weak: Any,
+    receiver: Receiver,
+    sms_simulator: GatewaySimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_home: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    conn_id = f"sms_weak_{uuid.uuid4().hex[:8]}"  # the receiver warns once per connection id
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", sms_simulator.connection_json(vendor, callback_secret=weak))
+    [body] = report_bodies(vendor, "1", MOBILES[vendor][:1])[:1]
+    headers = intl_headers(sms_simulator) if vendor == "intl" else None
+    with caplog.at_level(logging.DEBUG, logger="airflow_provider_sms.receiver"):
+        for _ in range(3):
+            response = post(receiver, conn_id, "reports", body, secret=str(weak), headers=headers)
+            assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
+    assert stored_rows(sqlite_home, "delivery_reports") == 0
+    why = [
+        r for r in caplog.records if r.name.startswith("airflow_provider_sms.receiver") and conn_id in r.getMessage()
+    ]
+    warnings = [r for r in why if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and len(why) == 3
+    assert "callback_secret" in warnings[0].getMessage() and "at least 16 characters" in warnings[0].getMessage()
+    # sixteen characters are enough
+    good = "sixteen-chars-ok"
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", sms_simulator.connection_json(vendor, callback_secret=good))
+    assert post(receiver, conn_id, "reports", body, secret=good, headers=headers).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def impatient_receiver() -> Iterator[Receiver]:
+    """A receiver that waits at most 1 s for a body, for the read timeout."""
+    running, stop = start_receiver(read_timeout=1.0)
+    yield running
+    running.close_stores()
+    stop()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("vendor", ["paasw_v2", "intl"])
+def test_a_body_that_stalls_is_cut_off_with_408(
+    vendor: str,
+    chunked: bool,
+    impatient_receiver: Receiver,
+    sms_simulator: GatewaySimulator,
+    plain_conns: dict[str, str],
+    sqlite_home: Path,
+) -> None:
+    """Authenticated, then a few bytes of the body, then nothing: answered 408 once the read timeout passes."""
+    auth = auth_for(vendor, sms_simulator)
+    query = "" if vendor == "intl" else f"?secret={SECRET}"
+    head = [f"POST /sms/callbacks/{plain_conns[vendor]}/reports{query} HTTP/1.1", "Host: x"]
+    head += [f"{k}: {v}" for k, v in {**auth.get("headers", {}), **JSON_HEADERS}.items()]
+    head.append("Transfer-Encoding: chunked" if chunked else "Content-Length: 500")
+    start = b'{"count": 1, "data": ['
+    first = b"%x\r\n%s\r\n" % (len(start), start) if chunked else start
+    host, port = impatient_receiver.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=15) as sock:
+        began = time.monotonic()
+        sock.sendall("\r\n".join(head).encode() + b"\r\n\r\n" + first)
+        reply = b""
+        while chunk := sock.recv(65536):  # the server answers, then closes the half-read connection
+            reply += chunk
+        elapsed = time.monotonic() - began
+    assert 0.9 < elapsed < 5, elapsed
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 408 Request Timeout", reply
+    answer = json.loads(rest.partition(b"\r\n\r\n")[2])
+    if vendor == "intl":
+        assert answer["code"] == 9999 and "within 1 s" in answer["msg"]  # non-zero: intl pushes again
+    else:
+        assert answer == {"code": 408, "message": "the body did not arrive within 1 s"}
+    assert stored_rows(sqlite_home, "delivery_reports") == 0
+    # a whole body in time is taken
+    [body] = report_bodies(vendor, "1", MOBILES[vendor][:1])[:1]
+    assert post(impatient_receiver, plain_conns[vendor], "reports", body, **auth).status_code == 200
+
+
+FANCY_SECRET = "Ab/cd+ef gh%ij&k=l-üñ-0123456789"
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def test_the_secret_is_redacted_from_the_access_log_in_every_form(
+    receiver: Receiver,
+    sms_simulator: GatewaySimulator,
+    monkeypatch: pytest.MonkeyPatch,
+    sqlite_home: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Any parameter name, any case, URL-encoded with either hex case or ``+`` for a space."""
+    from urllib.parse import quote, quote_plus, unquote, unquote_plus
+
+    conns = set_connections(sms_simulator, monkeypatch, paasw_v2={"callback_secret": FANCY_SECRET})
+    upper = quote(FANCY_SECRET, safe="")
+    every = "".join(f"%{byte:02x}" for byte in FANCY_SECRET.encode())  # every byte encoded, lower-case hex
+    queries = [
+        f"secret={upper}",
+        f"secret={quote_plus(FANCY_SECRET)}&Secret={quote_plus(FANCY_SECRET)}",
+        f"secret={upper}&note={every}",
+        f"SECRET={upper}",  # not the parameter the receiver reads: 401, and redacted all the same
+        f"secret={upper}&raw={quote(FANCY_SECRET, safe='/%+')}",  # what can go unencoded, unencoded
+    ]
+    [body] = report_bodies("paasw_v2", "1", MOBILES["paasw_v2"][:1])
+    data = json.dumps(body).encode()
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    statuses = []
+    host, port = receiver.url.removeprefix("http://").split(":")
+    for query in queries:
+        client = http.client.HTTPConnection(host, int(port), timeout=30)  # exactly these bytes on the wire
+        client.request("POST", f"/sms/callbacks/{conns['paasw_v2']}/reports?{query}", data, JSON_HEADERS)
+        statuses.append(client.getresponse().status)
+        client.close()
+    assert statuses == [200, 200, 200, 401, 200]
+    access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert len(access) == len(queries)
+    for line in access:
+        for view in (line, unquote(line), unquote_plus(line)):
+            assert FANCY_SECRET.lower() not in view.lower(), line
+        assert "***" in unquote(line)
 
 
 # ---------------------------------------------------------------------------------------------- simulator wire

@@ -211,6 +211,16 @@ def test_settings_come_from_the_airflow_config(monkeypatch: pytest.MonkeyPatch) 
         receiver_app.ReceiverSettings(max_body_bytes=0)
 
 
+def test_the_read_timeout_is_ten_seconds_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert receiver_app.ReceiverSettings().read_timeout == receiver_app.DEFAULT_READ_TIMEOUT == 10.0
+    monkeypatch.setenv("AIRFLOW__SMS__CALLBACK_READ_TIMEOUT", "2.5")
+    assert receiver_app.ReceiverSettings.from_config().read_timeout == 2.5
+    assert receiver_app.create_app(read_timeout=4).state.settings.read_timeout == 4
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="read_timeout must be positive"):
+            receiver_app.ReceiverSettings(read_timeout=bad)
+
+
 @pytest.mark.parametrize(
     ("spec", "client", "allowed"),
     [
