@@ -9,7 +9,7 @@ import signal
 import threading
 
 from airflow_provider_sms.simulator.core import SimConfig
-from airflow_provider_sms.simulator.server import GatewaySimulator
+from airflow_provider_sms.simulator.server import ADMIN_TOKEN_ENV, ADMIN_TOKEN_HEADER, GatewaySimulator
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every vendor reply")
     parser.add_argument("--pull-interval", type=float, default=5.0, help="cloud_mas minimum seconds between pulls")
     parser.add_argument("--env-file", help="also write the AIRFLOW_CONN_* exports to this file once serving")
+    parser.add_argument(
+        "--admin-token",
+        default=None,
+        help=f"let /_sim/ admin calls from other hosts in when they send it as {ADMIN_TOKEN_HEADER} "
+        f"(default: ${ADMIN_TOKEN_ENV}; without one, only loopback clients may call the admin API)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = SimConfig(
@@ -30,7 +36,9 @@ def main(argv: list[str] | None = None) -> None:
         latency=args.latency,
         pull_interval=args.pull_interval,
     )
-    simulator = GatewaySimulator(args.host, args.http_port, args.https_port, config).start()
+    simulator = GatewaySimulator(
+        args.host, args.http_port, args.https_port, config, admin_token=args.admin_token
+    ).start()
     exports = "".join(
         f"export AIRFLOW_CONN_SMS_{vendor.upper()}='{simulator.connection_json(vendor)}'\n"
         for vendor in ("paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas")

@@ -3,15 +3,20 @@
 Plain HTTP serves paasw_v2, paasw_v1, intl and account_md5 (their routes do not overlap); cloud_mas
 gets its own HTTPS port with a self-signed certificate made at start, as the real Cloud MAS has, and
 its HTTP variant (``/sms/norsubmit`` and the rest, for accounts opened on HTTP) on the HTTP port.
-Admin endpoints live under ``/_sim/`` on the HTTP port.
+Admin endpoints live under ``/_sim/`` on the HTTP port. They answer loopback clients; another host
+is refused (403) unless an admin token is configured (``admin_token=`` or ``SMS_SIM_ADMIN_TOKEN``)
+and the call carries it in the ``X-Sim-Admin-Token`` header: the admin API resets state, injects
+faults and points pushes anywhere, which nobody else on the network should be able to do.
 """
 
 from __future__ import annotations
 
+import hmac
 import importlib
 import ipaddress
 import json
 import logging
+import os
 import ssl
 import tempfile
 import threading
@@ -46,6 +51,10 @@ PROTOCOL_MODULES = {
 }
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+#: environment variable holding the admin token (``GatewaySimulator(admin_token=...)`` wins)
+ADMIN_TOKEN_ENV = "SMS_SIM_ADMIN_TOKEN"
+#: the header an admin call from another host carries the token in
+ADMIN_TOKEN_HEADER = "X-Sim-Admin-Token"
 
 
 def load_protocols(gateway: Gateway) -> list[VendorProtocol]:
@@ -86,9 +95,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            self._write(SimResponse.text("body too large", 413))
+        length = self._content_length()
+        if length is None or length > MAX_BODY_BYTES:
+            # the body is left unread, so where a next request would start is unknown: close
+            refusal = (
+                SimResponse.text("bad request: invalid Content-Length", 400)
+                if length is None
+                else SimResponse.text("body too large", 413)
+            )
+            refusal.headers["Connection"] = "close"
+            self.close_connection = True
+            self._write(refusal)
             return
         body = self.rfile.read(length) if length else b""
         request = SimRequest(
@@ -119,6 +136,17 @@ class _Handler(BaseHTTPRequestHandler):
         fault = gateway.take_fault(protocol.vendor, request.path)
         response = self._faulty(fault, protocol, handler, request) if fault else self._handle(handler, request)
         self._write(response)
+
+    def _content_length(self) -> int | None:
+        """The declared body length (0 when absent); None for anything but ASCII digits (``-1``, ``abc``),
+        or disagreeing repeats, which must never turn into a read to EOF or a crash."""
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return 0
+        if len(values) > 1:
+            return None
+        [value] = values
+        return int(value) if value.isascii() and value.isdigit() else None
 
     @staticmethod
     def _handle(handler: Handler, request: SimRequest) -> SimResponse:
@@ -256,8 +284,11 @@ class GatewaySimulator:
         https_port: int = 0,
         config: SimConfig | None = None,
         accounts: dict[str, Account] | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.host = host
+        #: lets admin calls from other hosts in (header ``X-Sim-Admin-Token``); loopback needs none
+        self.admin_token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
         self.gateway = Gateway(config, accounts)
         protocols = load_protocols(self.gateway)
         self._tmp = tempfile.TemporaryDirectory(prefix="sms-sim-")
@@ -324,7 +355,15 @@ class GatewaySimulator:
         ``POST /_sim/push-config {vendor, kind, url}`` makes the vendor push ``kind`` (``reports`` or
         ``inbound``) to ``url`` instead of queueing it for pulls (``url`` null or empty: back to pulls);
         ``POST /_sim/push {vendor?}`` pushes what is due now and answers with one outcome per POST.
+
+        Loopback clients only, unless the call carries the configured admin token (403 otherwise).
         """
+        if not self.admin_allowed(request):
+            log.warning("admin call %s %s from %s refused", request.method, request.path, request.client)
+            return SimResponse.json(
+                {"error": f"admin calls are taken from loopback clients, or with the {ADMIN_TOKEN_HEADER} header"},
+                403,
+            )
         try:
             return self._admin(request)
         except BadRequest as exc:
@@ -333,6 +372,15 @@ class GatewaySimulator:
             return SimResponse.json({"error": f"missing field {exc.args[0]!r}"}, 400)
         except (ValueError, TypeError, ArithmeticError) as exc:
             return SimResponse.json({"error": f"bad value: {exc}"}, 400)
+
+    def admin_allowed(self, request: SimRequest) -> bool:
+        """A loopback client, or the configured admin token in the header (compared in constant time)."""
+        if _is_loopback(request.client):
+            return True
+        if not self.admin_token:
+            return False
+        given = request.header(ADMIN_TOKEN_HEADER) or ""
+        return hmac.compare_digest(given.encode("utf-8"), self.admin_token.encode("utf-8"))
 
     def _admin(self, request: SimRequest) -> SimResponse:
         gateway = self.gateway
@@ -389,3 +437,13 @@ class GatewaySimulator:
         else:
             return SimResponse.json({"error": f"unknown admin call {request.path}"}, 404)
         return SimResponse.json({"ok": True})
+
+
+def _is_loopback(client: str | None) -> bool:
+    try:
+        address = ipaddress.ip_address(client or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback

@@ -488,6 +488,104 @@ def test_simulator_start_and_stop_release_the_ports() -> None:
         requests.get(f"http://127.0.0.1:{http_port}/_sim/state", timeout=2)
 
 
+# ---------------------------------------------------------------------------- hostile requests
+
+
+def raw_exchange(url: str, head: bytes, body: bytes = b"") -> bytes:
+    """Send these bytes, keep the connection open, and read until the server closes it (5 s at most)."""
+    with socket.create_connection(("127.0.0.1", port(url)), timeout=5) as sock:
+        sock.sendall(head + body)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    return reply
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [["-1"], ["abc"], ["1e3"], ["+5"], [" "], ["\u0661"], ["5", "6"]],
+    ids=["negative", "letters", "exponent", "plus", "blank", "arabic-digit", "disagreeing"],
+)
+def test_an_invalid_content_length_is_400_and_nothing_is_read_past_it(
+    sms_simulator: GatewaySimulator, lengths: list[str]
+) -> None:
+    """``-1`` used to read to the end of the stream (past the 8 MiB cap); ``abc`` raised in the handler."""
+    head = b"POST /message/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += b"".join(f"Content-Length: {value}\r\n".encode() for value in lengths) + b"\r\n"
+    reply = raw_exchange(sms_simulator.http_url, head, b"x" * 1000)  # the client keeps its side open
+    assert reply.startswith(b"HTTP/1.1 400 "), reply[:200]
+    assert b"invalid Content-Length" in reply and b"Connection: close" in reply
+    assert sms_simulator.gateway.stats()["requests"] == {}  # no vendor handler saw it
+    assert admin(sms_simulator, "state", method="GET").status_code == 200  # still serving
+
+
+def test_a_body_over_the_cap_is_413_and_the_connection_closed(sms_simulator: GatewaySimulator) -> None:
+    from airflow_provider_sms.simulator.server import MAX_BODY_BYTES
+
+    head = f"POST /message/send HTTP/1.1\r\nHost: x\r\nContent-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+    reply = raw_exchange(sms_simulator.http_url, head, b"x" * 1000)
+    assert reply.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in reply
+
+
+def _outward_address() -> str:
+    """This host's address on its way out (not loopback), or skip: the admin check needs another address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+        except OSError:
+            pytest.skip("no route off loopback")
+        address = str(probe.getsockname()[0])
+    if address.startswith("127.") or address == "0.0.0.0":
+        pytest.skip("no address other than loopback")
+    return address
+
+
+@pytest.mark.parametrize("token", [None, "s3cr3t-admin-token"], ids=["no-token", "token"])
+def test_the_admin_api_refuses_other_hosts_unless_they_send_the_token(
+    token: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_sms.simulator.server import ADMIN_TOKEN_ENV, ADMIN_TOKEN_HEADER
+
+    address = _outward_address()
+    monkeypatch.delenv(ADMIN_TOKEN_ENV, raising=False)
+    with GatewaySimulator(host="0.0.0.0", admin_token=token) as sim:
+        outside = f"http://{address}:{port(sim.http_url)}"
+        loopback = f"http://127.0.0.1:{port(sim.http_url)}"
+        # over a real socket from this host's own outward address: not loopback
+        assert requests.get(f"{outside}/_sim/state", timeout=5).status_code == 403
+        refused = requests.post(f"{outside}/_sim/reset", json={}, timeout=5)
+        assert refused.status_code == 403 and ADMIN_TOKEN_HEADER in refused.json()["error"]
+        for wrong in ("", "nope", (token or "x") + "x"):
+            headers = {ADMIN_TOKEN_HEADER: wrong}
+            assert requests.get(f"{outside}/_sim/ledger", headers=headers, timeout=5).status_code == 403
+        with_token = requests.get(f"{outside}/_sim/state", headers={ADMIN_TOKEN_HEADER: token or ""}, timeout=5)
+        assert with_token.status_code == (200 if token else 403)
+        # loopback needs no token; the vendors' own endpoints serve everyone
+        assert requests.get(f"{loopback}/_sim/state", timeout=5).status_code == 200
+        account = sim.gateway.account(V2)
+        reply = requests.post(
+            f"{outside}/message/token", json={"appId": account.login, "secret": account.secret}, timeout=5
+        )
+        assert reply.status_code == 200 and reply.json()["code"] == 0
+
+
+def test_the_admin_token_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_sms.simulator.server import ADMIN_TOKEN_ENV, ADMIN_TOKEN_HEADER
+
+    monkeypatch.setenv(ADMIN_TOKEN_ENV, "from-the-env")
+    with GatewaySimulator() as sim:
+        assert sim.admin_token == "from-the-env"
+
+        def call(client: str, headers: dict[str, str]) -> int:
+            return sim.admin(SimRequest("GET", "/_sim/state", {}, headers, b"", client=client)).status
+
+        assert call("203.0.113.9", {}) == 403
+        assert call("203.0.113.9", {ADMIN_TOKEN_HEADER.lower(): "from-the-env"}) == 200
+        assert call("::1", {}) == call("::ffff:127.0.0.1", {}) == call("127.0.0.2", {}) == 200
+        assert call("", {}) == call("not-an-address", {}) == 403
+    assert GatewaySimulator(admin_token="explicit").admin_token == "explicit"
+
+
 # ---------------------------------------------------------------------------- speed
 
 
