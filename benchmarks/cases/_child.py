@@ -22,11 +22,11 @@ def use_simulator(sim: Mapping[str, Any]) -> None:
 
 def reset_simulator(sim: Mapping[str, Any]) -> None:
     """Fresh simulator state (and balances) and a fresh process token cache, before every timed run."""
-    from airflow_provider_sms.hooks.base import PULL_THROTTLE, TOKEN_CACHE
+    from airflow_provider_sms.hooks.base import PROCESS_SLOTS, TOKEN_CACHE
 
     requests.post(f"{sim['control_url']}/reset", json={}, timeout=120).raise_for_status()
     TOKEN_CACHE.clear()
-    PULL_THROTTLE.clear()
+    PROCESS_SLOTS.clear()
 
 
 def sim_cpu(sim: Mapping[str, Any]) -> float:

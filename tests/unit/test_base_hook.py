@@ -1069,6 +1069,7 @@ def test_the_request_rate_extra_paces_every_attempt_of_the_account(
 ) -> None:
     slept: list[float] = []
     monkeypatch.setattr(base.time, "sleep", slept.append)
+    TOKEN_CACHE.clear()  # the token request is one of the paced three
     hook = PaaswV2Hook(set_conn(monkeypatch, "sms_paced", extra={"max_requests_per_second": 4, "retry_wait": 0}))
     requests_mock.post(
         f"{hook.config.base_url}/message/balance",
