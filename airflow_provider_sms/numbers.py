@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from typing import cast
 
 _SEPARATORS = re.compile(r"[\s\-().]")
 _CHINA_MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)
@@ -33,7 +34,20 @@ def split_mobiles(mobiles: str | Iterable[str]) -> list[str]:
         return [m for m in re.split(r"[,;\n，]", mobiles) if m.strip()]
     if not isinstance(mobiles, Iterable):
         raise TypeError(f"mobiles must be a list of numbers or a comma-separated string, got {type(mobiles).__name__}")
-    return list(map(str, mobiles))
+    return as_strings(mobiles)
+
+
+def as_strings(items: Iterable[object]) -> list[str]:
+    """The items as a new list of ``str``, each as ``str()`` makes it.
+
+    The usual list holds plain ``str`` already: checking their types costs half of calling ``str()``
+    on each (100,000 numbers: ~2 ms against ~4 ms). Any other item, a ``str`` subclass included (its
+    ``__str__`` may differ), has every item converted as before.
+    """
+    listed = list(items)
+    if set(map(type, listed)) <= {str}:
+        return cast("list[str]", listed)
+    return list(map(str, listed))
 
 
 def normalize_domestic(raw: str) -> str | None:
@@ -96,10 +110,14 @@ def _all_in_normal_form(numbers: list[str], *, international: bool) -> bool:
 
 def chunk_mobiles(mobiles: Sequence[str], *, max_count: int, max_chars: int | None = None) -> Iterator[list[str]]:
     """Cut a list into as few comma-joined requests as both caps allow, keeping order."""
+    if max_chars is None:  # a count cap only: plain slices, without measuring every number
+        for start in range(0, len(mobiles), max_count):
+            yield list(mobiles[start : start + max_count])
+        return
     widths = set(map(len, mobiles))
     if len(widths) <= 1:  # the usual list, numbers all one length: plain slices
         width = widths.pop() if widths else 1
-        size = max_count if max_chars is None else max(1, min(max_count, (max_chars + 1) // (width + 1)))
+        size = max(1, min(max_count, (max_chars + 1) // (width + 1)))
         for start in range(0, len(mobiles), size):
             yield list(mobiles[start : start + size])
         return
@@ -107,7 +125,7 @@ def chunk_mobiles(mobiles: Sequence[str], *, max_count: int, max_chars: int | No
     chars = 0
     for mobile in mobiles:
         added = len(mobile) + (1 if chunk else 0)
-        if chunk and (len(chunk) >= max_count or (max_chars is not None and chars + added > max_chars)):
+        if chunk and (len(chunk) >= max_count or chars + added > max_chars):
             yield chunk
             chunk, chars, added = [], 0, len(mobile)
         chunk.append(mobile)

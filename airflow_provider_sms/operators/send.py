@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_provider_sms.identifiers import check_table_prefix
+from airflow_provider_sms.numbers import as_strings
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -34,7 +35,7 @@ def parse_mobiles(value: Any) -> str | list[str]:
             return [str(m) for m in parsed]
         return text
     if isinstance(value, Iterable):
-        return list(map(str, value))
+        return as_strings(value)
     raise TypeError(f"mobiles must be a list of numbers or a comma-separated string, got {type(value).__name__}")
 
 
