@@ -1093,7 +1093,6 @@ class SmsStore:
         ``next_intent``: a planned request that goes out next, marked ``sending`` in the same commit,
         so the intent of every request is durable before it leaves at no extra commit.
         """
-        mobiles = list(dict.fromkeys(receipt.mobiles))
         now = _now()
         batch = (receipt.vendor, receipt.batch_id)
         with self._transaction(write=True) as cur:
@@ -1121,9 +1120,9 @@ class SmsStore:
                     )
                 return
             earlier, finals = found["request"], found["report"]
-            counted: Collection[str] = mobiles
+            counted = set(receipt.mobiles)  # a set, not the ordered list the row may need: half the cost
             if earlier or finals:
-                counted = set(mobiles).difference(_SentBatch(earlier).index())
+                counted.difference_update(_SentBatch(earlier).index())
             delivered = sum(1 for mobile, status in finals if status == DELIVERED and mobile in counted)
             failed = sum(1 for mobile, status in finals if status in (FAILED, EXPIRED) and mobile in counted)
             if found["state"]:
@@ -1156,7 +1155,7 @@ class SmsStore:
                     task.map_index,
                     now,
                     now,
-                    _mobiles_json(mobiles),
+                    _mobiles_json(list(dict.fromkeys(receipt.mobiles))),
                     _ts(receipt.submitted_at),
                 ),
             )
@@ -2110,13 +2109,15 @@ class SmsStore:
         against a send of thousands) is read whole, in one query; a longer one is looked up by
         key: one array query on PostgreSQL, IN lists of a few hundred on SQLite.
         """
-        wanted = set(mobiles)
-        if not wanted:
+        if not mobiles:
             return set()
         with self._transaction(write=False) as cur:
-            cur.execute(self._sql("SELECT mobile FROM {p}opt_outs LIMIT ?"), (len(wanted) + 1,))
+            cur.execute(self._sql("SELECT mobile FROM {p}opt_outs LIMIT ?"), (len(mobiles) + 1,))
             listed = [r[0] for r in cur.fetchall()]
-            if len(listed) > len(wanted):
+            if not listed:  # an empty opt-out table: no set of the numbers asked about is needed
+                return set()
+            wanted = set(mobiles)
+            if len(listed) > len(mobiles):
                 keys = list({form for mobile in wanted for form in china_mobile_forms(mobile)})
                 if self._dialect.array_params:
                     cur.execute(self._sql("SELECT mobile FROM {p}opt_outs WHERE mobile = ANY(?)"), (keys,))
