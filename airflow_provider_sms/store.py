@@ -690,7 +690,7 @@ _UPSERT_REQUEST = """INSERT INTO {p}requests (idempotency_key, vendor, conn_id, 
 _ACCEPT_PLANNED = """UPDATE {p}requests SET
         state = CASE WHEN idempotency_key = ? THEN 'accepted' ELSE 'sending' END,
         batch_id = CASE WHEN idempotency_key = ? THEN ? ELSE batch_id END,
-        total = CASE WHEN idempotency_key = ? THEN ? ELSE total END,
+        total = CASE WHEN idempotency_key = ? THEN COALESCE(?, total) ELSE total END,
         delivered = CASE WHEN idempotency_key = ? THEN ? ELSE delivered END,
         failed = CASE WHEN idempotency_key = ? THEN ? ELSE failed END,
         submitted_at = CASE WHEN idempotency_key = ? THEN ? ELSE submitted_at END,
@@ -1120,20 +1120,18 @@ class SmsStore:
                     )
                 return
             earlier, finals = found["request"], found["report"]
+            if found["state"] and not (earlier or finals):
+                # The usual planned request, the first of its batch with no report before it: its row counts
+                # its (distinct) numbers already, so no number of it needs looking at.
+                self._accept_planned(cur, key, receipt, (None, 0, 0), now, next_intent)
+                return
             counted = set(receipt.mobiles)  # a set, not the ordered list the row may need: half the cost
-            if earlier or finals:
+            if earlier:
                 counted.difference_update(_SentBatch(earlier).index())
             delivered = sum(1 for mobile, status in finals if status == DELIVERED and mobile in counted)
             failed = sum(1 for mobile, status in finals if status in (FAILED, EXPIRED) and mobile in counted)
             if found["state"]:
-                # A planned request: its row holds its numbers already, so only its outcome is written, and
-                # the next request's intent rides in the same statement (one round trip, one commit).
-                submitted = _ts(receipt.submitted_at)
-                outcome = (receipt.batch_id, len(counted), delivered, failed, submitted)
-                cur.execute(
-                    self._sql(_ACCEPT_PLANNED),
-                    (key, *(v for value in outcome for v in (key, value)), key, now, now, key, next_intent or key),
-                )
+                self._accept_planned(cur, key, receipt, (len(counted), delivered, failed), now, next_intent)
                 return
             if next_intent is not None:
                 self._mark_sending(cur, [next_intent], now, (PLANNED, SENDING, UNKNOWN))
@@ -1159,6 +1157,24 @@ class SmsStore:
                     _ts(receipt.submitted_at),
                 ),
             )
+
+    def _accept_planned(
+        self,
+        cur: Any,
+        key: str,
+        receipt: SendReceipt,
+        counts: tuple[int | None, int, int],
+        now: str,
+        next_intent: str | None,
+    ) -> None:
+        """A request with a row (planned, or left unknown): its row holds its numbers already, so only its
+        outcome is written, and the next request's intent rides in the same statement (one round trip,
+        one commit). ``counts``: total (None: the row's own), delivered, failed."""
+        outcome = (receipt.batch_id, *counts, _ts(receipt.submitted_at))
+        cur.execute(
+            self._sql(_ACCEPT_PLANNED),
+            (key, *(v for value in outcome for v in (key, value)), key, now, now, key, next_intent or key),
+        )
 
     def record_unknown(
         self,
