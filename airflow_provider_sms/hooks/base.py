@@ -920,7 +920,7 @@ class SmsHook(BaseHook):
 
         paces = self._paces(operation)
 
-        def attempt() -> requests.Response:
+        def attempt(operation: str) -> requests.Response:  # the operation is there for _log_retry to name
             if paces:  # every attempt keeps the account's pace, retries included
                 self._wait_for_slots(operation, paces)
             if send is not None:
@@ -941,16 +941,8 @@ class SmsHook(BaseHook):
             return response
 
         retry_on = _send_retryable if send is not None else _read_retryable
-        retrying = Retrying(
-            stop=stop_after_attempt(self.retries + 1),
-            wait=_RetryAfterOrBackoff(self.retry_wait),
-            retry=retry_if_exception(retry_on),
-            before_sleep=self._log_retry(operation),
-            sleep=type(self).retry_sleep,
-            reraise=True,
-        )
         try:
-            response = retrying(attempt)
+            response = self._retrying(retry_on)(attempt, operation)
         except _RetryableStatus as exc:
             raise SmsResponseError(
                 self.vendor,
@@ -973,21 +965,39 @@ class SmsHook(BaseHook):
             )
         return response
 
-    def _log_retry(self, operation: str) -> Callable[[RetryCallState], None]:
-        def log(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            reason = str(exc) if isinstance(exc, _RetryableStatus) else _describe(exc)
-            wait = state.next_action.sleep if state.next_action else 0.0
-            self.log.warning(
-                "%s %s: attempt %d failed (%s); retrying in %.1fs",
-                self.vendor,
-                operation,
-                state.attempt_number,
-                reason,
-                wait,
-            )
+    def _retrying(self, retry_on: Callable[[BaseException], bool]) -> Retrying:
+        """The retry loop for sends or for reads, built once per hook.
 
-        return log
+        A new ``Retrying`` per call cost ~13 us and left a reference cycle (its per-thread state holds
+        its own bound methods) for the garbage collector: a send of 800 requests ran ~25 collections the
+        plain loop does not. Its state is per thread, so the copies ``for_thread`` makes share it.
+        """
+        loops: dict[Callable[[BaseException], bool], Retrying] = self.__dict__.setdefault("_retrying_loops", {})
+        loop = loops.get(retry_on)
+        if loop is None:
+            loop = loops[retry_on] = Retrying(
+                stop=stop_after_attempt(self.retries + 1),
+                wait=_RetryAfterOrBackoff(self.retry_wait),
+                retry=retry_if_exception(retry_on),
+                before_sleep=self._log_retry,
+                sleep=lambda seconds: type(self).retry_sleep(seconds),
+                reraise=True,
+            )
+        return loop
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        """Before a retry's wait: which attempt of which operation failed, why, and how long the wait is."""
+        exc = state.outcome.exception() if state.outcome else None
+        reason = str(exc) if isinstance(exc, _RetryableStatus) else _describe(exc)
+        wait = state.next_action.sleep if state.next_action else 0.0
+        self.log.warning(
+            "%s %s: attempt %d failed (%s); retrying in %.1fs",
+            self.vendor,
+            state.args[0],
+            state.attempt_number,
+            reason,
+            wait,
+        )
 
     def reply_is_readable(self, response: requests.Response) -> bool:
         """Whether a reply parses; reads whose reply does not are retried like a 5xx.
