@@ -579,6 +579,12 @@ _JOURNAL_INDEX = "CREATE INDEX IF NOT EXISTS {p}journal_open ON {p}journal (conn
 _JOURNAL_SCHEMA_3 = (_JOURNAL_TABLE % "", _JOURNAL_INDEX)
 _JOURNAL_SCHEMA = (_JOURNAL_TABLE % ",\n        body {blob}", _JOURNAL_INDEX)
 _JOURNAL_BODY_COLUMN = "ALTER TABLE {p}journal ADD COLUMN body {blob}"  # schema 3 -> 4
+# Requests by batch, for reports to find theirs. Partial (schema 4): a planned request has no batch
+# yet, so neither its plan row nor its intent writes an index entry that acceptance then moves
+# (a third fewer WAL pages per recorded request). ``batch_id = ?`` implies the index's condition.
+_REQUESTS_BATCH_INDEX = (
+    "CREATE INDEX IF NOT EXISTS {p}requests_batch ON {p}requests (vendor, batch_id) WHERE batch_id IS NOT NULL"
+)
 # Added in schema version 4: when each paced call (a vendor's per-account pull interval or request
 # rate) may next go out, shared by every process and machine that uses the store.
 _SLOTS_SCHEMA = (
@@ -617,7 +623,7 @@ _SCHEMA = (
         plan_key TEXT,
         request_index INTEGER,
         sending_at TEXT)""",
-    "CREATE INDEX IF NOT EXISTS {p}requests_batch ON {p}requests (vendor, batch_id)",
+    _REQUESTS_BATCH_INDEX,
     *_SEND_PLANS_SCHEMA,
     """CREATE TABLE IF NOT EXISTS {p}delivery_reports (
         vendor TEXT NOT NULL,
@@ -968,9 +974,11 @@ class SmsStore:
         cur.execute(self._sql(self._dialect.sent_view))
 
     def _upgrade_from_3(self, cur: Any) -> None:
-        """Schema 4 journals pulled replies as bytes (pages journaled as records before stay readable) and
-        keeps the slots of paced calls."""
+        """Schema 4 journals pulled replies as bytes (pages journaled as records before stay readable),
+        indexes requests by batch once they have one, and keeps the slots of paced calls."""
         cur.execute(self._sql(_JOURNAL_BODY_COLUMN))
+        cur.execute(self._sql("DROP INDEX IF EXISTS {p}requests_batch"))
+        cur.execute(self._sql(_REQUESTS_BATCH_INDEX))
         for ddl in _SLOTS_SCHEMA:
             cur.execute(self._sql(ddl))
 

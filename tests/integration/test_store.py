@@ -332,6 +332,8 @@ def test_a_version_3_store_keeps_its_journaled_pages_and_journals_replies_as_byt
 ) -> None:
     assert backend.open().open_journal("sms_test", "reports") == []  # creates the tables
     backend.query("ALTER TABLE {p}journal DROP COLUMN body")  # the schema 3 journal
+    backend.query("DROP INDEX {p}requests_batch")
+    backend.query("CREATE INDEX {p}requests_batch ON {p}requests (vendor, batch_id)")
     backend.query("UPDATE {p}schema_version SET version = 3")
     backend.query(
         "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at) "
@@ -347,6 +349,13 @@ def test_a_version_3_store_keeps_its_journaled_pages_and_journals_replies_as_byt
     reply = store.journal_reply(body, conn_id="sms_test", vendor=VENDOR, kind="reports")
     assert [(e.id, e.records, e.body) for e in store.open_journal("sms_test", "reports")][1:] == [(reply, None, body)]
     assert backend.open().open_journal("sms_test", "inbound") == []  # a second open finds version 4
+    index_sql = (
+        "SELECT sql FROM sqlite_master WHERE name = '{p}requests_batch'"
+        if backend.name == "sqlite"
+        else "SELECT indexdef FROM pg_indexes WHERE indexname = '{p}requests_batch'"
+    )
+    [(definition,)] = backend.query(index_sql)
+    assert "WHERE" in definition and "batch_id IS NOT NULL" in definition.replace("(", "").replace(")", "")
 
 
 def test_table_prefix_must_be_an_identifier(tmp_path: Path) -> None:

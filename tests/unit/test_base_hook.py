@@ -1067,8 +1067,15 @@ def test_process_slots_keep_the_interval_per_key() -> None:
 def test_the_request_rate_extra_paces_every_attempt_of_the_account(
     monkeypatch: pytest.MonkeyPatch, requests_mock: Any
 ) -> None:
+    clock = [1000.0]  # a clock that moves only when the hook sleeps: the test does not depend on load
     slept: list[float] = []
-    monkeypatch.setattr(base.time, "sleep", slept.append)
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(base.time, "sleep", sleep)
+    monkeypatch.setattr(base.time, "monotonic", lambda: clock[0])
     TOKEN_CACHE.clear()  # the token request is one of the paced three
     hook = PaaswV2Hook(set_conn(monkeypatch, "sms_paced", extra={"max_requests_per_second": 4, "retry_wait": 0}))
     requests_mock.post(
@@ -1077,8 +1084,7 @@ def test_the_request_rate_extra_paces_every_attempt_of_the_account(
     )
     requests_mock.post(f"{hook.config.base_url}/message/token", json={"code": 0, "data": {"token": "t" * 16}})
     hook.get_balance()  # token, a 503, its retry: three requests, a quarter of a second apart
-    waits = [s for s in slept if s > 0.01]  # sleeping is mocked, so the clock stands still between them
-    assert len(waits) == 2 and 0.1 < waits[0] <= 0.25 and 0.35 < waits[1] <= 0.5  # less what the calls took
+    assert [s for s in slept if s > 0] == [0.25, 0.25]
     with pytest.raises(SmsConfigurationError, match="max_requests_per_second"):
         _ = PaaswV2Hook(set_conn(monkeypatch, "sms_bad", extra={"max_requests_per_second": -1})).requests_per_second
 
