@@ -7,7 +7,10 @@ to ``<out>/latest.md`` and ``<out>/latest.json`` with a description of the machi
 
 Cases: ``send`` (throughput per vendor), ``latency`` (50 ms vendor latency, with ``max_concurrency``),
 ``sync`` (queued delivery reports into the store), ``sensor`` (one delivery check), ``imports``
-(DAG-file import cost), ``memory`` (peak memory of a large send).
+(DAG-file import cost), ``memory`` (peak memory of a large send), ``receiver`` (pushed reports
+under load: the standalone receiver against a bare FastAPI endpoint, acknowledged pushes per second,
+latency, and an audit that no acknowledged record is lost or stored twice; SQLite, and two receiver
+processes on PostgreSQL when it is given).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ if __package__ in (None, ""):  # ``python benchmarks/run.py``
 
 from benchmarks.common import RESULTS, VENDORS, Row, Simulator, machine, row_dict, simulator
 
-CASES = ("send", "latency", "sync", "sensor", "imports", "memory")
+CASES = ("send", "latency", "sync", "sensor", "imports", "memory", "receiver")
+#: cases that need no simulator process (the receiver case makes its own servers and clients)
+STANDALONE = frozenset({"imports", "receiver"})
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class Sizes:
     sensor_query_vendor: bool
     import_runs: int
     memory_count: int
+    receiver_seconds: float  # per variant (ours, baseline), cut into receiver_rounds alternating segments
+    receiver_rounds: int
 
 
 FULL = Sizes(
@@ -64,6 +71,8 @@ FULL = Sizes(
     sensor_query_vendor=True,
     import_runs=7,
     memory_count=1_000_000,
+    receiver_seconds=60,
+    receiver_rounds=4,
 )
 QUICK = Sizes(
     send_count=5_000,
@@ -80,6 +89,8 @@ QUICK = Sizes(
     sensor_query_vendor=False,
     import_runs=1,
     memory_count=50_000,
+    receiver_seconds=2,
+    receiver_rounds=1,
 )
 
 
@@ -90,10 +101,10 @@ def run_cases(
     progress: Callable[[str], None],
     postgres: str | None = None,
 ) -> list[Row]:
-    from benchmarks.cases import imports, send, sensor, sync
+    from benchmarks.cases import imports, receiver, send, sensor, sync
 
     rows: list[Row] = []
-    needs_simulator = any(case != "imports" for case in cases)
+    needs_simulator = any(case not in STANDALONE for case in cases)
 
     def one(name: str, sim: Simulator | None) -> None:
         started = time.perf_counter()
@@ -132,6 +143,10 @@ def run_cases(
             )
         elif name == "imports":
             new = imports.run_imports(workdir, runs=sizes.import_runs)
+        elif name == "receiver":
+            new = receiver.run_receiver(
+                workdir, seconds=sizes.receiver_seconds, rounds=sizes.receiver_rounds, postgres=postgres
+            )
         elif name == "memory":
             assert sim is not None
             new = send.run_memory(sim, workdir, count=sizes.memory_count)
