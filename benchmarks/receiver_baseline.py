@@ -71,7 +71,7 @@ def sqlite_connect(path: str) -> Callable[[], Any]:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 60000")
-        db.isolation_level = ""  # back to implicit transactions: commit() ends each insert's own
+        db.isolation_level = "DEFERRED"  # implicit transactions again: commit() ends each insert's own
         return db
 
     return connect

@@ -300,7 +300,7 @@ def _warm_up(server: Server, first: int) -> list[str]:
 
 def _load(workdir: Path, urls: dict[str, list[str]], seconds: float, rounds: int) -> list[dict[str, Any]]:
     """Eight client processes through the alternating schedule; their results."""
-    schedule = []
+    schedule: list[dict[str, Any]] = []
     for round_no in range(rounds):
         order = ["ours", "baseline"] if round_no % 2 == 0 else ["baseline", "ours"]
         schedule += [{"variant": variant, "segment": len(schedule) + k} for k, variant in enumerate(order)]
