@@ -42,7 +42,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -1579,14 +1579,22 @@ class SmsStore:
             cur.execute(self._sql(insert + " RETURNING id"), values)
             return int(cur.fetchone()[0])
 
-    def open_journal(self, conn_id: str, kind: str) -> list[JournalEntry]:
-        """Pages journaled but never stored (a crash came between, or their pull failed), oldest first."""
+    def open_journal(self, conn_id: str, kind: str, *, older_than: float | None = None) -> list[JournalEntry]:
+        """Pages journaled but never stored (a crash came between, or their pull failed), oldest first.
+
+        ``older_than`` (seconds): only pages journaled at least that long ago, which no live request is
+        still storing (the push receiver sweeps these, not the pages of pushes in flight beside it).
+        """
+        where, params = "conn_id = ? AND kind = ?", [conn_id, kind]
+        if older_than is not None:
+            where += " AND fetched_at < ?"
+            params.append(
+                (datetime.now(timezone.utc) - timedelta(seconds=older_than)).isoformat(timespec="microseconds")
+            )
         with self._transaction(write=False) as cur:
             cur.execute(
-                self._sql(
-                    "SELECT id, source, records, body FROM {p}journal WHERE conn_id = ? AND kind = ? ORDER BY id"
-                ),
-                (conn_id, kind),
+                self._sql(f"SELECT id, source, records, body FROM {{p}}journal WHERE {where} ORDER BY id"),
+                tuple(params),
             )
             return [
                 JournalEntry(int(entry), source, None if body is not None else json.loads(records), _bytes(body))

@@ -49,6 +49,7 @@ import ipaddress
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -97,6 +98,11 @@ ALLOW_IPS_EXTRA: Final = "callback_allow_ips"
 STORE_EXTRA: Final = "callback_store_conn_id"
 STORE_PREFIX_EXTRA: Final = "callback_store_table_prefix"
 
+DEFAULT_CONNECTION_CACHE_SECONDS: Final = 5.0
+#: how often a receiver process looks for pages a crash left journaled, and how old they must be: pages
+#: of pushes in flight beside it are being stored by their own request (a pull stores them too)
+SWEEP_EVERY: Final = 30.0
+LEFTOVER_AGE: Final = 60.0
 _CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 _NOT_FOUND: Final = Answer(404, {"detail": "Not Found"})
 
@@ -109,12 +115,16 @@ class ReceiverSettings:
     store_table_prefix: str = DEFAULT_TABLE_PREFIX
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    #: how long a looked-up connection is reused: a changed secret or allow-list applies after this
+    connection_cache_seconds: float = DEFAULT_CONNECTION_CACHE_SECONDS
 
     def __post_init__(self) -> None:
         if self.max_body_bytes <= 0:
             raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
         if not self.read_timeout > 0:
             raise ValueError(f"read_timeout must be positive, got {self.read_timeout}")
+        if not self.connection_cache_seconds >= 0:
+            raise ValueError(f"connection_cache_seconds must not be negative, got {self.connection_cache_seconds}")
         from airflow_provider_sms.identifiers import check_table_prefix
 
         check_table_prefix(self.store_table_prefix)  # when the receiver starts, not at the first push
@@ -134,11 +144,13 @@ class ReceiverSettings:
 
         size = get("callback_max_body_bytes")
         timeout = get("callback_read_timeout")
+        cache = get("callback_connection_cache_seconds")
         return cls(
             store_conn_id=get("callback_store_conn_id"),
             store_table_prefix=get("callback_store_table_prefix") or DEFAULT_TABLE_PREFIX,
             max_body_bytes=int(size) if size else DEFAULT_MAX_BODY_BYTES,
             read_timeout=float(timeout) if timeout else DEFAULT_READ_TIMEOUT,
+            connection_cache_seconds=float(cache) if cache else DEFAULT_CONNECTION_CACHE_SECONDS,
         )
 
 
@@ -152,6 +164,18 @@ class _Stores:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stores: dict[tuple[str | None, str, str | None], SmsStore] = {}
+        self._swept: dict[tuple[str | None, str, str | None, str, str], float] = {}
+
+    def sweep_due(self, store: SmsStore, conn_id: str, kind: str) -> bool:
+        """Whether this process should look for pages a crash left in ``store``'s journal now: once per
+        ``SWEEP_EVERY`` seconds per account and kind, not on every push."""
+        key = (store.store_conn_id, store.table_prefix, store.path, conn_id, kind)
+        now = time.monotonic()
+        with self._lock:
+            if now - self._swept.get(key, -SWEEP_EVERY) < SWEEP_EVERY:
+                return False
+            self._swept[key] = now
+        return True
 
     def get(self, store_conn_id: str | None, table_prefix: str) -> SmsStore:
         from airflow_provider_sms.store import SmsStore
@@ -170,8 +194,38 @@ class _Stores:
     def close(self) -> None:
         with self._lock:
             stores, self._stores = list(self._stores.values()), {}
+            self._swept.clear()
         for store in stores:
             _close_quietly(store)
+
+
+class _Connections:
+    """Connections and their extras, each looked up at most once per ``ttl`` seconds.
+
+    A vendor pushes a record per request, thousands a second after a large send: a connection lookup
+    (metadata database or secrets backend) and an extras parse for each cost more than storing the
+    record. Misses are not kept: a connection created a moment ago is found at once.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._found: dict[str, tuple[float, Connection, Mapping[str, Any]]] = {}
+
+    def cached(self, conn_id: str) -> tuple[Connection, Mapping[str, Any]] | None:
+        with self._lock:
+            hit = self._found.get(conn_id)
+        if hit is None or time.monotonic() - hit[0] >= self._ttl:
+            return None
+        return hit[1], hit[2]
+
+    def look_up(self, conn_id: str) -> tuple[Connection, Mapping[str, Any]]:
+        conn = _connection(conn_id)
+        extras = _extras(conn)
+        if self._ttl > 0:
+            with self._lock:
+                self._found[conn_id] = (time.monotonic(), conn, extras)
+        return conn, extras
 
 
 def _close_quietly(store: SmsStore) -> None:
@@ -216,6 +270,7 @@ def create_app(
     store_table_prefix: str | None = None,
     max_body_bytes: int | None = None,
     read_timeout: float | None = None,
+    connection_cache_seconds: float | None = None,
 ) -> FastAPI:
     """The receiver app with routes relative to its mount point (Airflow mounts it at ``/sms``).
 
@@ -231,8 +286,11 @@ def create_app(
         overrides["max_body_bytes"] = max_body_bytes
     if read_timeout is not None:
         overrides["read_timeout"] = read_timeout
+    if connection_cache_seconds is not None:
+        overrides["connection_cache_seconds"] = connection_cache_seconds
     settings = replace(settings, **overrides)
     stores = _Stores()
+    connections = _Connections(settings.connection_cache_seconds)
     weak_secrets: set[str] = set()  # connections whose too-short secret was logged (once each)
 
     app = FastAPI(
@@ -252,7 +310,7 @@ def create_app(
 
     @app.post("/callbacks/{conn_id}/{kind}")
     async def receive(conn_id: str, kind: str, request: Request) -> Response:
-        answer = await _receive(conn_id, kind, request, settings, stores, weak_secrets)
+        answer = await _receive(conn_id, kind, request, settings, stores, connections, weak_secrets)
         # a refusal may leave the body unread: close rather than keep a half-read connection alive
         headers = {"Connection": "close"} if 400 <= answer.status < 500 else None
         return JSONResponse(answer.body, status_code=answer.status, headers=headers)
@@ -266,6 +324,7 @@ def create_standalone_app(
     store_table_prefix: str | None = None,
     max_body_bytes: int | None = None,
     read_timeout: float | None = None,
+    connection_cache_seconds: float | None = None,
 ) -> FastAPI:
     """The receiver mounted at ``/sms``, so that its URLs are the same as under Airflow's API server."""
     receiver = create_app(
@@ -273,6 +332,7 @@ def create_standalone_app(
         store_table_prefix=store_table_prefix,
         max_body_bytes=max_body_bytes,
         read_timeout=read_timeout,
+        connection_cache_seconds=connection_cache_seconds,
     )
     root = FastAPI(
         title="SMS push receiver",
@@ -303,21 +363,29 @@ def _closing(stores: _Stores) -> Callable[[FastAPI], Any]:
 
 
 async def _receive(
-    conn_id: str, kind: str, request: Request, settings: ReceiverSettings, stores: _Stores, weak_secrets: set[str]
+    conn_id: str,
+    kind: str,
+    request: Request,
+    settings: ReceiverSettings,
+    stores: _Stores,
+    connections: _Connections,
+    weak_secrets: set[str],
 ) -> Answer:
     client = request.client.host if request.client else None
     if kind not in KINDS or not _CONN_ID.fullmatch(conn_id):
         return _NOT_FOUND
+    found = connections.cached(conn_id)
     try:
-        conn = await run_in_threadpool(_connection, conn_id)
+        if found is None:
+            found = await run_in_threadpool(connections.look_up, conn_id)
     except _NotFound:
         log.info("SMS push to %s/%s from %s: no such SMS connection", conn_id, kind, client)
         return _NOT_FOUND
     except Exception as exc:
         log.error("SMS push to %s/%s: looking up the connection failed: %s", conn_id, kind, type(exc).__name__)
         return Answer(503, {"detail": "connection lookup failed"})
+    conn, extras = found
     push = push_format(conn.conn_type)
-    extras = _extras(conn)
     if push is None or kind not in push.kinds:
         log.info("SMS push to %s/%s from %s: %s has no such push", conn_id, kind, client, conn.conn_type)
         return _NOT_FOUND
@@ -377,8 +445,8 @@ async def _receive(
         else:
             log.error("SMS push to %s/%s NOT stored (%s); answered so that the vendor pushes again", conn_id, kind, exc)
         return push.not_stored()
-    if saved is not None:
-        log.info(
+    if saved is not None:  # one line per push: debug, as vendors push thousands a second after a large send
+        log.debug(
             "SMS push to %s/%s from %s: %d records, %d new, %d updated, %d already stored, %d quarantined",
             conn_id,
             kind,
@@ -570,8 +638,9 @@ def _parse_and_store(
     try:
         journal_id = store.journal(items, conn_id=conn_id, vendor=hook.vendor, kind=kind, source="push")
         stored = process_journaled(hook, store, kind, items, journal_id, source="push")
-        for leftover in store.open_journal(conn_id, kind):
-            process_entry(hook, store, kind, leftover)
+        if stores.sweep_due(store, conn_id, kind):
+            for leftover in store.open_journal(conn_id, kind, older_than=LEFTOVER_AGE):
+                process_entry(hook, store, kind, leftover)
     except Exception as exc:
         stores.discard(store)
         log.debug("SMS receiver: store write failed", exc_info=True)

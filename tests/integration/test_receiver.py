@@ -72,7 +72,8 @@ def start_receiver(**settings: Any) -> tuple[Receiver, Callable[[], None]]:
     """The standalone app under uvicorn on a free port, in a thread; returns it and a stop function."""
     import uvicorn
 
-    app = create_standalone_app(**settings)
+    # connections are looked up on every push here: tests change a connection's extras between pushes
+    app = create_standalone_app(**{"connection_cache_seconds": 0, **settings})
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -1374,3 +1375,67 @@ def test_airflow_api_server_mounts_the_receiver_at_sms(tmp_path: Path, sms_simul
         rows = db.execute("SELECT batch_id, mobile, conn_id FROM sms_delivery_reports").fetchall()
     assert rows == [("555", "13800138000", "sms_pushed")]
     assert SECRET not in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- under load
+
+
+def test_a_connection_is_looked_up_once_per_cache_period_and_a_change_applies_after_it(
+    sms_simulator: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, sqlite_home: Path
+) -> None:
+    """A push per record must not cost a connection lookup each; a rotated secret still applies soon."""
+    from airflow_provider_sms.receiver import app as receiver_app
+
+    conn_ids = set_connections(sms_simulator, monkeypatch)
+    lookups: list[str] = []
+    real = receiver_app._connection
+    monkeypatch.setattr(receiver_app, "_connection", lambda conn_id: lookups.append(conn_id) or real(conn_id))
+    running, stop = start_receiver(connection_cache_seconds=1.0)
+    try:
+        conn_id = conn_ids["paasw_v2"]
+        for i in range(5):
+            [body] = report_bodies("paasw_v2", "B1", [f"1380013800{i}"])
+            assert post(running, conn_id, "reports", body).status_code == 200
+        assert lookups == [conn_id]
+        set_connections(sms_simulator, monkeypatch, paasw_v2={"callback_secret": "rotated-secret-0123456789"})
+        [body] = report_bodies("paasw_v2", "B1", ["13800138009"])
+        assert post(running, conn_id, "reports", body).status_code == 200  # the old secret, within the period
+        time.sleep(1.1)
+        assert post(running, conn_id, "reports", body).status_code == 401
+        assert post(running, conn_id, "reports", body, secret="rotated-secret-0123456789").status_code == 200
+        assert lookups == [conn_id, conn_id]
+    finally:
+        running.close_stores()
+        stop()
+
+
+def test_a_push_stores_only_its_own_page_and_sweeps_pages_a_crash_left_once_they_are_old(
+    receiver: Receiver, plain_conns: dict[str, str], sqlite_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of pushes in flight beside it are their own requests' to store: a push takes only pages
+    journaled long enough ago (a crash left them), and looks for them at most every SWEEP_EVERY s."""
+    from airflow_provider_sms.receiver import app as receiver_app
+
+    conn_id = plain_conns["paasw_v2"]
+    with SmsStore() as store:
+        recent = store.journal(
+            [{"batchId": "B9", "mobile": "13800138001", "chnRptCode": "DELIVRD"}],
+            conn_id=conn_id,
+            vendor="paasw_v2",
+            kind="reports",
+            source="push",
+        )
+        monkeypatch.setattr(receiver_app, "LEFTOVER_AGE", 0.5)
+        [body] = report_bodies("paasw_v2", "B1", ["13800138000"])
+        assert post(receiver, conn_id, "reports", body).status_code == 200
+        assert [e.id for e in store.open_journal(conn_id, "reports")] == [recent]  # too young to be a leftover
+        time.sleep(0.6)
+        assert post(receiver, conn_id, "reports", body).status_code == 200
+        assert [e.id for e in store.open_journal(conn_id, "reports")] == [recent]  # swept a moment ago already
+        monkeypatch.setattr(receiver_app, "SWEEP_EVERY", 0.0)
+        assert post(receiver, conn_id, "reports", body).status_code == 200
+        assert store.open_journal(conn_id, "reports") == []
+        assert {(r["batch_id"], r["mobile"]) for page in store.iter_reports(vendor="paasw_v2") for r in page} == {
+            ("B1", "13800138000"),
+            ("B9", "13800138001"),
+        }
