@@ -1562,6 +1562,20 @@ class SmsStore:
         """Commit a page of records (a push, decoded) before anything parses them; returns its id."""
         return self._journal(conn_id, vendor, kind, source, json.dumps(list(records), default=str), None)
 
+    def journal_pages(self, pages: Sequence[Sequence[Any]], *, conn_id: str, vendor: str, kind: str) -> list[int]:
+        """Commit several pushed pages in one transaction (pushes that arrived together); their ids."""
+        now, ids = _now(), []
+        with self._transaction(write=True) as cur:  # the dialect is known once connected
+            sqlite = self._dialect.name == "sqlite"
+            insert = self._sql(
+                "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at, body) "
+                "VALUES (?, ?, ?, 'push', ?, ?, NULL)" + ("" if sqlite else " RETURNING id")
+            )
+            for records in pages:
+                cur.execute(insert, (conn_id, vendor, kind, json.dumps(list(records), default=str), now))
+                ids.append(int(cur.lastrowid) if sqlite else int(cur.fetchone()[0]))
+        return ids
+
     def journal_reply(self, body: bytes, *, conn_id: str, vendor: str, kind: str) -> int:
         """Commit a pulled reply as the bytes that came, before anything decodes it; returns its id."""
         return self._journal(conn_id, vendor, kind, "pull", "", body)
@@ -1601,14 +1615,19 @@ class SmsStore:
                 for entry, source, records, body in cur.fetchall()
             ]
 
-    def close_journal(self, journal_id: int) -> None:
+    def close_journal(self, journal_id: int | Sequence[int]) -> None:
         """Drop a processed page (done inside the saving commit when the page has records to save)."""
         with self._transaction(write=True) as cur:
             self._close_journal(cur, journal_id)
 
-    def _close_journal(self, cur: Any, journal_id: int | None) -> None:
-        if journal_id is not None:
-            cur.execute(self._sql("DELETE FROM {p}journal WHERE id = ?"), (journal_id,))
+    def _close_journal(self, cur: Any, journal_id: int | Sequence[int] | None) -> None:
+        if journal_id is None:
+            return
+        ids = [journal_id] if isinstance(journal_id, int) else list(journal_id)
+        if len(ids) == 1:
+            cur.execute(self._sql("DELETE FROM {p}journal WHERE id = ?"), (ids[0],))
+        elif ids:
+            self._execute_many(cur, self._sql("DELETE FROM {p}journal WHERE id = ?"), [(i,) for i in ids])
 
     def quarantined(
         self, *, conn_id: str | None = None, kind: str | None = None, replayed: bool = False, limit: int = 1000
@@ -1659,7 +1678,7 @@ class SmsStore:
     # ---------------------------------------------------------------------------- delivery reports
 
     def save_reports(
-        self, reports: Iterable[DeliveryReport], *, conn_id: str = "", journal_id: int | None = None
+        self, reports: Iterable[DeliveryReport], *, conn_id: str = "", journal_id: int | Sequence[int] | None = None
     ) -> SaveResult:
         """Store reports idempotently, a page per transaction, keeping the batch counters exact.
 
@@ -1683,7 +1702,11 @@ class SmsStore:
         return SaveResult(inserted, updated, unchanged)
 
     def _save_report_page(
-        self, page: list[DeliveryReport], conn_id: str, resolver: MaskResolver, journal_id: int | None = None
+        self,
+        page: list[DeliveryReport],
+        conn_id: str,
+        resolver: MaskResolver,
+        journal_id: int | Sequence[int] | None = None,
     ) -> tuple[int, int, int]:
         fetched_at = _now()
         first, repeats = self._report_rows(page, conn_id, fetched_at, resolver)
@@ -1994,7 +2017,7 @@ class SmsStore:
     # ---------------------------------------------------------------------------- inbound
 
     def save_inbound(
-        self, messages: Iterable[InboundMessage], *, conn_id: str = "", journal_id: int | None = None
+        self, messages: Iterable[InboundMessage], *, conn_id: str = "", journal_id: int | Sequence[int] | None = None
     ) -> SaveResult:
         """Store replies once each: the same (vendor, mobile, received_at, content) adds no row.
 

@@ -64,7 +64,7 @@ class StoredPage:
     quarantined: int
 
 
-def _is_data_error(exc: BaseException) -> bool:
+def is_data_error(exc: BaseException) -> bool:
     """A value the store cannot hold (a lone surrogate; NUL on PostgreSQL), as opposed to a store outage."""
     if isinstance(exc, (UnicodeError, ValueError)):
         return True
@@ -97,14 +97,14 @@ def store_page(
     try:
         saved = save(records, conn_id=hook.sms_conn_id, journal_id=journal_id)
     except Exception as exc:
-        if not _is_data_error(exc):
+        if not is_data_error(exc):
             raise
         inserted = updated = unchanged = 0
         for record in records:
             try:
                 one = save([record], conn_id=hook.sms_conn_id)
             except Exception as single:
-                if not _is_data_error(single):
+                if not is_data_error(single):
                     raise
                 unstorable.append((_raw_of(record), f"the store cannot hold it: {type(single).__name__}: {single}"))
                 continue

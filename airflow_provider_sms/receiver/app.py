@@ -52,7 +52,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode
 
@@ -75,6 +75,7 @@ from airflow_provider_sms.redaction import REDACTED, SENSITIVE_PARAM
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
+    from airflow_provider_sms.hooks.base import SmsHook
     from airflow_provider_sms.store import SmsStore
     from airflow_provider_sms.sync import StoredPage
 
@@ -165,6 +166,13 @@ class _Stores:
         self._lock = threading.Lock()
         self._stores: dict[tuple[str | None, str, str | None], SmsStore] = {}
         self._swept: dict[tuple[str | None, str, str | None, str, str], float] = {}
+        self._groups: dict[tuple[str | None, str, str | None, str, str], _GroupCommit] = {}
+
+    def group(self, store: SmsStore, conn_id: str, kind: str) -> _GroupCommit:
+        """The group commit of pushes to ``store`` for one account and kind."""
+        key = (store.store_conn_id, store.table_prefix, store.path, conn_id, kind)
+        with self._lock:
+            return self._groups.setdefault(key, _GroupCommit())
 
     def sweep_due(self, store: SmsStore, conn_id: str, kind: str) -> bool:
         """Whether this process should look for pages a crash left in ``store``'s journal now: once per
@@ -197,6 +205,68 @@ class _Stores:
             self._swept.clear()
         for store in stores:
             _close_quietly(store)
+
+
+@dataclass(eq=False)
+class _Push:
+    """One push waiting in a ``_GroupCommit``: its records, and what became of them."""
+
+    items: list[Mapping[str, Any]]
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    stored: StoredPage | None = None
+    error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Pushes of one account and kind that arrive together are journaled in one commit and stored in
+    one more, and each is answered only once both are done.
+
+    A vendor pushes one record per request, thousands a second after a large send; two commits per
+    push (journal, then store) made the database the bottleneck. The first push to arrive leads: it
+    commits everything waiting, then hands the lead to the next push still waiting, if any.
+    """
+
+    MAX_GROUP: Final = 500
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[_Push] = []
+        self._busy = False
+
+    def store(self, items: list[Mapping[str, Any]], commit: Callable[[list[_Push]], None]) -> StoredPage:
+        push = _Push(items)
+        with self._lock:
+            self._waiting.append(push)
+            push.lead = not self._busy
+            self._busy = True
+        if not push.lead:
+            push.done.wait()
+        if push.lead:  # from the start, or handed the lead by the push before it
+            self._lead(commit)
+        if push.error is not None:
+            raise push.error
+        assert push.stored is not None
+        return push.stored
+
+    def _lead(self, commit: Callable[[list[_Push]], None]) -> None:
+        with self._lock:
+            group, self._waiting = self._waiting[: self.MAX_GROUP], self._waiting[self.MAX_GROUP :]
+        try:
+            commit(group)
+        except BaseException as exc:  # every push of the group is answered with the failure
+            for push in group:
+                push.error = push.error or exc
+        with self._lock:
+            following = self._waiting[0] if self._waiting else None
+            if following is None:
+                self._busy = False
+            else:
+                following.lead = True
+        for push in group:
+            push.done.set()
+        if following is not None:
+            following.done.set()
 
 
 class _Connections:
@@ -447,14 +517,11 @@ async def _receive(
         return push.not_stored()
     if saved is not None:  # one line per push: debug, as vendors push thousands a second after a large send
         log.debug(
-            "SMS push to %s/%s from %s: %d records, %d new, %d updated, %d already stored, %d quarantined",
+            "SMS push to %s/%s from %s: %d records stored, %d quarantined",
             conn_id,
             kind,
             client,
             saved.fetched,
-            saved.saved.inserted,
-            saved.saved.updated,
-            saved.saved.unchanged,
             saved.quarantined,
         )
     return push.ok()
@@ -623,7 +690,7 @@ def _parse_and_store(
     page left journaled by a crash is stored by the next push or pull of the same account and kind.
     """
     from airflow_provider_sms.hooks import hook_class_for_conn_type
-    from airflow_provider_sms.sync import process_entry, process_journaled
+    from airflow_provider_sms.sync import process_entry
 
     if not items:
         return None
@@ -635,9 +702,13 @@ def _parse_and_store(
         store = stores.get(store_conn_id, prefix)
     except Exception as exc:
         raise _StoreFailed(f"the store cannot be opened: {exc}") from None
+
+    def commit(group: list[_Push]) -> None:
+        ids = store.journal_pages([push.items for push in group], conn_id=conn_id, vendor=hook.vendor, kind=kind)
+        _store_group(hook, store, kind, group, ids)
+
     try:
-        journal_id = store.journal(items, conn_id=conn_id, vendor=hook.vendor, kind=kind, source="push")
-        stored = process_journaled(hook, store, kind, items, journal_id, source="push")
+        stored = stores.group(store, conn_id, kind).store(items, commit)
         if stores.sweep_due(store, conn_id, kind):
             for leftover in store.open_journal(conn_id, kind, older_than=LEFTOVER_AGE):
                 process_entry(hook, store, kind, leftover)
@@ -646,6 +717,37 @@ def _parse_and_store(
         log.debug("SMS receiver: store write failed", exc_info=True)
         raise _StoreFailed(f"{type(exc).__name__}: {exc}") from None
     return stored
+
+
+def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], ids: Sequence[int]) -> None:
+    """Store the journaled pages of a group in one commit that also drops their journal entries.
+
+    A group with a record that will not parse, or a value the store cannot hold, is stored push by
+    push instead, so that each bad record is quarantined under its own page and the rest stored.
+    """
+    from airflow_provider_sms.errors import SmsPartialResponseError
+    from airflow_provider_sms.hooks.base import REPORTS
+    from airflow_provider_sms.sync import StoredPage, is_data_error, process_journaled
+
+    parsed: list[Any] = []
+    try:
+        for push in group:
+            parsed.extend(hook.parse_pulled(kind, push.items, pushed=True))
+    except SmsPartialResponseError:
+        parsed = []
+    else:
+        save = store.save_reports if kind == REPORTS else store.save_inbound
+        try:
+            saved = save(parsed, conn_id=hook.sms_conn_id, journal_id=ids)
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+        else:
+            for push in group:
+                push.stored = StoredPage(len(push.items), saved, 0)
+            return
+    for push, journal_id in zip(group, ids, strict=True):
+        push.stored = process_journaled(hook, store, kind, push.items, journal_id, source="push")
 
 
 __all__ = [

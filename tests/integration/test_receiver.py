@@ -1439,3 +1439,38 @@ def test_a_push_stores_only_its_own_page_and_sweeps_pages_a_crash_left_once_they
             ("B1", "13800138000"),
             ("B9", "13800138001"),
         }
+
+
+def test_pushes_that_arrive_together_are_committed_together_and_each_answered_once_stored(
+    receiver: Receiver, plain_conns: dict[str, str], sqlite_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Eight pushes at once: the first commits alone (slowly), the seven that queued behind it go in one
+    group; every push is answered 200 only once its record is stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups: list[int] = []
+    real = SmsStore.journal_pages
+
+    def slow(self: SmsStore, pages: Any, **kwargs: Any) -> list[int]:
+        groups.append(len(pages))
+        time.sleep(0.3)  # a slow disk: the others arrive meanwhile
+        return real(self, pages, **kwargs)
+
+    monkeypatch.setattr(SmsStore, "journal_pages", slow)
+    conn_id = plain_conns["paasw_v2"]
+    mobiles = [f"1380013800{i}" for i in range(8)]
+
+    def push(mobile: str) -> int:
+        [body] = report_bodies("paasw_v2", "B1", [mobile])
+        response = post(receiver, conn_id, "reports", body)
+        with SmsStore() as store:  # answered: so it is stored
+            stored = {r["mobile"] for page in store.iter_reports(vendor="paasw_v2") for r in page}
+        assert mobile in stored
+        return response.status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(push, mobiles))
+    assert statuses == [200] * 8
+    assert sum(groups) == 8 and max(groups) > 1 and len(groups) < 8
+    with SmsStore() as store:
+        assert store.open_journal(conn_id, "reports") == []
