@@ -281,6 +281,22 @@ class _Connections:
         self._ttl = ttl
         self._lock = threading.Lock()
         self._found: dict[str, tuple[float, Connection, Mapping[str, Any]]] = {}
+        self._hooks: dict[str, tuple[Connection, SmsHook]] = {}
+
+    def hook(self, conn: Connection) -> SmsHook:
+        """The vendor hook of a looked-up connection, made once per lookup: a new hook would look the
+        connection up again to read its time zone."""
+        from airflow_provider_sms.hooks import hook_class_for_conn_type
+
+        with self._lock:
+            made = self._hooks.get(conn.conn_id)
+        if made is not None and made[0] is conn:
+            return made[1]
+        hook = hook_class_for_conn_type(conn.conn_type or "")(sms_conn_id=conn.conn_id)
+        if self._ttl > 0:
+            with self._lock:
+                self._hooks[conn.conn_id] = (conn, hook)
+        return hook
 
     def cached(self, conn_id: str) -> tuple[Connection, Mapping[str, Any]] | None:
         with self._lock:
@@ -503,7 +519,7 @@ async def _receive(
         return push.refused(exc.status, exc.problem)
 
     try:
-        saved = await run_in_threadpool(_parse_and_store, conn, kind, items, extras, settings, stores)
+        saved = await run_in_threadpool(_parse_and_store, conn, kind, items, extras, settings, stores, connections)
     except PushRejected as exc:
         log.warning("SMS push to %s/%s from %s rejected (%d): %s", conn_id, kind, client, exc.status, exc.problem)
         return push.refused(exc.status, exc.problem)
@@ -682,6 +698,7 @@ def _parse_and_store(
     extras: Mapping[str, Any],
     settings: ReceiverSettings,
     stores: _Stores,
+    connections: _Connections,
 ) -> StoredPage | None:
     """Journal the pushed records (a commit), then parse and store them; runs in a worker thread.
 
@@ -689,7 +706,6 @@ def _parse_and_store(
     are stored: the push is acknowledged, since a vendor pushing it again could never make it parse. A
     page left journaled by a crash is stored by the next push or pull of the same account and kind.
     """
-    from airflow_provider_sms.hooks import hook_class_for_conn_type
     from airflow_provider_sms.sync import process_entry
 
     if not items:
@@ -698,7 +714,7 @@ def _parse_and_store(
     store_conn_id = str(extras.get(STORE_EXTRA) or "") or settings.store_conn_id
     prefix = str(extras.get(STORE_PREFIX_EXTRA) or "") or settings.store_table_prefix
     try:
-        hook = hook_class_for_conn_type(conn.conn_type or "")(sms_conn_id=conn_id)
+        hook = connections.hook(conn)
         store = stores.get(store_conn_id, prefix)
     except Exception as exc:
         raise _StoreFailed(f"the store cannot be opened: {exc}") from None
