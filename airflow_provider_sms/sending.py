@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
+from airflow_provider_sms import metrics
 from airflow_provider_sms.errors import (
     SmsInvalidNumbersError,
     SmsInvalidRequestError,
@@ -174,6 +175,27 @@ class SendTally:
 
 
 @dataclass
+class WireCounts:
+    """Numbers by what became of their requests in one part of a try, for the ``sms.numbers.*`` counters.
+
+    Unlike ``SendTally`` nothing is carried over a deferral, so each part counts only what it did.
+    """
+
+    sent: int = 0
+    accepted: int = 0
+    unknown: int = 0
+    refused: int = 0
+
+    def emit(self, vendor: str, conn_id: str) -> None:
+        """One counter call per kind that moved (never per request or number)."""
+        tag_set = metrics.tags(vendor, conn_id)
+        metrics.incr(metrics.NUMBERS_SENT, self.sent, tag_set)
+        metrics.incr(metrics.NUMBERS_ACCEPTED, self.accepted, tag_set)
+        metrics.incr(metrics.NUMBERS_UNKNOWN, self.unknown, tag_set)
+        metrics.incr(metrics.NUMBERS_REFUSED, self.refused, tag_set)
+
+
+@dataclass
 class SendResult:
     """The outcome of ``PlannedSend.run``: a summary, or a time to look again for evidence."""
 
@@ -282,7 +304,11 @@ class PlannedSend:
             plan = self._resume(plan)
             requests = self._requests(plan, spec, options)
         del valid
-        return self._execute(plan, requests, intents, tally, wait=wait)
+        wire = WireCounts()
+        try:
+            return self._execute(plan, requests, intents, tally, wire, wait=wait)
+        finally:
+            wire.emit(hook.vendor, self.conn_id)
 
     def _new_plan(
         self,
@@ -392,6 +418,7 @@ class PlannedSend:
         requests: Mapping[int, SendRequest],
         intents: frozenset[str],
         tally: SendTally,
+        wire: WireCounts,
         *,
         wait: bool,
     ) -> SendResult:
@@ -423,9 +450,9 @@ class PlannedSend:
             unknown = []
         elif unknown:
             self._evidence_seq = plan.report_seq
-            unknown = self._resolve(unknown, batch_by_index, tally)
+            unknown = self._resolve(unknown, batch_by_index, tally, wire)
         queue.extend(r for r in plan.requests if r.state == PLANNED and r.index in requests)
-        sender = _Sender(self, plan, requests, batch_by_index, tally)
+        sender = _Sender(self, plan, requests, batch_by_index, tally, wire)
         if queue:
             sender.send(queue, intents_stored=intents)
         while unknown:
@@ -438,7 +465,7 @@ class PlannedSend:
                 summary = self._summary(plan, batch_by_index, tally)
                 return SendResult(summary, check_again_at=next_check, carried=tally.carry())
             time.sleep(max(0.0, (next_check - datetime.now(timezone.utc)).total_seconds()))
-            unknown = self._resolve(unknown, batch_by_index, tally)
+            unknown = self._resolve(unknown, batch_by_index, tally, wire)
         if unknown and self.on_unknown == RESEND:
             self.log.warning(
                 "%s: no evidence for %d unknown requests after %.0fs; resending them as asked (on_unknown='resend')",
@@ -463,7 +490,7 @@ class PlannedSend:
         return SendResult(summary)
 
     def _resolve(
-        self, unknown: list[PlanRequest], batch_by_index: dict[int, str], tally: SendTally
+        self, unknown: list[PlanRequest], batch_by_index: dict[int, str], tally: SendTally, wire: WireCounts
     ) -> list[PlanRequest]:
         """Look for evidence of the unknown requests: pull delivery reports into the store, then match them."""
         from airflow_provider_sms.hooks.base import REPORTS
@@ -481,13 +508,13 @@ class PlannedSend:
                     fetched = pull_reports(hook, self.store, max_pulls=1).fetched
                 except Exception as exc:  # evidence may still be in the store (pushed reports): look there
                     self.log.warning("%s: pulling delivery reports for evidence failed: %s", hook.vendor, exc)
-            remaining = self._match_evidence(remaining, batch_by_index, tally)
+            remaining = self._match_evidence(remaining, batch_by_index, tally, wire)
             if not fetched:
                 break
         return remaining
 
     def _match_evidence(
-        self, unknown: list[PlanRequest], batch_by_index: dict[int, str], tally: SendTally
+        self, unknown: list[PlanRequest], batch_by_index: dict[int, str], tally: SendTally, wire: WireCounts
     ) -> list[PlanRequest]:
         """Record as accepted the unknown requests that stored reports prove; the rest stay unknown."""
         hook = self.hook
@@ -506,6 +533,7 @@ class PlannedSend:
             batch_by_index[r.index] = batch_id
             tally.resolved += 1
             tally.accepted_numbers += len(r.mobiles)
+            wire.accepted += len(r.mobiles)
             self.log.info(
                 "%s: request #%d (%d numbers) resolved from delivery reports: the vendor accepted it as batch %s",
                 hook.vendor,
@@ -580,12 +608,14 @@ class _Sender:
         requests: Mapping[int, SendRequest],
         batch_by_index: dict[int, str],
         tally: SendTally,
+        wire: WireCounts,
     ) -> None:
         self.owner = owner
         self.plan = plan
         self.requests = requests
         self.batch_by_index = batch_by_index
         self.tally = tally
+        self.wire = wire
         self._queue: deque[PlanRequest] = deque()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -675,6 +705,7 @@ class _Sender:
         try:
             receipt = hook.submit(request)
         except SmsOutcomeUnknownError as exc:
+            self._count_failed(row, unknown=True)
             store.record_unknown(
                 row.key,
                 vendor=hook.vendor,
@@ -687,6 +718,7 @@ class _Sender:
         except Exception as exc:
             # submit turns every failure after the request may have reached the vendor into an unknown
             # outcome, so this one surely did not go out (or the vendor refused it): it may go again
+            self._count_failed(row, unknown=False)
             if ours:
                 store.release_intent(row.key, f"{type(exc).__name__}: {exc}")
             raise
@@ -701,10 +733,20 @@ class _Sender:
         self._accepted(row, request, receipt)
         return following
 
+    def _count_failed(self, row: PlanRequest, *, unknown: bool) -> None:
+        with self._lock:
+            self.wire.sent += len(row.mobiles)
+            if unknown:
+                self.wire.unknown += len(row.mobiles)
+            else:
+                self.wire.refused += len(row.mobiles)
+
     def _accepted(self, row: PlanRequest, request: SendRequest, receipt: SendReceipt) -> None:
         with self._lock:
             self.batch_by_index[row.index] = receipt.batch_id
             self.tally.accepted_numbers += len(row.mobiles)
+            self.wire.sent += len(row.mobiles)
+            self.wire.accepted += len(row.mobiles)
             if receipt.already_accepted:
                 self.tally.resolved += 1
             elif row.state in (SENDING, UNKNOWN):  # a resend of what an earlier try left unknown

@@ -167,6 +167,8 @@ class SaveResult:
     inserted: int
     updated: int
     unchanged: int
+    #: reports only: how many stored reports took each status (inserted or changed), for the metrics
+    statuses: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -1689,25 +1691,28 @@ class SmsStore:
         the commit of the last page.
         """
         inserted = updated = unchanged = 0
+        statuses: dict[str, int] = {}
         resolver = MaskResolver()
         for page, last in _pages_and_last(reports, max(1, self.page_size)):
             if not page:  # nothing to save: only the journal entry to drop
                 if journal_id is not None:
                     self.close_journal(journal_id)
                 continue
-            ins, upd, unch = self._save_report_page(page, conn_id, resolver, journal_id if last else None)
+            ins, upd, unch = self._save_report_page(page, conn_id, resolver, journal_id if last else None, statuses)
             inserted += ins
             updated += upd
             unchanged += unch
-        return SaveResult(inserted, updated, unchanged)
+        return SaveResult(inserted, updated, unchanged, statuses)
 
     def _save_report_page(
         self,
         page: list[DeliveryReport],
         conn_id: str,
         resolver: MaskResolver,
-        journal_id: int | Sequence[int] | None = None,
+        journal_id: int | Sequence[int] | None,
+        statuses: dict[str, int],
     ) -> tuple[int, int, int]:
+        """Store one page in one transaction; adds to ``statuses`` the status of each row it wrote."""
         fetched_at = _now()
         first, repeats = self._report_rows(page, conn_id, fetched_at, resolver)
         inserted = updated = unchanged = 0
@@ -1751,6 +1756,8 @@ class SmsStore:
                 [(d, f, fetched_at, k) for k, (d, f) in deltas.items() if d or f],
             )
             self._close_journal(cur, journal_id)
+        for row in rows:
+            statuses[row[3]] = statuses.get(row[3], 0) + 1
         return inserted, updated, unchanged
 
     def _report_rows(

@@ -17,8 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from airflow_provider_sms import metrics
 from airflow_provider_sms.errors import SmsPartialResponseError, SmsVendorError
 from airflow_provider_sms.hooks.base import INBOUND, REPORTS, SmsHook
+from airflow_provider_sms.records import DELIVERED, EXPIRED, FAILED
 from airflow_provider_sms.store import JournalEntry, SaveResult, SmsStore
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ def store_page(
         if not is_data_error(exc):
             raise
         inserted = updated = unchanged = 0
+        statuses: dict[str, int] = {}
         for record in records:
             try:
                 one = save([record], conn_id=hook.sms_conn_id)
@@ -109,7 +112,9 @@ def store_page(
                 unstorable.append((_raw_of(record), f"the store cannot hold it: {type(single).__name__}: {single}"))
                 continue
             inserted, updated, unchanged = inserted + one.inserted, updated + one.updated, unchanged + one.unchanged
-        saved = SaveResult(inserted, updated, unchanged)
+            for status, count in one.statuses.items():
+                statuses[status] = statuses.get(status, 0) + count
+        saved = SaveResult(inserted, updated, unchanged, statuses)
         _quarantine(store, hook, kind, source, unstorable, journal_id, items)
         if journal_id is not None:
             store.close_journal(journal_id)
@@ -124,7 +129,31 @@ def store_page(
             kind,
             bad[0][1],
         )
-    return StoredPage(len(records) + len(rejected), saved, len(bad))
+    page = StoredPage(len(records) + len(rejected), saved, len(bad))
+    _count_page(hook, kind, source, page)
+    return page
+
+
+#: report statuses counted as ``sms.numbers.<status>`` when a stored report takes them
+_COUNTED_STATUSES = {
+    DELIVERED: metrics.NUMBERS_DELIVERED,
+    FAILED: metrics.NUMBERS_FAILED,
+    EXPIRED: metrics.NUMBERS_EXPIRED,
+}
+
+
+def _count_page(hook: SmsHook, kind: str, source: str, page: StoredPage) -> None:
+    """The page's metrics: records by source, quarantined ones, and reports by the status they newly took."""
+    conn_id = hook.sms_conn_id
+    records = metrics.RECORDS_PUSHED if source == "push" else metrics.RECORDS_PULLED
+    metrics.incr(records, page.fetched, metrics.tags(hook.vendor, conn_id, kind=kind))
+    metrics.incr(
+        metrics.RECORDS_QUARANTINED, page.quarantined, metrics.tags(hook.vendor, conn_id, kind=kind, source=source)
+    )
+    for status, count in page.saved.statuses.items():
+        name = _COUNTED_STATUSES.get(status)
+        if name is not None:
+            metrics.incr(name, count, metrics.tags(hook.vendor, conn_id, source=source))
 
 
 def _quarantine(
@@ -214,6 +243,7 @@ def expire_overdue(hook: SmsHook, store: SmsStore) -> int:
         reason=f"no final report within {deadline.total_seconds() / 3600:g} h",
     )
     if expired:
+        metrics.incr(metrics.NUMBERS_EXPIRED, expired, metrics.tags(hook.vendor, hook.sms_conn_id, source="deadline"))
         log.warning(
             "%s: %d sent numbers had no final report within %s; they are now 'expired'",
             hook.vendor,

@@ -34,7 +34,7 @@ import requests
 from airflow.sdk import BaseHook
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from airflow_provider_sms import redaction
+from airflow_provider_sms import metrics, redaction
 from airflow_provider_sms.errors import (
     SmsConfigurationError,
     SmsError,
@@ -919,15 +919,18 @@ class SmsHook(BaseHook):
         url = self.url(path)
 
         paces = self._paces(operation)
+        timing_tags = self._timing_tags("send" if send is not None else operation)
 
         def attempt(operation: str) -> requests.Response:  # the operation is there for _log_retry to name
             if paces:  # every attempt keeps the account's pace, retries included
                 self._wait_for_slots(operation, paces)
             if send is not None:
                 self._send_state.reached = True
+            started = time.perf_counter()
             try:
                 response = self.session.request(method, url, **kwargs)
             finally:
+                metrics.timing(metrics.REQUEST_DURATION, time.perf_counter() - started, timing_tags)
                 for key, interval, from_reply in paces:
                     if from_reply:
                         self.slots.slot_finished(key, interval)
@@ -964,6 +967,16 @@ class SmsHook(BaseHook):
                 f"HTTP {response.status_code}, body starts: {body_preview(response.text)!r}",
             )
         return response
+
+    def _timing_tags(self, operation: str) -> Mapping[str, str]:
+        """The request timer's tags for an operation, built once per hook (a send makes one call per request)."""
+        cache: dict[str, Mapping[str, str]] = self.__dict__.setdefault("_timing_tags_by_operation", {})
+        found = cache.get(operation)
+        if found is None:
+            found = cache[operation] = metrics.tags(
+                self.vendor, self.sms_conn_id, operation=metrics.operation_tag(operation)
+            )
+        return found
 
     def _retrying(self, retry_on: Callable[[BaseException], bool]) -> Retrying:
         """The retry loop for sends or for reads, built once per hook.
@@ -1199,7 +1212,14 @@ class SmsHook(BaseHook):
                 time.sleep(delay)
 
     def vendor_error(self, code: Any, message: Any, meanings: Mapping[str, str], operation: str) -> SmsVendorError:
+        """The error for a vendor's error reply, counted under ``sms.vendor_errors`` by code as it is read."""
         code_text = str(code)
+        code_tag = metrics.tag_value(code_text[:32])  # the vendor's text: bounded, since tags are indexed
+        metrics.incr(
+            metrics.VENDOR_ERRORS,
+            1,
+            metrics.tags(self.vendor, self.sms_conn_id, code=code_tag, operation=metrics.operation_tag(operation)),
+        )
         return SmsVendorError(self.vendor, code_text, str(message or ""), meanings.get(code_text, ""), operation)
 
 

@@ -60,7 +60,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from airflow_provider_sms import redaction
+from airflow_provider_sms import metrics, redaction
 from airflow_provider_sms.receiver.push import (
     KINDS,
     Answer,
@@ -503,12 +503,14 @@ async def _receive(
         )
         return _NOT_FOUND
 
+    # counted from here on only: before, the connection id is whatever a stranger put in the path
+    tags = metrics.tags(push.vendor, conn_id, kind=kind)
     if not _client_allowed(extras.get(ALLOW_IPS_EXTRA), client, conn_id):
         log.warning("SMS push to %s/%s refused: client %s is not in %s", conn_id, kind, client, ALLOW_IPS_EXTRA)
-        return push.refused(403, "client address not allowed")
+        return _counted(push.refused(403, "client address not allowed"), tags, "refused")
     if not _authenticated(push, conn, secret, request):
         log.warning("SMS push to %s/%s from %s refused: wrong or missing credentials", conn_id, kind, client)
-        return push.refused(401, "not authenticated")
+        return _counted(push.refused(401, "not authenticated"), tags, "refused")
 
     try:
         check_media_type(push, request.headers.get("content-type"))
@@ -516,13 +518,13 @@ async def _receive(
         items = push_items(push, kind, body, request.headers.get("content-type"))
     except PushRejected as exc:
         log.warning("SMS push to %s/%s from %s rejected (%d): %s", conn_id, kind, client, exc.status, exc.problem)
-        return push.refused(exc.status, exc.problem)
+        return _counted(push.refused(exc.status, exc.problem), tags, "rejected")
 
     try:
         saved = await run_in_threadpool(_parse_and_store, conn, kind, items, extras, settings, stores, connections)
     except PushRejected as exc:
         log.warning("SMS push to %s/%s from %s rejected (%d): %s", conn_id, kind, client, exc.status, exc.problem)
-        return push.refused(exc.status, exc.problem)
+        return _counted(push.refused(exc.status, exc.problem), tags, "rejected")
     except _StoreFailed as exc:
         if push.vendor == "account_md5":  # pushed once only: the log is the last copy of what was lost
             log.error(
@@ -530,7 +532,7 @@ async def _receive(
             )
         else:
             log.error("SMS push to %s/%s NOT stored (%s); answered so that the vendor pushes again", conn_id, kind, exc)
-        return push.not_stored()
+        return _counted(push.not_stored(), tags, "not_stored")
     if saved is not None:  # one line per push: debug, as vendors push thousands a second after a large send
         log.debug(
             "SMS push to %s/%s from %s: %d records stored, %d quarantined",
@@ -540,7 +542,13 @@ async def _receive(
             saved.fetched,
             saved.quarantined,
         )
-    return push.ok()
+    return _counted(push.ok(), tags, "stored")
+
+
+def _counted(answer: Answer, tags: dict[str, str], outcome: str) -> Answer:
+    """Count an authenticated connection's push under ``sms.pushes.received`` by how it was answered."""
+    metrics.incr(metrics.PUSHES_RECEIVED, 1, {**tags, "outcome": outcome})
+    return answer
 
 
 class _NotFound(Exception):
