@@ -20,7 +20,13 @@ from airflow_provider_sms.identifiers import check_table_prefix
 from airflow_provider_sms.numbers import as_strings
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
+
+    from airflow_provider_sms.lineage import VendorEndpoint
+
+#: store tables a send writes (its plan, its numbers, each request's state), for lineage
+SEND_STORE_TABLES = ("send_plans", "plan_numbers", "requests")
 
 
 def parse_mobiles(value: Any) -> str | list[str]:
@@ -153,6 +159,7 @@ class SmsSendOperator(BaseOperator):
         self.on_plan_change = on_plan_change
         self.deferrable = deferrable
         self.max_parts = max_parts
+        self._vendor_endpoint: VendorEndpoint | None = None
 
     def _options(self) -> dict[str, Any]:
         scheduled = self.scheduled_at
@@ -177,12 +184,35 @@ class SmsSendOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         return self._send(context, carried=None)
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """The store's opt-out list in (when consulted); the vendor's send endpoint and the store's tables out.
+
+        The numbers themselves are no dataset (a list, or another task's XCom): OpenLineage links that
+        task to this one through the DAG already.
+        """
+        try:
+            from airflow.providers.openlineage.extractors import OperatorLineage
+        except ImportError:  # the openlineage extra is not installed
+            return None
+        from airflow_provider_sms import lineage
+
+        if self._vendor_endpoint is None:
+            return OperatorLineage()
+        prefix = self.store_table_prefix
+        inputs = lineage.store_datasets(self.store_conn_id, prefix, ("opt_outs",)) if self.skip_opted_out else []
+        outputs = [
+            self._vendor_endpoint.dataset(),
+            *lineage.store_datasets(self.store_conn_id, prefix, SEND_STORE_TABLES),
+        ]
+        return OperatorLineage(inputs=inputs, outputs=outputs)
+
     def execute_complete(self, context: Context, event: Any = None, carried: dict[str, int] | None = None) -> Any:
         """Back from waiting for evidence of unknown outcomes: look again, send or fail."""
         return self._send(context, carried=carried)
 
     def _send(self, context: Context, carried: dict[str, int] | None) -> dict[str, Any]:
         from airflow_provider_sms.hooks import get_sms_hook
+        from airflow_provider_sms.lineage import VendorEndpoint
         from airflow_provider_sms.sending import PlannedSend, SendSpec
         from airflow_provider_sms.store import SmsStore, TaskIdentity
 
@@ -210,6 +240,7 @@ class SmsSendOperator(BaseOperator):
                     max_parts=self.max_parts,
                 )
                 result = sender.run(spec, wait=not self.deferrable, carried=carried)
+            self._vendor_endpoint = VendorEndpoint.of(hook, "send")
         finally:
             hook.close()
         if result.check_again_at is not None:

@@ -12,9 +12,11 @@ from airflow.sdk import BaseOperator
 from airflow_provider_sms.identifiers import check_table, check_table_prefix, is_template
 
 if TYPE_CHECKING:
+    from airflow.providers.openlineage.extractors import OperatorLineage
     from airflow.sdk import Context
 
     from airflow_provider_sms.hooks.base import SmsHook
+    from airflow_provider_sms.lineage import VendorEndpoint
     from airflow_provider_sms.store import SmsStore
     from airflow_provider_sms.sync import PullResult
 
@@ -33,6 +35,9 @@ class _StoreOperator(BaseOperator):
     template_fields: Sequence[str] = ("sms_conn_id", "store_conn_id", "target_conn_id", "target_table")
     ui_color = "#eef3fb"
     watermark_name: ClassVar[str] = ""
+    #: the store tables a run writes, and the warehouse table's columns, for lineage
+    store_tables: ClassVar[tuple[str, ...]] = ()
+    target_columns: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -58,6 +63,25 @@ class _StoreOperator(BaseOperator):
         self.target_table = target_table
         self.xcom_max_rows = xcom_max_rows
         self.max_pulls = max_pulls
+        self._vendor_endpoint: VendorEndpoint | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
+        """The vendor's endpoint in; the store's tables and the warehouse table (if any) out.
+
+        Called by the OpenLineage provider's listener, when it is installed, on the operator that ran.
+        """
+        try:
+            from airflow.providers.openlineage.extractors import OperatorLineage
+        except ImportError:  # the openlineage extra is not installed
+            return None
+        from airflow_provider_sms import lineage
+
+        if self._vendor_endpoint is None:  # skipped before the connection was read
+            return OperatorLineage()
+        outputs = lineage.store_datasets(self.store_conn_id, self.store_table_prefix, self.store_tables)
+        if self.target_conn_id and self.target_table:
+            outputs += lineage.sql_datasets(self.target_conn_id, [self.target_table], self.target_columns)
+        return OperatorLineage(inputs=[self._vendor_endpoint.dataset()], outputs=outputs)
 
     def _hook_for(self, feature: str) -> SmsHook:
         """The connection's hook; the task is skipped, not failed, when the vendor has no such API."""
@@ -65,10 +89,12 @@ class _StoreOperator(BaseOperator):
 
         from airflow_provider_sms.hooks import get_sms_hook
         from airflow_provider_sms.hooks.base import FEATURE_LABELS
+        from airflow_provider_sms.lineage import VendorEndpoint
 
         hook = get_sms_hook(self.sms_conn_id)
         if not hook.supports(feature):
             raise AirflowSkipException(f"{self.sms_conn_id}: {hook.vendor} has no {FEATURE_LABELS[feature]} API")
+        self._vendor_endpoint = VendorEndpoint.of(hook, feature)
         return hook
 
     def _store(self) -> SmsStore:
@@ -155,6 +181,8 @@ class SmsReportsSyncOperator(_QueueSyncOperator):
     """
 
     feature = "reports"
+    store_tables = ("delivery_reports", "requests")
+    target_columns = REPORT_COLUMNS
     columns = REPORT_COLUMNS
     key = REPORT_KEY
     xcom_key = "reports"
@@ -172,6 +200,8 @@ class SmsInboundSyncOperator(_QueueSyncOperator):
     """Pull inbound (MO) messages into the store, then copy new ones to ``target_table``."""
 
     feature = "inbound"
+    store_tables = ("inbound_messages",)
+    target_columns = INBOUND_COLUMNS
     columns = INBOUND_COLUMNS
     key = INBOUND_KEY
     xcom_key = "messages"
@@ -189,6 +219,8 @@ class SmsBalanceOperator(_StoreOperator):
     """Record the account balance; fail the task below ``min_balance`` so that alerting DAGs can page someone."""
 
     template_fields: Sequence[str] = (*_StoreOperator.template_fields, "min_balance")
+    store_tables = ("balances",)
+    target_columns = BALANCE_COLUMNS
 
     def __init__(self, *, min_balance: Decimal | float | str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -197,6 +229,7 @@ class SmsBalanceOperator(_StoreOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from datetime import datetime, timezone
 
+        from airflow_provider_sms import metrics
         from airflow_provider_sms.errors import SmsError
         from airflow_provider_sms.warehouse import upsert_rows
 
@@ -221,6 +254,8 @@ class SmsBalanceOperator(_StoreOperator):
                 [tuple(row[c] for c in BALANCE_COLUMNS)],
             )
         self.log.info("%s: balance %s %s", self.sms_conn_id, balance.amount, balance.currency)
+        more = {"currency": balance.currency} if balance.currency else {}
+        metrics.gauge(metrics.BALANCE, float(balance.amount), metrics.tags(balance.vendor, self.sms_conn_id, **more))
         if self.min_balance not in (None, "") and balance.amount < Decimal(str(self.min_balance)):
             raise SmsError(
                 f"{self.sms_conn_id} ({balance.vendor}): balance {balance.amount} {balance.currency} "
