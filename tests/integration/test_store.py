@@ -424,13 +424,15 @@ def test_upsert_rules_and_counters(backend: Backend, store: SmsStore) -> None:
 
     assert store.save_reports([report("B1", a, "pending")]) == SaveResult(1, 0, 0)
     assert progress(store, "k1") == (2, 0, 0)
-    assert store.save_reports([report("B1", a, "delivered")]) == SaveResult(0, 1, 0)
+    delivered = store.save_reports([report("B1", a, "delivered")])
+    assert delivered == SaveResult(0, 1, 0) and delivered.statuses == {"delivered": 1}  # what the metrics count
     assert progress(store, "k1") == (2, 1, 0)
     seq = backend.report_row("B1", a)["seq"]  # type: ignore[index]
 
     # a pending report never replaces a final one; the same report again changes nothing
     assert store.save_reports([report("B1", a, "pending", at=T0 + timedelta(hours=1))]) == SaveResult(0, 0, 1)
-    assert store.save_reports([report("B1", a, "delivered")]) == SaveResult(0, 0, 1)
+    again = store.save_reports([report("B1", a, "delivered")])
+    assert again == SaveResult(0, 0, 1) and again.statuses == {}  # a repeat is not counted again
     row = backend.report_row("B1", a)
     assert row is not None and (row["status"], row["seq"]) == ("delivered", seq)
     assert progress(store, "k1") == (2, 1, 0)
@@ -447,6 +449,7 @@ def test_upsert_rules_and_counters(backend: Backend, store: SmsStore) -> None:
     # several reports for one message within one call are applied in order
     result = store.save_reports([report("B1", b, "pending"), report("B1", b, "delivered"), report("B1", b, "pending")])
     assert result == SaveResult(inserted=1, updated=1, unchanged=1)
+    assert result.statuses == {"delivered": 1}  # one row written, in its final state
     assert backend.report_row("B1", b)["status"] == "delivered"  # type: ignore[index]
     assert progress(store, "k1") == (2, 1, 1)
     backend.assert_counters_exact()
