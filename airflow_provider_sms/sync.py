@@ -130,7 +130,7 @@ def store_page(
             bad[0][1],
         )
     page = StoredPage(len(records) + len(rejected), saved, len(bad))
-    _count_page(hook, kind, source, page)
+    count_page(hook, kind, source, page)
     return page
 
 
@@ -142,7 +142,7 @@ _COUNTED_STATUSES = {
 }
 
 
-def _count_page(hook: SmsHook, kind: str, source: str, page: StoredPage) -> None:
+def count_page(hook: SmsHook, kind: str, source: str, page: StoredPage) -> None:
     """The page's metrics: records by source, quarantined ones, and reports by the status they newly took."""
     conn_id = hook.sms_conn_id
     records = metrics.RECORDS_PUSHED if source == "push" else metrics.RECORDS_PULLED

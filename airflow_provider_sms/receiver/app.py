@@ -751,7 +751,7 @@ def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], 
     """
     from airflow_provider_sms.errors import SmsPartialResponseError
     from airflow_provider_sms.hooks.base import REPORTS
-    from airflow_provider_sms.sync import StoredPage, is_data_error, process_journaled
+    from airflow_provider_sms.sync import StoredPage, count_page, is_data_error, process_journaled
 
     parsed: list[Any] = []
     try:
@@ -769,6 +769,7 @@ def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], 
         else:
             for push in group:
                 push.stored = StoredPage(len(push.items), saved, 0)
+            count_page(hook, kind, "push", StoredPage(len(parsed), saved, 0))  # once: the group's statuses
             return
     for push, journal_id in zip(group, ids, strict=True):
         push.stored = process_journaled(hook, store, kind, push.items, journal_id, source="push")
