@@ -13,6 +13,30 @@ from airflow_provider_sms import __version__
 _STRING = {"type": ["string", "null"]}
 _SECRET = {"type": ["string", "null"], "format": "password"}
 
+# Airflow's form (FieldSelector in its UI) picks the input from the first non-null type; a schema with
+# two non-null types becomes a multi-line JSON box, so each field has exactly one non-null type.
+# Numbers: a one-line number input bounded by minimum/maximum. Enums: a select (null clears it).
+# Strings with examples: a one-line input that suggests them. Defaults prefill the form and must
+# equal the hooks' own defaults (tests/unit/test_connection_forms.py keeps them in step).
+
+
+def _number(default: float | None, minimum: float, *, integer: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": ["integer" if integer else "number", "null"], "minimum": minimum}
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def _choice(values: dict[str, str], default: str | None = None) -> dict[str, Any]:
+    """A select of ``values`` (stored value -> shown label); null (the empty choice) means unset."""
+    schema: dict[str, Any] = {"type": ["string", "null"], "enum": [*values, None], "values_display": dict(values)}
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+_MESSAGE_KINDS = {"1": "1 verification", "2": "2 notification", "3": "3 marketing"}
+
 _COMMON_FIELDS: dict[str, Any] = {
     "timezone": {
         "label": "Vendor time zone",
@@ -22,9 +46,38 @@ _COMMON_FIELDS: dict[str, Any] = {
     "timeout": {
         "label": "Read timeout (s)",
         "description": "Seconds to wait for a reply before giving up.",
-        "schema": {"type": ["number", "string", "null"], "default": 30},
+        "schema": _number(30, 1),
+    },
+    "retries": {
+        "label": "Retries",
+        "description": "Attempts after the first, for calls safe to repeat (reads, sends that cannot have arrived).",
+        "schema": _number(3, 0, integer=True),
+    },
+    "retry_wait": {
+        "label": "Retry wait (s)",
+        "description": "First backoff between retries, in seconds; it doubles, with jitter.",
+        "schema": _number(1, 0),
+    },
+    "report_deadline_hours": {
+        "label": "Report deadline (h)",
+        "description": "A sent number with no final report this long after its send becomes expired (intl: ≤ 720).",
+        "schema": _number(72, 0),
+    },
+    "max_requests_per_second": {
+        "label": "Max requests per second",
+        "description": "The account's request rate (vendor QPS), kept by all tasks sharing the store; empty: none.",
+        "schema": _number(None, 0),
+    },
+    "max_parts": {
+        "label": "Max SMS parts per message",
+        "description": "A longer text is refused before sending, so one typo cannot cost many parts per number.",
+        "schema": _number(10, 1, integer=True),
     },
 }
+
+# The port is shown on every form: Airflow 3.3's Test button posts port 0 for a connection stored
+# without one, which its API refuses as "Bad Request"; a stored port (the Base URL's) avoids that.
+_PORT_LABEL = "Port (the Base URL's; for the Test button)"
 
 
 def _field(label: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -72,7 +125,11 @@ def _connection_type(
         "connection-type": conn_type,
         "hook-class-name": f"airflow_provider_sms.hooks.{module}.{class_name}",
         "hook-name": hook_name,
-        "ui-field-behaviour": {"hidden-fields": hidden, "relabeling": relabeling, "placeholders": placeholders},
+        "ui-field-behaviour": {
+            "hidden-fields": hidden,
+            "relabeling": {"port": _PORT_LABEL, **relabeling},
+            "placeholders": placeholders,
+        },
         "conn-fields": {**fields, **_COMMON_FIELDS},
     }
 
@@ -83,21 +140,17 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         "PaaswV2Hook",
         "paasw_v2",
         "SMS: PaaSW gateway v2",
-        hidden=["schema", "port"],
+        hidden=["schema"],
         relabeling={"login": "App ID", "password": "Secret", "host": "Base URL"},
-        placeholders={"host": "http://openapi.gateway.paasw.com", "login": "0189457543"},
+        placeholders={"host": "http://openapi.gateway.paasw.com", "port": "80", "login": "0189457543"},
         fields={
             **_CALLBACK_FIELDS,
             "format": _field(
                 "Body format",
                 "json (/message/*) or form (/msg/*)",
-                {"type": ["string", "null"], "enum": ["json", "form", None], "default": "json"},
+                _choice({"json": "json", "form": "form"}, "json"),
             ),
-            "product_id": _field(
-                "Product ID",
-                "1 verification, 2 notification, 3 marketing",
-                {"type": ["string", "null"], "default": "2"},
-            ),
+            "product_id": _field("Product ID", "Message kind the account sends", _choice(_MESSAGE_KINDS, "2")),
             "sign": _field("Signature", "Put in 【】 at the start of the content when it has none"),
         },
     ),
@@ -106,13 +159,15 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         "PaaswV1Hook",
         "paasw_v1",
         "SMS: PaaSW gateway v1",
-        hidden=["schema", "port"],
+        hidden=["schema"],
         relabeling={"login": "App ID", "password": "Secret", "host": "Base URL"},
-        placeholders={"host": "http://openapi.gateway.paasw.com", "login": "0189457543"},
+        placeholders={"host": "http://openapi.gateway.paasw.com", "port": "80", "login": "0189457543"},
         fields={
             **_CALLBACK_FIELDS,
             "sign": _field("Signature", "Sent in the sign field, without 【】 (at most 20 characters)"),
-            "kind": _field("Message kind", "1, 2 or 3; only for accounts configured with several kinds"),
+            "kind": _field(
+                "Message kind", "Only for accounts with several kinds; empty: none sent", _choice(_MESSAGE_KINDS)
+            ),
         },
     ),
     _connection_type(
@@ -120,9 +175,9 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         "IntlSmsHook",
         "intl",
         "SMS: international (appKey)",
-        hidden=["schema", "port"],
+        hidden=["schema"],
         relabeling={"login": "App key", "password": "App secret", "host": "Base URL"},
-        placeholders={"host": "http://39.107.123.194:9118", "login": "10002"},
+        placeholders={"host": "http://39.107.123.194:9118", "port": "9118", "login": "10002"},
         fields={
             **_INTL_CALLBACK_FIELDS,
             "sender_id": _field("Sender ID", "Shown as the sender on the phone, where the route allows it"),
@@ -134,16 +189,16 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         "AccountMd5Hook",
         "account_md5",
         "SMS: account + MD5 password",
-        hidden=["schema", "port"],
+        hidden=["schema"],
         relabeling={"login": "Account", "password": "Password", "host": "Base URL"},
-        placeholders={"host": "https://sms.example.com"},
+        placeholders={"host": "https://sms.example.com", "port": "443"},
         fields={
             **_CALLBACK_FIELDS,
             "sign": _field("Signature", "Put in 【】 at the start of the content when it has none"),
             "pwd_case": _field(
                 "MD5 case",
                 "lower (default) or upper: case of the hex MD5 sent as pwd",
-                {"type": ["string", "null"], "enum": ["lower", "upper", None], "default": "lower"},
+                _choice({"lower": "lower", "upper": "upper"}, "lower"),
             ),
         },
     ),
@@ -154,15 +209,15 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         "SMS: China Mobile Cloud MAS (HTTPS)",
         hidden=["schema"],
         relabeling={"login": "apId", "password": "secretKey", "host": "Base URL"},
-        placeholders={"host": "https://mas.example.com:28888", "login": "apId"},
+        placeholders={"host": "https://mas.example.com:28888", "port": "28888", "login": "apId"},
         fields={
             "ec_name": _field("Enterprise name (ecName)", "As registered with Cloud MAS"),
             "sign": _field("Signature code", "Signature code from Cloud MAS interface management"),
             "add_serial": _field("Extension code (addSerial)", "Empty for exact-match service codes"),
             "verify": _field(
                 "Verify TLS",
-                "false (the vendor's instruction), true, or a CA bundle path",
-                {"type": ["string", "boolean", "null"], "default": "false"},
+                "false (the vendor's instruction), true, or the path of a CA bundle file (HTTPS only)",
+                {"type": ["string", "null"], "default": "false", "examples": ["false", "true"]},
             ),
         },
     ),

@@ -420,6 +420,13 @@ class SmsHook(BaseHook):
             scheme = (schema or "").strip() or self.default_scheme
             host = f"{scheme}://{host}"
         parts = urlsplit(host)
+        if port and parts.port and port != parts.port:
+            # The form shows Port (Airflow's Test button needs one stored); a different port in the URL
+            # used to win silently, sending elsewhere than the form says.
+            raise SmsConfigurationError(
+                f"connection {self.sms_conn_id!r} ({self.conn_type}): port {port} differs from the port of its "
+                f"base URL {host!r}; make them agree, or clear the port (0 or empty also means the URL's)"
+            )
         if port and not parts.port:
             host = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
         return host.rstrip("/")

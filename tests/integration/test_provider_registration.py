@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -48,6 +49,36 @@ print(sorted(k for k in widgets if k.startswith("extra__sms_cloud_mas__")))
     assert lines[-2] == "secretKey"
     for field in ("ec_name", "sign", "add_serial", "verify", "timezone", "timeout"):
         assert f"extra__sms_cloud_mas__{field}" in lines[-1]
+
+
+def test_the_ui_hook_meta_shows_port_and_single_type_fields(tmp_path: Path) -> None:
+    """What the UI's form is built from (GET /ui/connections/hook_meta): port shown, one type per field."""
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    script = """
+import json
+from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+out = {}
+for meta in HookMetaService.hook_meta_data():
+    if meta.connection_type.startswith("sms_"):
+        port = meta.standard_fields.port
+        out[meta.connection_type] = {
+            "port_hidden": port.hidden, "port_placeholder": port.placeholder,
+            "types": {k: v["schema"]["type"] for k, v in meta.extra_fields.items()},
+            "values": {k: v["value"] for k, v in meta.extra_fields.items()},
+        }
+print(json.dumps(out))
+"""
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    forms = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(forms) == set(HOOK_BY_CONN_TYPE)
+    for conn_type, form in forms.items():
+        assert form["port_hidden"] is False and form["port_placeholder"].isdigit(), conn_type
+        for name, types in form["types"].items():
+            assert len([t for t in types if t != "null"]) == 1, (conn_type, name, types)
+        assert form["types"]["timeout"] == ["number", "null"] and form["values"]["timeout"] == 30
+        assert form["types"]["retries"] == ["integer", "null"] and form["values"]["retries"] == 3
+    assert forms["sms_cloud_mas"]["values"]["verify"] == "false"
 
 
 def test_connection_uri_resolves_to_the_vendor_hook(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -150,13 +150,21 @@ def test_default_host_is_the_vendor_base_url(requests_mock: Any, conn: str) -> N
         ({"host": "gw.example.com", "port": 8080}, "http://gw.example.com:8080"),
         ({"host": "https://gw.example.com", "port": 9443}, "https://gw.example.com:9443"),
         ({"host": "https://gw.example.com/api/", "port": 9443}, "https://gw.example.com:9443/api"),
-        ({"host": "https://gw.example.com:8443", "port": 9443}, "https://gw.example.com:8443"),  # URL wins
+        ({"host": "https://gw.example.com:8443", "port": 8443}, "https://gw.example.com:8443"),  # the form's port
+        ({"host": "https://gw.example.com:8443", "port": 0}, "https://gw.example.com:8443"),  # 0: unset
         ({"host": "  http://10.0.0.5:8800/  "}, "http://10.0.0.5:8800"),
     ],
 )
 def test_base_url_forms(monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], expected: str) -> None:
     conn_id = set_conn(monkeypatch, **fields)
     assert PaaswV2Hook(conn_id).config.base_url == expected
+
+
+def test_a_port_that_contradicts_the_base_url_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form shows Port on every connection type; one that differs from the URL's must not be ignored."""
+    conn_id = set_conn(monkeypatch, host="https://gw.example.com:8443", port=9443)
+    with pytest.raises(SmsConfigurationError, match=r"port 9443 differs from the port of its base URL"):
+        _ = PaaswV2Hook(conn_id).config
 
 
 def test_requests_go_to_the_configured_host_without_double_slash(

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests_mock as rm
-from airflow.sdk.log import _secrets_masker
+from airflow.sdk._shared.secrets_masker import _secrets_masker
 
 from airflow_provider_sms.errors import (
     SmsConfigurationError,
