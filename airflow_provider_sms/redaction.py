@@ -10,8 +10,13 @@ quoted in an error.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from urllib.parse import quote, quote_plus
 
 #: shorter values are not redacted from text: they would match ordinary words and digits
@@ -44,10 +49,70 @@ def remember(secret: str) -> set[str]:
     return forms
 
 
+#: Airflow's secrets masker (the Task SDK's copy and the core one): it is handed every extra of a connection
+#: that is read, and warns "too short" about any short value before it looks at the extra's name, so a
+#: signature "Acme" reads as a secret Airflow failed to hide.
+_MASKER_MODULES = (
+    "airflow.sdk._shared.secrets_masker.secrets_masker",
+    "airflow._shared.secrets_masker.secrets_masker",
+)
+SHORT_VALUE_WARNING = "Skipping masking for a secret as it's too short"
+_quiet: ContextVar[bool] = ContextVar("sms_short_values_unreported", default=False)
+
+
+class _ShortValueFilter(logging.Filter):
+    """Drops the masker's "too short" warning while this context reads a connection or registers a form."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_quiet.get() and str(record.msg).startswith(SHORT_VALUE_WARNING))
+
+
+_FILTER = _ShortValueFilter()
+
+
+@contextmanager
+def short_values_unreported() -> Iterator[None]:
+    """Silence the masker's "too short" warning in this context (the hook names its own short secrets instead).
+
+    The masker warns once per process; that flag is put back as it was, so a short secret that some
+    other code registers later is still reported by Airflow.
+    """
+    warned_before = {
+        name: bool(getattr(_masker_class(name), "_has_warned_short_secret", False)) for name in _MASKER_MODULES
+    }
+    for name in _MASKER_MODULES:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+    token = _quiet.set(True)
+    try:
+        yield
+    finally:
+        _quiet.reset(token)
+        for name, before in warned_before.items():
+            cls = _masker_class(name)  # also one imported meanwhile: it started unwarned
+            if cls is not None and not before:
+                setattr(cls, "_has_warned_short_secret", False)  # noqa: B010 (a private flag of Airflow's)
+
+
+def _masker_class(module: str) -> type | None:
+    masker: type | None = getattr(sys.modules.get(module), "SecretsMasker", None)
+    return masker
+
+
 def redact(text: str) -> str:
     """``text`` with every remembered form of every secret replaced by ``***``."""
     pattern = _pattern
     return pattern.sub(REDACTED, text) if pattern is not None and text else text
 
 
-__all__ = ["MIN_SECRET_CHARS", "REDACTED", "SENSITIVE_PARAM", "redact", "remember", "secret_forms"]
+__all__ = [
+    "MIN_SECRET_CHARS",
+    "REDACTED",
+    "SENSITIVE_PARAM",
+    "SHORT_VALUE_WARNING",
+    "redact",
+    "remember",
+    "secret_forms",
+    "short_values_unreported",
+]

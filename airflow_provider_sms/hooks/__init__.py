@@ -66,7 +66,7 @@ def hook_class_for_conn_type(conn_type: str) -> type[SmsHook]:
 
 def get_sms_hook(sms_conn_id: str, **hook_kwargs: Any) -> SmsHook:
     """The vendor hook for a connection, chosen by its connection type, so operators never branch on vendors."""
-    from airflow.sdk import BaseHook
+    from airflow_provider_sms.hooks.base import read_connection
 
-    conn = BaseHook.get_connection(sms_conn_id)
+    conn, _ = read_connection(sms_conn_id)
     return hook_class_for_conn_type(conn.conn_type or "")(sms_conn_id=sms_conn_id, **hook_kwargs)

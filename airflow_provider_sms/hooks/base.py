@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
+log = logging.getLogger(__name__)
+
 # Feature names a hook can support; callers ask ``hook.supports(FEATURE)`` before calling.
 SEND: Final = "send"
 SEND_TEMPLATE: Final = "send_template"
@@ -303,6 +305,10 @@ TOKEN_CACHE: Final = _TokenCache()
 PROCESS_SLOTS: Final = _ProcessSlots()
 
 
+#: connection extras that are secrets (the forms' password fields); every other extra is plain settings
+SECRET_EXTRAS: Final = ("callback_secret",)
+
+
 def mask(secret: str | None) -> None:
     """Keep a secret, in every form it can take on the wire (raw, URL-encoded, MD5), out of task logs
     (Airflow's masker) and out of reply bodies quoted in errors (``redaction``)."""
@@ -312,10 +318,52 @@ def mask(secret: str | None) -> None:
     try:
         from airflow.sdk.log import mask_secret
 
-        for form in forms:
-            mask_secret(form)
+        with redaction.short_values_unreported():  # a short secret is named by ``read_connection`` instead
+            for form in forms:
+                mask_secret(form)
     except Exception:  # masking must never break a send
         pass
+
+
+def read_connection(conn_id: str, get_connection: Callable[[str], Any] | None = None) -> tuple[Any, dict[str, Any]]:
+    """The connection and its extras, with only its secrets registered with Airflow's masker.
+
+    Airflow hands every extra to its masker when a connection is read, and the masker warns "too
+    short" about a signature such as ``Acme`` as if it were a secret it failed to hide; that warning is
+    left out here. The password and ``SECRET_EXTRAS`` are masked in every form, and one too short for
+    Airflow's masker (``[logging] min_length_masked_secret``) is reported by name, never by value.
+    """
+    if get_connection is None:
+        from airflow.sdk import BaseHook
+
+        get_connection = BaseHook.get_connection
+    with redaction.short_values_unreported():
+        conn = get_connection(conn_id)
+        parsed = conn.extra_dejson
+    extras: dict[str, Any] = dict(parsed) if isinstance(parsed, Mapping) else {}
+    secrets = {"password": conn.password, **{name: extras.get(name) for name in SECRET_EXTRAS}}
+    for name, value in secrets.items():
+        if isinstance(value, str) and value:
+            mask(value)
+            if len(value) < _min_masked_length():
+                log.warning(
+                    "connection %r: its %s is shorter than %d characters, too short for Airflow to mask in logs",
+                    conn_id,
+                    name,
+                    _min_masked_length(),
+                )
+    return conn, extras
+
+
+@functools.cache
+def _min_masked_length() -> int:
+    """Airflow's ``[logging] min_length_masked_secret``: shorter secrets are not masked in logs."""
+    try:
+        from airflow.configuration import conf
+
+        return conf.getint("logging", "min_length_masked_secret", fallback=5)
+    except Exception:
+        return 5
 
 
 def parse_id(value: Any, *, field_name: str) -> str:
@@ -388,10 +436,7 @@ class SmsHook(BaseHook):
 
     @cached_property
     def config(self) -> ConnectionConfig:
-        conn = self.get_connection(self.sms_conn_id)
-        extras = dict(conn.extra_dejson or {})
-        if conn.password:
-            mask(conn.password)
+        conn, extras = read_connection(self.sms_conn_id, self.get_connection)
         tz_name = str(extras.get("timezone") or DEFAULT_TIMEZONE)
         try:
             tz = ZoneInfo(tz_name)
@@ -1320,6 +1365,7 @@ __all__ = [
     "BALANCE",
     "INBOUND",
     "REPORTS",
+    "SECRET_EXTRAS",
     "SEND",
     "SEND_TEMPLATE",
     "ConnectionConfig",
@@ -1329,4 +1375,5 @@ __all__ = [
     "SmsHook",
     "mask",
     "parse_id",
+    "read_connection",
 ]

@@ -306,8 +306,7 @@ class _Connections:
         return hit[1], hit[2]
 
     def look_up(self, conn_id: str) -> tuple[Connection, Mapping[str, Any]]:
-        conn = _connection(conn_id)
-        extras = _extras(conn)
+        conn, extras = _connection(conn_id)
         if self._ttl > 0:
             with self._lock:
                 self._found[conn_id] = (time.monotonic(), conn, extras)
@@ -555,23 +554,17 @@ class _NotFound(Exception):
     """No connection of that id."""
 
 
-def _connection(conn_id: str) -> Connection:
-    from airflow.sdk import BaseHook
+def _connection(conn_id: str) -> tuple[Connection, Mapping[str, Any]]:
+    """The connection and its extras; only its secrets are registered with the secrets masker."""
     from airflow.sdk.exceptions import AirflowNotFoundException
 
+    from airflow_provider_sms.hooks.base import read_connection
+
     try:
-        return BaseHook.get_connection(conn_id)
+        conn, extras = read_connection(conn_id)
     except AirflowNotFoundException:
         raise _NotFound(conn_id) from None
-
-
-def _extras(conn: Connection) -> Mapping[str, Any]:
-    """The connection's extras (reading them registers secret-named values with the secrets masker)."""
-    try:
-        extras = conn.extra_dejson
-    except Exception:
-        return {}
-    return extras if isinstance(extras, Mapping) else {}
+    return conn, extras
 
 
 def _same(given: str | None, expected: str) -> bool:
