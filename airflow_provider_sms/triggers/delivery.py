@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -13,8 +14,14 @@ class SmsDeliveryTrigger(BaseTrigger):
     """Check delivery every ``poll_interval`` seconds until no number of the batches is pending.
 
     The check (vendor pull + store write) is blocking I/O, so it runs in a worker thread; the
-    triggerer's event loop is never blocked.
+    triggerer's event loop is never blocked. Progress is logged when it changes, and otherwise once
+    per ``log_heartbeat`` seconds, so a batch that waits for hours does not fill the log.
     """
+
+    #: seconds between progress lines while nothing changes
+    log_heartbeat: ClassVar[float] = 300.0
+    #: the clock the heartbeat is measured with; tests replace it
+    clock: ClassVar[staticmethod[[], float]] = staticmethod(time.monotonic)
 
     def __init__(
         self,
@@ -60,9 +67,16 @@ class SmsDeliveryTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
 
+        logged: tuple[int, ...] | None = None
+        logged_at = 0.0
         while True:
             progress = await sync_to_async(self._check)()
-            self.log.info("delivery progress of %d batches: %s", len(self.batch_ids), progress)
+            now = self.clock()
+            # "pulled" counts this check's pulls (other batches' reports too): not a change of these batches
+            state = tuple(progress[key] for key in ("total", "delivered", "failed", "pending"))
+            if state != logged or now - logged_at >= self.log_heartbeat:
+                self.log.info("delivery progress of %d batches: %s", len(self.batch_ids), progress)
+                logged, logged_at = state, now
             if progress["pending"] <= 0 and (progress["total"] > 0 or not self.batch_ids):
                 yield TriggerEvent({"status": "done", "batch_ids": self.batch_ids, **progress})
                 return
