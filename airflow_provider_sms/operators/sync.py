@@ -29,8 +29,16 @@ BALANCE_COLUMNS = ("conn_id", "vendor", "taken_at", "amount", "currency")
 BALANCE_KEY = ("conn_id", "taken_at")
 
 
+#: the default label of a mapped sync task (``.expand(sms_conn_id=[...])``): which connection it synced
+MAP_INDEX_TEMPLATE = "{{ task.sms_conn_id }}"
+
+
 class _StoreOperator(BaseOperator):
-    """Shared parameters: the SMS connection, the store, and an optional warehouse target."""
+    """Shared parameters: the SMS connection, the store, and an optional warehouse target.
+
+    Mapped over connections, each task instance is labelled with its connection id unless
+    ``map_index_template`` says otherwise (``None``: no label).
+    """
 
     template_fields: Sequence[str] = ("sms_conn_id", "store_conn_id", "target_conn_id", "target_table")
     ui_color = "#eef3fb"
@@ -49,9 +57,11 @@ class _StoreOperator(BaseOperator):
         target_table: str | None = None,
         xcom_max_rows: int = 100,
         max_pulls: int = 1000,
+        map_index_template: str | None = MAP_INDEX_TEMPLATE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        # a default in this signature is what ``.partial()`` reads for mapped tasks (it calls no __init__)
+        super().__init__(map_index_template=map_index_template, **kwargs)
         if (target_conn_id is None) != (target_table is None):
             raise ValueError("target_conn_id and target_table go together")
         self.sms_conn_id = sms_conn_id
@@ -93,7 +103,10 @@ class _StoreOperator(BaseOperator):
 
         hook = get_sms_hook(self.sms_conn_id)
         if not hook.supports(feature):
-            raise AirflowSkipException(f"{self.sms_conn_id}: {hook.vendor} has no {FEATURE_LABELS[feature]} API")
+            # Airflow logs the exception's message only as a field of its "Skipping task." line; say it plainly
+            reason = f"{self.sms_conn_id}: skipped, the {hook.vendor} gateway has no {FEATURE_LABELS[feature]} API"
+            self.log.info("%s", reason)
+            raise AirflowSkipException(reason)
         self._vendor_endpoint = VendorEndpoint.of(hook, feature)
         return hook
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -306,15 +307,33 @@ def test_reports_sync_into_xcom(sim: GatewaySimulator) -> None:
     json.dumps(result)  # XCom-safe
 
 
-def test_inbound_sync_and_unsupported_vendor_skips(sim: GatewaySimulator) -> None:
+def test_inbound_sync_and_unsupported_vendor_skips(sim: GatewaySimulator, capsys: pytest.CaptureFixture[str]) -> None:
     sim.gateway.add_inbound("paasw_v2", "13800000001", "TD")
     sim.gateway.add_inbound("paasw_v2", "13800000002", "好的")
     result = SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_paasw_v2").execute(task_context())
     assert sorted(m["content"] for m in result["messages"]) == ["TD", "好的"]
     again = SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_paasw_v2").execute(task_context())
     assert again["messages"] == []
-    with pytest.raises(AirflowSkipException, match="intl has no inbound"):
+    reason = "sms_intl: skipped, the intl gateway has no inbound (MO) messages API"
+    capsys.readouterr()
+    with pytest.raises(AirflowSkipException, match=re.escape(reason)):
         SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_intl").execute(task_context())
+    # the task log (Airflow's structured logger writes to stdout here) says why in a line of its own,
+    # not only in a field of Airflow's "Skipping task."
+    assert reason in capsys.readouterr().out
+
+
+def test_mapped_sync_tasks_are_labelled_with_their_connection() -> None:
+    from airflow.sdk import DAG
+    from jinja2 import Environment
+
+    with DAG("labels", schedule=None):
+        default = SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_intl")
+        own = SmsBalanceOperator(task_id="b", sms_conn_id="sms_intl", map_index_template="{{ task.task_id }}")
+        mapped = SmsReportsSyncOperator.partial(task_id="r").expand(sms_conn_id=["sms_paasw_v1", "sms_intl"])
+    assert Environment().from_string(default.map_index_template or "").render(task=default) == "sms_intl"
+    assert own.map_index_template == "{{ task.task_id }}"
+    assert mapped.partial_kwargs["map_index_template"] == default.map_index_template  # what the task runner reads
 
 
 def test_balance_threshold_and_target(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
