@@ -8,10 +8,16 @@ table; from then on ``SmsSendOperator`` leaves them out and says how many it lef
 
 The task is idempotent, so a re-run adds nothing twice. A failure pages the on-call phone, once per
 ten minutes however many tasks fail.
+
+Runs with any connection type that has inbound messages (``sms_paasw_v2``, ``sms_paasw_v1``,
+``sms_account_md5``, ``sms_cloud_mas``; intl has none). The watcher is built when the DAG file is
+parsed, so the connection comes from the ``SMS_CONN_ID`` environment variable of the DAG processor
+and triggerer (default ``sms_paasw_v2``), not from a run's params.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,14 +27,14 @@ from airflow_provider_sms.notifications import SmsNotifier
 from airflow_provider_sms.opt_out import DEFAULT_OPT_OUT_KEYWORDS
 from airflow_provider_sms.triggers.inbound import SmsInboundTrigger
 
-SMS_CONN_ID = "sms_paasw_v2"
+SMS_CONN_ID = os.environ.get("SMS_CONN_ID", "sms_paasw_v2")
 STORE_CONN_ID = None  # the embedded store; use a PostgreSQL connection when workers are on several machines
 
 opt_out_replies = Asset(
     "sms_opt_out_replies",
     watchers=[
         AssetWatcher(
-            name="sms_paasw_v2_opt_out_replies",
+            name=f"{SMS_CONN_ID}_opt_out_replies",
             trigger=SmsInboundTrigger(
                 sms_conn_id=SMS_CONN_ID,
                 store_conn_id=STORE_CONN_ID,

@@ -2,18 +2,28 @@
 
 Reports and replies go through the message store first (vendors hand each out once), then new and
 changed rows are upserted into the warehouse, so a re-run adds no row. Vendors without inbound or
-balance APIs skip those tasks.
+balance APIs skip those tasks, saying why. Each mapped task is labelled with its connection id.
+
+The connections are the five example ones, any of the five types; set ``SMS_CONN_IDS`` (comma-separated)
+to sync others.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
 from airflow_provider_sms.operators import SmsBalanceOperator, SmsInboundSyncOperator, SmsReportsSyncOperator
 
-SMS_CONNECTIONS = ["sms_paasw_v2", "sms_paasw_v1", "sms_intl", "sms_account_md5", "sms_cloud_mas"]
+SMS_CONNECTIONS = [
+    conn_id.strip()
+    for conn_id in os.environ.get(
+        "SMS_CONN_IDS", "sms_paasw_v2,sms_paasw_v1,sms_intl,sms_account_md5,sms_cloud_mas"
+    ).split(",")
+    if conn_id.strip()
+]
 WAREHOUSE = "sms_warehouse"
 
 with DAG(

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         args.host, args.http_port, args.https_port, config, admin_token=args.admin_token
     ).start()
     exports = "".join(
-        f"export AIRFLOW_CONN_SMS_{vendor.upper()}='{simulator.connection_json(vendor)}'\n"
+        f"export AIRFLOW_CONN_SMS_{vendor.upper()}='{simulator.demo_connection_json(vendor)}'\n"
         for vendor in ("paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas")
     )
     print(exports, end="", flush=True)

@@ -55,6 +55,8 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 ADMIN_TOKEN_ENV = "SMS_SIM_ADMIN_TOKEN"
 #: the header an admin call from another host carries the token in
 ADMIN_TOKEN_HEADER = "X-Sim-Admin-Token"
+#: the text signature of the simulated accounts whose vendor wants one in the text (``demo_connection_json``)
+DEMO_SIGNATURE = "模拟签名"
 
 
 def load_protocols(gateway: Gateway) -> list[VendorProtocol]:
@@ -345,6 +347,14 @@ class GatewaySimulator:
                 "extra": extras,
             }
         )
+
+    def demo_connection_json(self, vendor: str, **extra: Any) -> str:
+        """``connection_json`` as a configured account has it: with the account's text signature in the ``sign``
+        extra, so that example DAGs pass only the text and run alike on every vendor (cloud_mas already has
+        its signature code there)."""
+        account = self.gateway.account(vendor)
+        signature = {} if "sign" in account.extra else {"sign": DEMO_SIGNATURE}
+        return self.connection_json(vendor, **{**signature, **extra})
 
     def admin(self, request: SimRequest) -> SimResponse:
         """``/_sim/`` endpoints: state, ledger, reset, config, faults, tokens, inbound, balance, push-config, push.
