@@ -349,7 +349,7 @@ def test_balance_threshold_and_target(sim: GatewaySimulator, monkeypatch: pytest
     with sqlite3.connect(target) as db:
         amounts = [Decimal(r[0]) for r in db.execute("SELECT amount FROM balances ORDER BY taken_at")]
     assert amounts[-1] == Decimal("3.5") and len(amounts) == 2
-    with pytest.raises(AirflowSkipException, match="cloud_mas has no balance"):
+    with pytest.raises(AirflowSkipException, match="the cloud_mas gateway has no balance queries API"):
         SmsBalanceOperator(task_id="b", sms_conn_id="sms_cloud_mas").execute(task_context())
 
 
