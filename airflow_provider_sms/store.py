@@ -38,12 +38,13 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from operator import itemgetter
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -1757,8 +1758,8 @@ class SmsStore:
                 [(d, f, fetched_at, k) for k, (d, f) in deltas.items() if d or f],
             )
             self._close_journal(cur, journal_id)
-        for row in rows:
-            statuses[row[3]] = statuses.get(row[3], 0) + 1
+        for status, count in Counter(map(itemgetter(3), rows)).items():  # counted in C: a row per report
+            statuses[status] = statuses.get(status, 0) + count
         return inserted, updated, unchanged
 
     def _report_rows(

@@ -1119,6 +1119,10 @@ class SmsHook(BaseHook):
         its Python repr (``"{'a': 1}"``, ``"True"``), not anything the vendor meant. An optional field that
         is missing or empty (null, ``""``, 0) is ``""``, as the parsers' ``str(x or "")`` always read it.
         """
+        if type(data) is dict:  # the usual record: a plain string needs no more checking (runs per field)
+            value = data.get(name)
+            if type(value) is str:
+                return value
         if required:
             value = self.field(data, name, operation)
         else:
