@@ -1564,38 +1564,34 @@ class SmsStore:
 
     def journal(self, records: Sequence[Any], *, conn_id: str, vendor: str, kind: str, source: str) -> int:
         """Commit a page of records (a push, decoded) before anything parses them; returns its id."""
-        return self._journal(conn_id, vendor, kind, source, json.dumps(list(records), default=str), None)
+        [entry] = self._journal(conn_id, vendor, kind, source, [(json.dumps(list(records), default=str), None)])
+        return entry
 
     def journal_pages(self, pages: Sequence[Sequence[Any]], *, conn_id: str, vendor: str, kind: str) -> list[int]:
         """Commit several pushed pages in one transaction (pushes that arrived together); their ids."""
-        now, ids = _now(), []
-        with self._transaction(write=True) as cur:  # the dialect is known once connected
-            sqlite = self._dialect.name == "sqlite"
-            insert = self._sql(
-                "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at, body) "
-                "VALUES (?, ?, ?, 'push', ?, ?, NULL)" + ("" if sqlite else " RETURNING id")
-            )
-            for records in pages:
-                cur.execute(insert, (conn_id, vendor, kind, json.dumps(list(records), default=str), now))
-                ids.append(int(cur.lastrowid) if sqlite else int(cur.fetchone()[0]))
-        return ids
+        rows = [(json.dumps(list(records), default=str), None) for records in pages]
+        return self._journal(conn_id, vendor, kind, "push", rows)
 
     def journal_reply(self, body: bytes, *, conn_id: str, vendor: str, kind: str) -> int:
         """Commit a pulled reply as the bytes that came, before anything decodes it; returns its id."""
-        return self._journal(conn_id, vendor, kind, "pull", "", body)
+        [entry] = self._journal(conn_id, vendor, kind, "pull", [("", body)])
+        return entry
 
-    def _journal(self, conn_id: str, vendor: str, kind: str, source: str, records: str, body: bytes | None) -> int:
-        insert = (
-            "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)"
-        )
-        values = (conn_id, vendor, kind, source, records, _now(), body)
-        with self._transaction(write=True) as cur:
-            if self._dialect.name == "sqlite":  # no RETURNING before SQLite 3.35
-                cur.execute(self._sql(insert), values)
-                return int(cur.lastrowid)
-            cur.execute(self._sql(insert + " RETURNING id"), values)
-            return int(cur.fetchone()[0])
+    def _journal(
+        self, conn_id: str, vendor: str, kind: str, source: str, pages: Sequence[tuple[str, bytes | None]]
+    ) -> list[int]:
+        """Insert journal rows ``(records, body)`` in one commit; their ids, in order."""
+        now, ids = _now(), []
+        with self._transaction(write=True) as cur:  # the dialect is known once connected
+            sqlite = self._dialect.name == "sqlite"  # no RETURNING before SQLite 3.35
+            insert = self._sql(
+                "INSERT INTO {p}journal (conn_id, vendor, kind, source, records, fetched_at, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)" + ("" if sqlite else " RETURNING id")
+            )
+            for records, body in pages:
+                cur.execute(insert, (conn_id, vendor, kind, source, records, now, body))
+                ids.append(int(cur.lastrowid) if sqlite else int(cur.fetchone()[0]))
+        return ids
 
     def open_journal(self, conn_id: str, kind: str, *, older_than: float | None = None) -> list[JournalEntry]:
         """Pages journaled but never stored (a crash came between, or their pull failed), oldest first.

@@ -170,15 +170,13 @@ class _Stores:
 
     def group(self, store: SmsStore, conn_id: str, kind: str) -> _GroupCommit:
         """The group commit of pushes to ``store`` for one account and kind."""
-        key = (store.store_conn_id, store.table_prefix, store.path, conn_id, kind)
         with self._lock:
-            return self._groups.setdefault(key, _GroupCommit())
+            return self._groups.setdefault(_account_key(store, conn_id, kind), _GroupCommit())
 
     def sweep_due(self, store: SmsStore, conn_id: str, kind: str) -> bool:
         """Whether this process should look for pages a crash left in ``store``'s journal now: once per
         ``SWEEP_EVERY`` seconds per account and kind, not on every push."""
-        key = (store.store_conn_id, store.table_prefix, store.path, conn_id, kind)
-        now = time.monotonic()
+        key, now = _account_key(store, conn_id, kind), time.monotonic()
         with self._lock:
             if now - self._swept.get(key, -SWEEP_EVERY) < SWEEP_EVERY:
                 return False
@@ -311,6 +309,11 @@ class _Connections:
             with self._lock:
                 self._found[conn_id] = (time.monotonic(), conn, extras)
         return conn, extras
+
+
+def _account_key(store: SmsStore, conn_id: str, kind: str) -> tuple[str | None, str, str | None, str, str]:
+    """One account's records of one kind in one store: what sweeps and group commits are kept per."""
+    return (store.store_conn_id, store.table_prefix, store.path, conn_id, kind)
 
 
 def _close_quietly(store: SmsStore) -> None:
