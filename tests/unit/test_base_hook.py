@@ -11,7 +11,6 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
@@ -56,15 +55,6 @@ MOBILES = ["13800138000", "13900139000"]
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_caches() -> Iterator[None]:
-    TOKEN_CACHE.clear()
-    PROCESS_SLOTS.clear()
-    yield
-    TOKEN_CACHE.clear()
-    PROCESS_SLOTS.clear()
 
 
 def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str = CONN_ID, **fields: Any) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,6 @@ from airflow_provider_sms.hooks.base import (
     DEFAULT_REPORT_DEADLINE_HOURS,
     DEFAULT_RETRIES,
     DEFAULT_RETRY_WAIT,
-    PROCESS_SLOTS,
-    TOKEN_CACHE,
     SmsHook,
 )
 from airflow_provider_sms.provider_info import CONNECTION_TYPES
@@ -35,15 +32,6 @@ FORMS: dict[str, dict[str, Any]] = {entry["connection-type"]: entry for entry in
 CONN_TYPES = sorted(FORMS)
 #: extras the hooks cannot do without; the null test sets them to a value
 REQUIRED_EXTRAS: dict[str, dict[str, str]] = {"sms_cloud_mas": {"ec_name": "Acme"}}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_caches() -> Iterator[None]:
-    TOKEN_CACHE.clear()
-    PROCESS_SLOTS.clear()
-    yield
-    TOKEN_CACHE.clear()
-    PROCESS_SLOTS.clear()
 
 
 # ------------------------------------------------------------------------------ what the UI renders

@@ -25,7 +25,7 @@ from airflow_provider_sms.errors import (
     SmsVendorError,
 )
 from airflow_provider_sms.hooks import cloud_mas
-from airflow_provider_sms.hooks.base import PROCESS_SLOTS, retry_after_seconds
+from airflow_provider_sms.hooks.base import retry_after_seconds
 from airflow_provider_sms.hooks.cloud_mas import RSPCOD_MEANINGS, CloudMasHook
 
 BASE = "https://mas.example.com:28888"
@@ -63,7 +63,6 @@ def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str = CONN_ID, **override
 @pytest.fixture(autouse=True)
 def _fast_pulls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(CloudMasHook, "pull_interval", 0.0)
-    PROCESS_SLOTS.clear()
 
 
 @pytest.fixture

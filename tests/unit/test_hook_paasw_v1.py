@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -39,13 +38,6 @@ CONN_ID = "paasw_v1_test"
 MOBILE_A, MOBILE_B = "13651688564", "13568988547"
 TOKEN_OK = {"code": "10000", "message": "操作成功", "token": TOKEN, "expires_in": 7200}
 FORM = "application/x-www-form-urlencoded"
-
-
-@pytest.fixture(autouse=True)
-def _clean_token_cache() -> Iterator[None]:
-    TOKEN_CACHE.clear()
-    yield
-    TOKEN_CACHE.clear()
 
 
 def _connect(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:

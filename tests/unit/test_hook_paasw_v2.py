@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -20,7 +19,6 @@ from airflow_provider_sms.errors import (
     SmsResponseError,
     SmsVendorError,
 )
-from airflow_provider_sms.hooks.base import PROCESS_SLOTS, TOKEN_CACHE
 from airflow_provider_sms.hooks.paasw_v2 import PaaswV2Hook
 from airflow_provider_sms.records import DELIVERED, FAILED, DeliveryReport, InboundMessage
 
@@ -43,15 +41,6 @@ PATHS = {
     "deliver": ("/message/deliver", "/message/deliver"),
     "mo": ("/message/mo", "/message/mo"),
 }
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_caches() -> Iterator[None]:
-    TOKEN_CACHE.clear()
-    PROCESS_SLOTS.clear()
-    yield
-    TOKEN_CACHE.clear()
-    PROCESS_SLOTS.clear()
 
 
 def set_conn(monkeypatch: pytest.MonkeyPatch, fmt: str = "json", **extra: Any) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -18,7 +17,7 @@ import requests_mock as rm
 
 from airflow_provider_sms.errors import SmsInvalidRequestError, SmsResponseError
 from airflow_provider_sms.hooks import get_sms_hook
-from airflow_provider_sms.hooks.base import PROCESS_SLOTS, SCHEDULE_SKEW, TOKEN_CACHE, SmsHook
+from airflow_provider_sms.hooks.base import SCHEDULE_SKEW, SmsHook
 from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
 
 #: per vendor: connection fields and a number it takes
@@ -37,15 +36,6 @@ CONNECTIONS: dict[str, tuple[dict[str, Any], str]] = {
 }
 VENDORS = sorted(CONNECTIONS)
 INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"]
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process_caches() -> Iterator[None]:
-    TOKEN_CACHE.clear()
-    PROCESS_SLOTS.clear()
-    yield
-    TOKEN_CACHE.clear()
-    PROCESS_SLOTS.clear()
 
 
 def hook_for(vendor: str, monkeypatch: pytest.MonkeyPatch) -> tuple[SmsHook, str]:
