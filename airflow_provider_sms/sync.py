@@ -275,8 +275,7 @@ def _drain(hook: SmsHook, store: SmsStore, kind: str, max_pulls: int) -> PullRes
             len(leftover),
             kind,
         )
-    for entry in leftover:
-        result.add(process_entry(hook, store, kind, entry))
+    _store_entries(hook, store, kind, leftover, result)
     kept: list[int] = []
 
     def keep(body: bytes) -> None:
@@ -288,14 +287,12 @@ def _drain(hook: SmsHook, store: SmsStore, kind: str, max_pulls: int) -> PullRes
             items = hook.pull_records(kind, keep=keep)
         except Exception:
             if kept:  # replies came, and then something failed: none of them is lost
-                for entry in store.open_journal(hook.sms_conn_id, kind):
-                    result.add(process_entry(hook, store, kind, entry))
+                _store_entries(hook, store, kind, store.open_journal(hook.sms_conn_id, kind), result)
             raise
         result.pulls += 1
         if len(kept) > 1:  # earlier replies of this pull were retried (not JSON) or refused (a stale token)
-            for entry in store.open_journal(hook.sms_conn_id, kind):
-                if entry.id != kept[-1]:
-                    result.add(process_entry(hook, store, kind, entry))
+            earlier = [e for e in store.open_journal(hook.sms_conn_id, kind) if e.id != kept[-1]]
+            _store_entries(hook, store, kind, earlier, result)
         if not kept:
             raise RuntimeError(f"{hook.vendor}: a {kind} pull returned without a reply to journal")
         result.add(process_journaled(hook, store, kind, items, kept[-1]))
@@ -303,6 +300,13 @@ def _drain(hook: SmsHook, store: SmsStore, kind: str, max_pulls: int) -> PullRes
             break
         log.info("%s: pulled %d %s records (%d so far)", hook.vendor, len(items), kind, result.fetched)
     return result
+
+
+def _store_entries(
+    hook: SmsHook, store: SmsStore, kind: str, entries: Sequence[JournalEntry], result: PullResult
+) -> None:
+    for entry in entries:
+        result.add(process_entry(hook, store, kind, entry))
 
 
 def process_entry(hook: SmsHook, store: SmsStore, kind: str, entry: JournalEntry) -> StoredPage:
