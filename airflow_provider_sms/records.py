@@ -209,3 +209,20 @@ class StoredPlan:
     opted_out: int
     requests: tuple[PlanRequest, ...]
     report_seq: int = 0
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    """What storing a batch of records did, per input record: newly stored, changed a stored row, or
+    left it as it was."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    #: reports only: how many stored reports took each status (inserted or changed), for the metrics;
+    #: not part of equality, which compares what became of the input records
+    statuses: Mapping[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged

@@ -174,7 +174,7 @@ class _QueueSyncOperator(_StoreOperator):
                 pulled.updated,
             )
             watermark = self._watermark(self.feature)
-            pages = self.stored_pages(store, hook.vendor, store.get_watermark(watermark))
+            pages = self.stored_pages(store, hook.vendor, store.get_watermark(watermark) or 0)
             copied, sample = self._copy_new_rows(store, pages, self.columns, self.key, watermark)
         result: dict[str, Any] = {
             "conn_id": self.sms_conn_id,
@@ -244,6 +244,7 @@ class SmsBalanceOperator(_StoreOperator):
 
         from airflow_provider_sms import metrics
         from airflow_provider_sms.errors import SmsError
+        from airflow_provider_sms.store.database import utc_text
         from airflow_provider_sms.warehouse import upsert_rows
 
         hook = self._hook_for("balance")
@@ -254,7 +255,7 @@ class SmsBalanceOperator(_StoreOperator):
         row = {
             "conn_id": self.sms_conn_id,
             "vendor": balance.vendor,
-            "taken_at": taken_at.isoformat(),
+            "taken_at": utc_text(taken_at),  # the store's fixed-width time text
             "amount": str(balance.amount),
             "currency": balance.currency,
         }

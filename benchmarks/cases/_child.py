@@ -106,7 +106,7 @@ def store_target(postgres_uri: str | None) -> Iterator[StoreTarget]:
             yield target
         finally:
             with target.open() as store:
-                conn = store._connection()
+                conn = store.database.connection()
                 cur = conn.cursor()
                 for statement in drop_statements(target.prefix):
                     cur.execute(statement)

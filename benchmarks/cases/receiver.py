@@ -179,7 +179,7 @@ def child_store(params: dict[str, Any]) -> dict[str, Any]:
             store.dialect  # noqa: B018  (creates the tables)
             create_table(connect, table)
             return {"prepared": prefix}
-        conn = store._connection()
+        conn = store.database.connection()
         cur = conn.cursor()
         if action == "drop":
             for statement in [*drop_statements(prefix), f"DROP TABLE IF EXISTS {table}"]:

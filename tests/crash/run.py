@@ -146,7 +146,7 @@ def _install_crash(point: str, nth: int) -> None:
 
 def _kill_inside_commit(store: Any) -> None:
     """Make the store's next commit SIGKILL this process while it runs (a timer of under a millisecond)."""
-    connection = store._connection()
+    connection = store.database.connection()
 
     class Dying:
         def __getattr__(self, name: str) -> Any:
@@ -158,7 +158,8 @@ def _kill_inside_commit(store: Any) -> None:
             time.sleep(0.05)  # the commit is done: the kill lands before anything else happens
             _die()
 
-    store._conn = Dying()
+    dying = Dying()
+    store.database.connection = lambda: dying  # every later transaction commits through it
 
 
 def _in_child(env: dict[str, str], out: Path, work: Callable[[], tuple[int, dict[str, Any]]]) -> None:

@@ -196,7 +196,7 @@ def test_keyword_filter(sim: GatewaySimulator, store_args: dict[str, Any]) -> No
     asyncio.run(resumed())
     with open_store(store_args) as store:
         last = max(r["seq"] for page in store.iter_inbound() for r in page)
-        assert store.find_watermark(trigger(store_args, **kwargs).position_key) == last
+        assert store.get_watermark(trigger(store_args, **kwargs).position_key) == last
 
 
 def test_a_failing_vendor_is_retried_and_pushes_still_fire(
@@ -269,7 +269,7 @@ def test_position_kept_in_the_asset_state_store(sim: GatewaySimulator, store_arg
     assert asyncio.run(run(first, 3)) == ["m0", "m1", "m2"]
     with open_store(store_args) as store:
         seqs = [r["seq"] for page in store.iter_inbound() for r in page]
-        assert state.values[key] == store.find_watermark(key) == seqs[-1]
+        assert state.values[key] == store.get_watermark(key) == seqs[-1]
         # the SMS store's copy lags (a crash between the two writes): the larger position wins
         store.set_watermark(key, seqs[0])
     push(store_args, "13800000005", "m5")

@@ -343,6 +343,9 @@ def test_balance_threshold_and_target(sim: GatewaySimulator, monkeypatch: pytest
     )
     row = op.execute(task_context())
     assert row["currency"] == "CNY"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", row["taken_at"]), (
+        "the store's fixed-width time"
+    )
     sim.gateway.balances["intl"] = Decimal("3.50")
     with pytest.raises(SmsError, match="below the minimum 10"):
         op.execute(task_context())

@@ -35,7 +35,6 @@ from airflow_provider_sms.errors import SmsConfigurationError
 from airflow_provider_sms.numbers import mask_matches
 from airflow_provider_sms.records import Balance, DeliveryReport, InboundMessage, SendReceipt
 from airflow_provider_sms.store import (
-    _SCHEMA,
     SCHEMA_VERSION,
     TABLES,
     BatchProgress,
@@ -43,11 +42,11 @@ from airflow_provider_sms.store import (
     SaveResult,
     SmsStore,
     TaskIdentity,
-    _json,
-    _ts,
     drop_statements,
     report_replaces,
 )
+from airflow_provider_sms.store.database import json_text, utc_text
+from airflow_provider_sms.store.schema import CREATE_STATEMENTS
 
 pytestmark = pytest.mark.integration
 
@@ -244,7 +243,7 @@ def progress(store: SmsStore, key: str) -> tuple[int, int, int]:
 def test_backend_uses_the_intended_driver(backend: Backend) -> None:
     store = backend.open()
     assert store.dialect == ("sqlite" if backend.name == "sqlite" else "postgresql")
-    driver = type(store._conn).__module__.split(".")[0]
+    driver = store.database.driver
     assert driver == {"sqlite": "sqlite3", "postgres": "psycopg", "postgres-psycopg2": "psycopg2"}[backend.name]
 
 
@@ -282,9 +281,10 @@ _V1_SENT_MESSAGES = """CREATE TABLE {p}sent_messages (
 
 def test_a_version_1_store_is_upgraded_in_place_keeping_every_send(backend: Backend) -> None:
     serial = "INTEGER PRIMARY KEY" if backend.name == "sqlite" else "BIGSERIAL PRIMARY KEY"
-    for ddl in _SCHEMA:
-        if any(name in ddl for name in ("send_plans", "requests_plan", "plan_numbers", "quarantine", "journal")):
-            continue  # schema 3 and later
+    for ddl in CREATE_STATEMENTS:
+        later = ("send_plans", "requests_plan", "plan_numbers", "quarantine", "journal", "slots", "notifications")
+        if any(name in ddl for name in later):
+            continue  # schema 3 and later (notifications came after version 1 shipped)
         v1_ddl = _V1_REQUESTS if ddl.startswith("CREATE TABLE IF NOT EXISTS {p}requests (") else ddl
         backend.query(v1_ddl.replace("{serial_pk}", serial))
     backend.query(_V1_SENT_MESSAGES)
@@ -324,7 +324,9 @@ def test_a_version_1_store_is_upgraded_in_place_keeping_every_send(backend: Back
     store.save_reports([report("B1", numbers(3)[1], "failed")])
     assert progress(store, "k1") == (3, 1, 1)
     backend.assert_counters_exact()
-    assert backend.open().accepted_requests(["k1"])["k1"].total == 3  # a second open finds version 2
+    assert backend.open().accepted_requests(["k1"])["k1"].total == 3  # a second open finds the new version
+    assert store.claim_quiet_period("k", 60) is True  # the notifier's table came with the upgrade
+    assert store.claim_quiet_period("k", 60) is False
 
 
 def test_a_version_3_store_keeps_its_journaled_pages_and_journals_replies_as_bytes_after_the_upgrade(
@@ -512,7 +514,7 @@ def test_counters_stay_exact_under_random_repeats(backend: Backend, store: SmsSt
     for (batch_id, mobile), final in expected.items():
         row = backend.report_row(batch_id, mobile)
         assert row is not None
-        assert (row["status"], row["reported_at"]) == (final.status, _ts(final.reported_at)), (
+        assert (row["status"], row["reported_at"]) == (final.status, utc_text(final.reported_at)), (
             batch_id,
             mobile,
         )
@@ -693,14 +695,14 @@ def test_iter_reports_picks_up_new_and_updated_rows_by_seq(backend: Backend, sto
         + [report("B3", "13900000000", "failed")],  # new
         conn_id="c1",
     )
-    fresh = [row for page in store.iter_reports(since_id=last) for row in page]
+    fresh = [row for page in store.iter_reports(since_seq=last) for row in page]
     assert sorted((r["batch_id"], r["mobile"], r["status"]) for r in fresh) == sorted(
         [("B1", m, "delivered") for m in mobiles[:3]] + [("B3", "13900000000", "failed")]
     )
     assert all(r["seq"] > last for r in fresh)
     assert [r["seq"] for r in fresh] == sorted(r["seq"] for r in fresh)
     assert [r for page in store.iter_reports(since_seq=last) for r in page] == fresh
-    assert list(store.iter_reports(since_id=max(r["seq"] for r in fresh))) == []
+    assert list(store.iter_reports(since_seq=max(r["seq"] for r in fresh))) == []
 
     intl = [r for page in store.iter_reports(vendor="intl") for r in page]
     assert {r["mobile"] for r in intl} == set(mobiles[10:])
@@ -709,7 +711,7 @@ def test_iter_reports_picks_up_new_and_updated_rows_by_seq(backend: Backend, sto
 
 
 def test_watermarks(store: SmsStore) -> None:
-    assert store.get_watermark("reports:sms_x:xcom") == 0
+    assert store.get_watermark("reports:sms_x:xcom") is None
     store.set_watermark("reports:sms_x:xcom", 42)
     store.set_watermark("inbound:sms_x:xcom", 7)
     store.set_watermark("reports:sms_x:xcom", 50)
@@ -1006,7 +1008,7 @@ def test_mask_resolver_matches_like_mask_matches() -> None:
     ],
 )
 def test_json_is_json_dumps_with_default_str(value: dict[str, Any]) -> None:
-    assert _json(value) == json.dumps(value, default=str, ensure_ascii=False)
+    assert json_text(value) == json.dumps(value, default=str, ensure_ascii=False)
 
 
 def test_times_are_fixed_width_utc_text_in_time_order() -> None:
@@ -1016,14 +1018,14 @@ def test_times_are_fixed_width_utc_text_in_time_order() -> None:
         datetime(2024, 5, 1, 16, 0, 0, 1, tzinfo=plus8),
         datetime(2024, 5, 1, 8, 0, 1, tzinfo=timezone.utc),
     ]
-    texts = [_ts(t) for t in times]
+    texts = [utc_text(t) for t in times]
     assert texts[0] == "2024-05-01T08:00:00.000000+00:00"
     assert texts[1] == "2024-05-01T08:00:00.000001+00:00"
     assert len({len(t) for t in texts if t}) == 1
     assert sorted(texts) == texts  # type: ignore[type-var]
-    assert _ts(None) is None
+    assert utc_text(None) is None
     with pytest.raises(ValueError, match="naive"):
-        _ts(datetime(2024, 5, 1))
+        utc_text(datetime(2024, 5, 1))
 
 
 def test_task_identity_from_context() -> None:

@@ -1,0 +1,451 @@
+"""Database plumbing for the message store: one connection, its dialect, transactions and batch writes.
+
+The store runs on an embedded SQLite file or on an Airflow ``common.sql`` connection (SQLite or
+PostgreSQL). Everything that differs between the two lives in a :class:`Dialect`, as in common.sql;
+the data modules write SQL once, with ``?`` for a value, ``{a}`` for an array value (PostgreSQL),
+``{p}`` for the table prefix. This module knows no table but the counters' and no data kind.
+
+Also here: the store's value conventions (times as fixed-width UTC text, JSON as text).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import json.encoder
+import logging
+import os
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Final, TypeVar
+
+from airflow_provider_sms.errors import SmsConfigurationError
+
+log = logging.getLogger(__name__)
+
+#: rows per transaction of the store's page-wise writes, and per page of its reads
+PAGE_SIZE: Final = 5000
+_IN_CHUNK = 500  # values per IN (...) list: under the 999 bound variables of SQLite builds before 3.32
+_BUSY_TIMEOUT_S = 60.0
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between SQLite and PostgreSQL for the store."""
+
+    name: str
+    param: str  # DB-API placeholder; SQL is written with "?"
+    serial_pk: str  # auto-numbered integer primary key
+    blob: str  # bytes as they came
+    begin_write: str | None  # opens a write transaction holding the write lock (None: the driver opens one)
+    begin_read: str | None
+    lock_row: str  # appended to a SELECT of one row to lock it until commit
+    schema_lock: str | None  # serialises schema changes between processes
+    array_params: bool  # bind a page's columns as arrays and unnest() them, instead of a row per statement
+    returning: bool  # INSERT ... RETURNING (SQLite has it from 3.35 only, so the store does not rely on it)
+
+
+SQLITE: Final = Dialect(
+    name="sqlite",
+    param="?",
+    serial_pk="INTEGER PRIMARY KEY",
+    blob="BLOB",
+    begin_write="BEGIN IMMEDIATE",
+    begin_read="BEGIN",
+    lock_row="",  # BEGIN IMMEDIATE already holds the database's single write lock
+    schema_lock=None,
+    array_params=False,
+    returning=False,
+)
+POSTGRES: Final = Dialect(
+    name="postgresql",
+    param="%s",
+    serial_pk="BIGSERIAL PRIMARY KEY",
+    blob="BYTEA",
+    begin_write=None,
+    begin_read=None,
+    lock_row=" FOR UPDATE",
+    schema_lock="SELECT pg_advisory_xact_lock(?)",
+    array_params=True,
+    returning=True,
+)
+
+
+class Database:
+    """One connection to the store's database, opened on first use and serialised by a lock.
+
+    :param setup: run once on every new connection (the schema module creates or upgrades tables).
+    :param array_types: PostgreSQL type of a column bound as an array in :meth:`insert_many` (default text).
+    """
+
+    def __init__(
+        self,
+        store_conn_id: str | None,
+        *,
+        table_prefix: str,
+        path: str | None,
+        setup: Callable[[Database], None],
+        array_types: Mapping[str, str],
+    ) -> None:
+        self.store_conn_id = store_conn_id
+        self.table_prefix = table_prefix
+        if store_conn_id is None:
+            home = os.environ.get("AIRFLOW_HOME") or os.path.join("~", "airflow")
+            path = path or os.path.join(os.path.expanduser(home), "sms_store.db")
+        self.path = path
+        self._setup = setup
+        self._array_types = dict(array_types)
+        self._conn: Any = None
+        self._dialect = SQLITE
+        self._psycopg2 = False
+        self._array_param = "%s"  # placeholder for an array parameter: binary ("%b") with psycopg 3
+        self._lock = threading.RLock()
+
+    @property
+    def dialect(self) -> Dialect:
+        """The dialect of the database (connects if not yet connected)."""
+        with self._lock:
+            self.connection()
+            return self._dialect
+
+    @property
+    def driver(self) -> str:
+        """The DB-API module of the open connection (``sqlite3``, ``psycopg`` or ``psycopg2``)."""
+        return type(self.connection()).__module__.split(".")[0]
+
+    def describe(self) -> str:
+        """Where the tables are, for messages."""
+        return f"connection {self.store_conn_id!r}" if self.store_conn_id else f"file {self.path}"
+
+    def connection(self) -> Any:
+        """The open DB-API connection, opened (and set up) on first use."""
+        with self._lock:
+            if self._conn is None:
+                conn = self._open_embedded() if self.store_conn_id is None else self._open_hook(self.store_conn_id)
+                self._conn = conn
+                try:
+                    self._setup(self)
+                except BaseException:
+                    self._conn = None
+                    conn.close()
+                    raise
+            return self._conn
+
+    def close(self) -> None:
+        """Close the connection; the next call opens a new one."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    def _open_embedded(self) -> sqlite3.Connection:
+        assert self.path is not None
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=_BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=self.path.startswith("file:"),
+        )
+        self._setup_sqlite(conn, embedded=True)
+        return conn
+
+    def _setup_sqlite(self, conn: sqlite3.Connection, *, embedded: bool) -> None:
+        # Explicit BEGIN IMMEDIATE for writes: a deferred transaction that reads and then writes
+        # can fail at once with "database is locked" instead of waiting out the busy timeout.
+        conn.isolation_level = None
+        conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        if embedded:
+            # WAL lets task processes read while one writes; NORMAL sync is safe with WAL
+            # (a power cut can lose the last commits, never corrupt the file).
+            _enable_wal(conn)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -32768")
+        self._dialect = SQLITE
+        self._psycopg2 = False
+
+    def _open_hook(self, conn_id: str) -> Any:
+        from airflow.providers.common.sql.hooks.sql import DbApiHook
+        from airflow.sdk import BaseHook
+
+        try:
+            hook = BaseHook.get_hook(conn_id)
+        except Exception as err:
+            raise SmsConfigurationError(f"SMS store connection {conn_id!r} cannot be used: {err}") from err
+        if not isinstance(hook, DbApiHook):
+            raise SmsConfigurationError(
+                f"SMS store connection {conn_id!r} has type {getattr(hook, 'conn_type', '?')!r}, whose hook "
+                "is not a common.sql DbApiHook; use a SQLite or PostgreSQL connection"
+            )
+        conn_type = str(getattr(hook, "conn_type", "") or "")
+        try:
+            dialect_name = str(hook.dialect_name or "")
+        except Exception:
+            dialect_name = ""
+        kind = f"{conn_type} {dialect_name}".lower()
+        if "sqlite" not in kind and "postgres" not in kind:
+            raise SmsConfigurationError(
+                f"SMS store connection {conn_id!r} has type {conn_type!r}; "
+                "the SMS store supports SQLite and PostgreSQL connections only"
+            )
+        conn = hook.get_conn()
+        if isinstance(conn, sqlite3.Connection):
+            self._setup_sqlite(conn, embedded=False)
+            return conn
+        if "postgres" not in kind:
+            conn.close()
+            raise SmsConfigurationError(
+                f"SMS store connection {conn_id!r} ({conn_type!r}) did not give a SQLite connection"
+            )
+        self._dialect = POSTGRES
+        driver = type(conn).__module__.split(".")[0]
+        self._psycopg2 = driver == "psycopg2"
+        self._array_param = "%b" if driver == "psycopg" else "%s"
+        # Plain tuple rows, whatever cursor the connection's extras ask for.
+        if self._psycopg2:
+            import psycopg2.extensions
+
+            conn.cursor_factory = psycopg2.extensions.cursor
+        elif driver == "psycopg":
+            from psycopg.rows import tuple_row
+
+            conn.row_factory = tuple_row
+        if getattr(conn, "autocommit", False):
+            conn.autocommit = False
+        return conn
+
+    def sql(self, sql: str) -> str:
+        """Fill in the table prefix, and the placeholders: ``?`` a value, ``{a}`` an array (PostgreSQL)."""
+        text = (
+            sql.replace("{p}", self.table_prefix)
+            .replace("{serial_pk}", self._dialect.serial_pk)
+            .replace("{blob}", self._dialect.blob)
+        )
+        if self._dialect.param != "?":
+            text = text.replace("?", self._dialect.param)
+        return text.replace("{a}", self._array_param)
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Any]:
+        """A cursor in one transaction, committed on success and rolled back on any error."""
+        with self._lock:
+            conn = self.connection()
+            cur = conn.cursor()
+            try:
+                begin = self._dialect.begin_write if write else self._dialect.begin_read
+                if begin:
+                    cur.execute(begin)
+                yield cur
+                conn.commit()
+            except BaseException:
+                try:
+                    conn.rollback()
+                except Exception:
+                    log.warning("SMS store: rollback failed", exc_info=True)
+                raise
+            finally:
+                cur.close()
+
+    def lock_schema(self, cur: Any) -> None:
+        """Serialise schema changes of this table prefix between processes, until commit."""
+        if self._dialect.schema_lock:
+            cur.execute(self.sql(self._dialect.schema_lock), (zlib.crc32(self.table_prefix.encode()),))
+
+    def insert_many(
+        self, cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], suffix: str = ""
+    ) -> None:
+        """INSERT many rows in the current transaction, with the driver's fastest batch call."""
+        if not rows:
+            return
+        head = f"INSERT INTO {self.table_prefix}{table} ({', '.join(columns)}) VALUES "
+        tail = " " + self.sql(suffix) if suffix else ""
+        if self._psycopg2:
+            from psycopg2.extras import execute_values
+
+            execute_values(cur, head + "%s" + tail, rows, page_size=1000)
+        elif self._dialect.array_params:
+            # psycopg 3 and other PostgreSQL drivers: one statement per page, each column one array
+            # parameter, costs far less per row than executemany's statement per row.
+            arrays = ", ".join(f"{{a}}::{self._array_types.get(c, 'text')}[]" for c in columns)
+            select = f"SELECT * FROM unnest({arrays})"
+            cur.execute(head[: -len("VALUES ")] + self.sql(select) + tail, [list(c) for c in zip(*rows, strict=True)])
+        else:
+            cur.executemany(head + "(" + ", ".join([self._dialect.param] * len(columns)) + ")" + tail, rows)
+
+    def execute_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``sql`` once per row of parameters, batched where the driver can."""
+        if not rows:
+            return
+        if self._psycopg2:
+            from psycopg2.extras import execute_batch
+
+            execute_batch(cur, self.sql(sql), rows, page_size=500)
+        else:
+            cur.executemany(self.sql(sql), rows)
+
+    def select_in(
+        self, cur: Any, sql: str, head_params: Sequence[Any], values: Sequence[Any]
+    ) -> Iterator[tuple[Any, ...]]:
+        """Run ``sql`` (with one ``IN ({in})``) per chunk of ``values``, yielding all rows."""
+        for chunk in chunks(values, _IN_CHUNK):
+            cur.execute(self.sql(sql.replace("{in}", ", ".join("?" * len(chunk)))), (*head_params, *chunk))
+            yield from cur.fetchall()
+
+    def insert_returning_ids(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """INSERT one row per parameter set (``sql`` without RETURNING); the new rows' ids, in order."""
+        returning = self._dialect.returning
+        statement = self.sql(sql + (" RETURNING id" if returning else ""))
+        ids = []
+        for row in rows:
+            cur.execute(statement, row)
+            ids.append(int(cur.fetchone()[0]) if returning else int(cur.lastrowid))
+        return ids
+
+    def read_counter(self, cur: Any, name: str, *, lock: bool = False) -> int:
+        """A counter's value; ``lock``: hold its row to commit, so writers of one kind go one at a time."""
+        cur.execute(
+            self.sql("SELECT value FROM {p}counters WHERE name = ?" + (self._dialect.lock_row if lock else "")),
+            (name,),
+        )
+        return int(cur.fetchone()[0])
+
+    def set_counter(self, cur: Any, name: str, value: int) -> None:
+        cur.execute(self.sql("UPDATE {p}counters SET value = ? WHERE name = ?"), (value, name))
+
+    def rows_after(
+        self, table: str, columns: Sequence[str], filters: Mapping[str, str | None], since: int, page_size: int
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of ``table``'s rows with ``seq > since``, in seq order, each row a dict by column name."""
+        page_size = max(1, int(page_size))
+        wanted = [(name, value) for name, value in filters.items() if value is not None]
+        where = "".join(f" AND {name} = ?" for name, _ in wanted)
+        sql = f"SELECT {', '.join(columns)} FROM {{p}}{table} WHERE seq > ?{where} ORDER BY seq LIMIT ?"
+        last = int(since)
+        while True:
+            with self.transaction(write=False) as cur:
+                cur.execute(self.sql(sql), (last, *(value for _, value in wanted), page_size))
+                rows = cur.fetchall()
+            if not rows:
+                return
+            page = [dict(zip(columns, row, strict=True)) for row in rows]
+            last = int(page[-1]["seq"])
+            yield page
+            if len(rows) < page_size:
+                return
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting for other processes as long as a busy timeout would.
+
+    The switch needs the database to itself, and SQLite answers "database is locked" at once
+    instead of calling the busy handler while another connection is creating the tables.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+    if str(mode).lower() != "wal":
+        log.debug("SMS store: SQLite journal mode is %s, not WAL", mode)
+
+
+# ------------------------------------------------------------------------------------ value conventions
+
+
+def utc_text(value: datetime | None) -> str | None:
+    """A time as the store keeps it: fixed-width ISO-8601 UTC text, so text order is time order."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given to the SMS store: use a UTC-aware time")
+    if value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return value.isoformat(timespec="microseconds")
+
+
+def now_text() -> str:
+    """The current time as the store keeps times."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def as_bytes(value: Any) -> bytes | None:
+    """A BLOB/BYTEA as bytes: drivers hand out bytes or memoryview."""
+    return None if value is None else bytes(value)
+
+
+def _json_encoder() -> Callable[[Any], str]:
+    """``json.dumps(value, default=str, ensure_ascii=False)``, without building an encoder per call.
+
+    A million reports each carry a ``raw`` dict, and json.dumps with keyword arguments builds a new
+    JSONEncoder every time; CPython's C encoder, built once, does the same work in about half the time.
+    """
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # pragma: no cover - not CPython
+        return json.JSONEncoder(default=str, ensure_ascii=False).encode
+    # markers=None: no cycle check (a cycle ends in RecursionError), so no state is kept between calls
+    try:
+        encode = c_make_encoder(None, str, json.encoder.encode_basestring, None, ": ", ", ", False, False, True)
+        if "".join(encode({"a": [1.5, None]}, 0)) != '{"a": [1.5, null]}':  # pragma: no cover
+            raise TypeError("unexpected C encoder output")
+    except TypeError:  # pragma: no cover - another CPython's private signature
+        return json.JSONEncoder(default=str, ensure_ascii=False).encode
+    return lambda value: "".join(encode(value, 0))
+
+
+#: a dict as JSON text (non-ASCII kept, unknown types as str)
+encode_json: Final = _json_encoder()
+
+
+def json_text(raw: Mapping[str, Any] | None) -> str | None:
+    """A record's ``raw`` mapping as the JSON text the store keeps."""
+    if raw is None:
+        return None
+    return encode_json(raw if isinstance(raw, dict) else dict(raw))
+
+
+def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def pages(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """Consume an iterable a page at a time, so a million records never sit in memory at once."""
+    iterator = iter(items)
+    while page := list(itertools.islice(iterator, size)):
+        yield page
+
+
+def pages_and_last(items: Iterable[_T], size: int) -> Iterator[tuple[list[_T], bool]]:
+    """Pages of ``items`` and whether each is the last; no items: one empty page (that is the last)."""
+    stream = pages(items, size)
+    page = next(stream, [])
+    while True:
+        following = next(stream, None)
+        yield page, following is None
+        if following is None:
+            return
+        page = following
+
+
+class StoreSection:
+    """One kind of stored data's part of ``SmsStore``'s API, working on the store's one :class:`Database`."""
+
+    #: records per transaction in the page-wise writes
+    page_size: int = PAGE_SIZE
+    _db: Database
