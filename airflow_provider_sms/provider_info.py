@@ -1,12 +1,16 @@
-"""The provider metadata Airflow reads: connection types and their declarative form fields.
+"""The five vendors, each declared once (``VENDORS``), and the provider metadata Airflow reads from them.
 
 Airflow 3.2+ builds the connection form from ``conn-fields`` and ``ui-field-behaviour`` here,
-without importing any hook, so this module is plain data.
+without importing any hook, so this module is plain data. The hooks package (which class serves
+which connection type), each hook class (its ``conn_type``, ``hook_name``, ``default_host``) and the
+test fixtures take the vendors from here.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow_provider_sms import __version__
 
@@ -110,118 +114,147 @@ _INTL_CALLBACK_FIELDS: dict[str, Any] = {
 }
 
 
-def _connection_type(
-    conn_type: str,
-    class_name: str,
-    module: str,
-    hook_name: str,
-    *,
-    hidden: list[str],
-    relabeling: dict[str, str],
-    placeholders: dict[str, str],
-    fields: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "connection-type": conn_type,
-        "hook-class-name": f"airflow_provider_sms.hooks.{module}.{class_name}",
-        "hook-name": hook_name,
-        "ui-field-behaviour": {
-            "hidden-fields": hidden,
-            "relabeling": {"port": _PORT_LABEL, **relabeling},
-            "placeholders": placeholders,
-        },
-        "conn-fields": {**fields, **_COMMON_FIELDS},
-    }
+@dataclass(frozen=True)
+class Vendor:
+    """One gateway, declared once: the hooks package, the hook classes, the forms and ``testing`` read it here.
+
+    Plain data, so that Airflow (which reads the forms) and DAG files (which import operators) never
+    import a hook module, and with it ``requests``, to learn what the vendors are.
+    """
+
+    #: the name records, metrics and the store know it by; its hook lives in ``hooks/<name>.py``
+    name: str
+    hook_class: str
+    #: the connection type's name in Airflow's list
+    hook_name: str
+    #: the form's labels of the login and password fields
+    credentials: tuple[str, str]
+    #: the host a connection without one uses; None: the host is required
+    default_host: str | None
+    #: the vendor's own form fields (push fields included where it pushes), shown before the common ones
+    fields: dict[str, Any]
+    #: the Base URL placeholder where there is no default host
+    example_host: str = ""
+    example_login: str | None = None
+
+    @property
+    def conn_type(self) -> str:
+        return f"sms_{self.name}"
+
+    def connection_type(self) -> dict[str, Any]:
+        """The ``connection-types`` entry Airflow builds the form from."""
+        host = self.default_host or self.example_host
+        parts = urlsplit(host)
+        placeholders = {"host": host, "port": str(parts.port or (443 if parts.scheme == "https" else 80))}
+        if self.example_login is not None:
+            placeholders["login"] = self.example_login
+        login, password = self.credentials
+        return {
+            "connection-type": self.conn_type,
+            "hook-class-name": f"airflow_provider_sms.hooks.{self.name}.{self.hook_class}",
+            "hook-name": self.hook_name,
+            "ui-field-behaviour": {
+                "hidden-fields": ["schema"],
+                "relabeling": {"port": _PORT_LABEL, "login": login, "password": password, "host": "Base URL"},
+                "placeholders": placeholders,
+            },
+            "conn-fields": {**self.fields, **_COMMON_FIELDS},
+        }
 
 
-CONNECTION_TYPES: list[dict[str, Any]] = [
-    _connection_type(
-        "sms_paasw_v2",
-        "PaaswV2Hook",
-        "paasw_v2",
-        "SMS: PaaSW gateway v2",
-        hidden=["schema"],
-        relabeling={"login": "App ID", "password": "Secret", "host": "Base URL"},
-        placeholders={"host": "http://openapi.gateway.paasw.com", "port": "80", "login": "0189457543"},
-        fields={
-            **_CALLBACK_FIELDS,
-            "format": _field(
-                "Body format",
-                "json (/message/*) or form (/msg/*)",
-                _choice({"json": "json", "form": "form"}, "json"),
-            ),
-            "product_id": _field("Product ID", "Message kind the account sends", _choice(_MESSAGE_KINDS, "2")),
-            "sign": _field("Signature", "Put in 【】 at the start of the content when it has none"),
-        },
-    ),
-    _connection_type(
-        "sms_paasw_v1",
-        "PaaswV1Hook",
-        "paasw_v1",
-        "SMS: PaaSW gateway v1",
-        hidden=["schema"],
-        relabeling={"login": "App ID", "password": "Secret", "host": "Base URL"},
-        placeholders={"host": "http://openapi.gateway.paasw.com", "port": "80", "login": "0189457543"},
-        fields={
-            **_CALLBACK_FIELDS,
-            "sign": _field("Signature", "Sent in the sign field, without 【】 (at most 20 characters)"),
-            "kind": _field(
-                "Message kind", "Only for accounts with several kinds; empty: none sent", _choice(_MESSAGE_KINDS)
-            ),
-        },
-    ),
-    _connection_type(
-        "sms_intl",
-        "IntlSmsHook",
-        "intl",
-        "SMS: international (appKey)",
-        hidden=["schema"],
-        relabeling={"login": "App key", "password": "App secret", "host": "Base URL"},
-        placeholders={"host": "http://39.107.123.194:9118", "port": "9118", "login": "10002"},
-        fields={
-            **_INTL_CALLBACK_FIELDS,
-            "sender_id": _field("Sender ID", "Shown as the sender on the phone, where the route allows it"),
-            "sign": _field("Signature", "Put in 【】 at the start of the content when it has none"),
-        },
-    ),
-    _connection_type(
-        "sms_account_md5",
-        "AccountMd5Hook",
-        "account_md5",
-        "SMS: account + MD5 password",
-        hidden=["schema"],
-        relabeling={"login": "Account", "password": "Password", "host": "Base URL"},
-        placeholders={"host": "https://sms.example.com", "port": "443"},
-        fields={
-            **_CALLBACK_FIELDS,
-            "sign": _field("Signature", "Put in 【】 at the start of the content when it has none"),
-            "pwd_case": _field(
-                "MD5 case",
-                "lower (default) or upper: case of the hex MD5 sent as pwd",
-                _choice({"lower": "lower", "upper": "upper"}, "lower"),
-            ),
-        },
-    ),
-    _connection_type(
-        "sms_cloud_mas",
-        "CloudMasHook",
-        "cloud_mas",
-        "SMS: China Mobile Cloud MAS (HTTPS)",
-        hidden=["schema"],
-        relabeling={"login": "apId", "password": "secretKey", "host": "Base URL"},
-        placeholders={"host": "https://mas.example.com:28888", "port": "28888", "login": "apId"},
-        fields={
-            "ec_name": _field("Enterprise name (ecName)", "As registered with Cloud MAS"),
-            "sign": _field("Signature code", "Signature code from Cloud MAS interface management"),
-            "add_serial": _field("Extension code (addSerial)", "Empty for exact-match service codes"),
-            "verify": _field(
-                "Verify TLS",
-                "false (the vendor's instruction), true, or the path of a CA bundle file (HTTPS only)",
-                {"type": ["string", "null"], "default": "false", "examples": ["false", "true"]},
-            ),
-        },
-    ),
-]
+_PAASW_HOST = "http://openapi.gateway.paasw.com"
+_TEXT_SIGNATURE = _field("Signature", "Put in 【】 at the start of the content when it has none")
+
+#: the five vendors, in the order they are listed everywhere
+VENDORS: dict[str, Vendor] = {
+    vendor.name: vendor
+    for vendor in (
+        Vendor(
+            "paasw_v2",
+            "PaaswV2Hook",
+            "SMS: PaaSW gateway v2",
+            ("App ID", "Secret"),
+            _PAASW_HOST,
+            example_login="0189457543",
+            fields={
+                **_CALLBACK_FIELDS,
+                "format": _field(
+                    "Body format",
+                    "json (/message/*) or form (/msg/*)",
+                    _choice({"json": "json", "form": "form"}, "json"),
+                ),
+                "product_id": _field("Product ID", "Message kind the account sends", _choice(_MESSAGE_KINDS, "2")),
+                "sign": _TEXT_SIGNATURE,
+            },
+        ),
+        Vendor(
+            "paasw_v1",
+            "PaaswV1Hook",
+            "SMS: PaaSW gateway v1",
+            ("App ID", "Secret"),
+            _PAASW_HOST,
+            example_login="0189457543",
+            fields={
+                **_CALLBACK_FIELDS,
+                "sign": _field("Signature", "Sent in the sign field, without 【】 (at most 20 characters)"),
+                "kind": _field(
+                    "Message kind", "Only for accounts with several kinds; empty: none sent", _choice(_MESSAGE_KINDS)
+                ),
+            },
+        ),
+        Vendor(
+            "intl",
+            "IntlSmsHook",
+            "SMS: international (appKey)",
+            ("App key", "App secret"),
+            "http://39.107.123.194:9118",
+            example_login="10002",
+            fields={
+                **_INTL_CALLBACK_FIELDS,
+                "sender_id": _field("Sender ID", "Shown as the sender on the phone, where the route allows it"),
+                "sign": _TEXT_SIGNATURE,
+            },
+        ),
+        Vendor(
+            "account_md5",
+            "AccountMd5Hook",
+            "SMS: account + MD5 password",
+            ("Account", "Password"),
+            None,
+            example_host="https://sms.example.com",
+            fields={
+                **_CALLBACK_FIELDS,
+                "sign": _TEXT_SIGNATURE,
+                "pwd_case": _field(
+                    "MD5 case",
+                    "lower (default) or upper: case of the hex MD5 sent as pwd",
+                    _choice({"lower": "lower", "upper": "upper"}, "lower"),
+                ),
+            },
+        ),
+        Vendor(
+            "cloud_mas",
+            "CloudMasHook",
+            "SMS: China Mobile Cloud MAS (HTTPS)",
+            ("apId", "secretKey"),
+            None,
+            example_host="https://mas.example.com:28888",
+            example_login="apId",
+            fields={
+                "ec_name": _field("Enterprise name (ecName)", "As registered with Cloud MAS"),
+                "sign": _field("Signature code", "Signature code from Cloud MAS interface management"),
+                "add_serial": _field("Extension code (addSerial)", "Empty for exact-match service codes"),
+                "verify": _field(
+                    "Verify TLS",
+                    "false (the vendor's instruction), true, or the path of a CA bundle file (HTTPS only)",
+                    {"type": ["string", "null"], "default": "false", "examples": ["false", "true"]},
+                ),
+            },
+        ),
+    )
+}
+
+CONNECTION_TYPES: list[dict[str, Any]] = [vendor.connection_type() for vendor in VENDORS.values()]
 
 
 PROVIDER_INFO: dict[str, Any] = {

@@ -13,10 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_sms.provider_info import VENDORS as _DECLARED
+
 if TYPE_CHECKING:
     from airflow_provider_sms.simulator import GatewaySimulator
 
-VENDORS = ("paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas")
+#: the vendors the simulator serves and ``sms_connections`` connects: all of the provider's
+VENDORS = tuple(_DECLARED)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""The five vendor hooks, importable from here; each module is imported only when its hook is used."""
+"""The five vendor hooks (``provider_info.VENDORS``), importable from here; each module is imported only when its
+hook is used."""
 
 from __future__ import annotations
 
@@ -13,23 +14,13 @@ if TYPE_CHECKING:
     from airflow_provider_sms.hooks.paasw_v1 import PaaswV1Hook
     from airflow_provider_sms.hooks.paasw_v2 import PaaswV2Hook
 
-_HOOKS = {
-    "SmsHook": "base",
-    "PaaswV2Hook": "paasw_v2",
-    "PaaswV1Hook": "paasw_v1",
-    "IntlSmsHook": "intl",
-    "AccountMd5Hook": "account_md5",
-    "CloudMasHook": "cloud_mas",
-}
+from airflow_provider_sms.provider_info import VENDORS
+
+#: hook class name -> its module, for the lazy imports below
+_HOOKS = {"SmsHook": "base", **{vendor.hook_class: vendor.name for vendor in VENDORS.values()}}
 
 #: Airflow connection type -> hook class name
-HOOK_BY_CONN_TYPE = {
-    "sms_paasw_v2": "PaaswV2Hook",
-    "sms_paasw_v1": "PaaswV1Hook",
-    "sms_intl": "IntlSmsHook",
-    "sms_account_md5": "AccountMd5Hook",
-    "sms_cloud_mas": "CloudMasHook",
-}
+HOOK_BY_CONN_TYPE = {vendor.conn_type: vendor.hook_class for vendor in VENDORS.values()}
 
 __all__ = [
     "HOOK_BY_CONN_TYPE",

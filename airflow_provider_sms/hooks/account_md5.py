@@ -27,6 +27,7 @@ from airflow_provider_sms.hooks.base import (
     mask,
     parse_id,
 )
+from airflow_provider_sms.hooks.push import Answer, VendorPush
 from airflow_provider_sms.records import (
     DELIVERED,
     FAILED,
@@ -54,6 +55,23 @@ PATHS = {
 }
 
 
+class AccountMd5Push(VendorPush):
+    """One object per POST (JSON, or a form like the rest of the API), pushed once only: HTTP 200 is
+    answered only once it is stored, and a push that was not is logged, the last copy there is."""
+
+    accepts_form = True
+    repushes = False
+
+    def ok(self) -> Answer:
+        return Answer(200, {"code": SUCCESS, "message": "成功"})
+
+    def refused(self, status: int, problem: str) -> Answer:
+        return Answer(status, {"code": str(status), "message": problem})
+
+    def not_stored(self) -> Answer:
+        return Answer(503, {"code": "503", "message": "not stored"})
+
+
 class AccountMd5Hook(SmsHook):
     """Hook for the ``sms_account_md5`` connection: login is the account, password the interface password.
 
@@ -66,10 +84,8 @@ class AccountMd5Hook(SmsHook):
     return as ``sendId``; reports and inbound messages carry masked numbers (``135****9831``).
     """
 
-    conn_type = "sms_account_md5"
-    hook_name = "SMS: account + MD5 password"
     vendor = "account_md5"
-    default_host = None
+    push = AccountMd5Push(vendor)
     max_numbers_per_request = 3000
     features = frozenset({SEND, REPORTS, INBOUND, BALANCE})
     supported_options = frozenset({"signature", "ext_no", "client_ref"})

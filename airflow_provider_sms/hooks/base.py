@@ -48,6 +48,7 @@ from airflow_provider_sms.errors import (
     SmsVendorError,
     body_preview,
 )
+from airflow_provider_sms.hooks.push import INBOUND, REPORTS, VendorPush
 from airflow_provider_sms.numbers import chunk_mobiles, message_parts, normalize_mobiles
 from airflow_provider_sms.records import Balance, DeliveryReport, InboundMessage, SendReceipt
 
@@ -62,8 +63,6 @@ log = logging.getLogger(__name__)
 # Feature names a hook can support; callers ask ``hook.supports(FEATURE)`` before calling.
 SEND: Final = "send"
 SEND_TEMPLATE: Final = "send_template"
-REPORTS: Final = "reports"
-INBOUND: Final = "inbound"
 BALANCE: Final = "balance"
 
 #: the operation named in errors about a pull of each queue
@@ -388,10 +387,10 @@ class SmsHook(BaseHook):
 
     conn_name_attr = "sms_conn_id"
     default_conn_name = "sms_default"
+    #: the vendor's name in ``provider_info.VENDORS``, where the three attributes below come from
+    vendor: ClassVar[str] = ""
     conn_type: ClassVar[str] = ""
     hook_name: ClassVar[str] = ""
-
-    vendor: ClassVar[str] = ""
     default_host: ClassVar[str | None] = None
     default_scheme: ClassVar[str] = "http"
     max_numbers_per_request: ClassVar[int] = 1000
@@ -408,8 +407,23 @@ class SmsHook(BaseHook):
     #: the vendor refuses a repeated client reference instead of sending it again, so a request whose
     #: outcome is unknown can be resent safely under the same reference (``client_ref_for``)
     idempotent_client_ref: ClassVar[bool] = False
+    #: what the vendor pushes and how (``hooks/push.py``); None: it pushes nothing, or not to us
+    push: ClassVar[VendorPush | None] = None
     #: how the retry loop waits; tests replace it to observe waits without spending them
     retry_sleep: ClassVar[staticmethod[[float], None]] = staticmethod(time.sleep)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A vendor hook takes its connection type, name and default host from its one declaration."""
+        super().__init_subclass__(**kwargs)
+        if "vendor" in cls.__dict__:
+            from airflow_provider_sms.provider_info import VENDORS
+
+            declared = VENDORS[cls.vendor]
+            cls.conn_type, cls.hook_name, cls.default_host = (
+                declared.conn_type,
+                declared.hook_name,
+                declared.default_host,
+            )
 
     def __init__(
         self,

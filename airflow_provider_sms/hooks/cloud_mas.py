@@ -124,10 +124,7 @@ class CloudMasHook(SmsHook):
     (the HTTP account's endpoint), anything else to the document's ``/sms/submit``.
     """
 
-    conn_type = "sms_cloud_mas"
-    hook_name = "SMS: China Mobile Cloud MAS (HTTPS)"
     vendor = "cloud_mas"
-    default_host = None
     default_scheme = "https"
     max_numbers_per_request = 5000
     features = frozenset({SEND, SEND_TEMPLATE, REPORTS, INBOUND})

@@ -19,6 +19,7 @@ import requests
 
 from airflow_provider_sms.errors import SmsInvalidRequestError, SmsVendorError
 from airflow_provider_sms.hooks.base import BALANCE, REPORTS, SEND, SendRequest, SmsHook, mask, parse_id
+from airflow_provider_sms.hooks.push import Answer, HeaderReader, VendorPush, same_secret
 from airflow_provider_sms.records import (
     DELIVERED,
     EXPIRED,
@@ -65,6 +66,47 @@ REPORT_STATUSES: dict[str, DeliveryStatus] = {"0": DELIVERED, "1": PENDING, "2":
 PUSH_REPORT_STATUSES: dict[str, DeliveryStatus] = {"0": DELIVERED, "1": FAILED, "2": FAILED}
 
 
+#: intl's own result codes (chapter 6) for the refusals the receiver makes
+PUSH_REFUSAL_CODES: dict[int, int] = {400: 1001, 413: 1001, 415: 1001, 401: 1003, 403: 1004}
+PUSH_NOT_STORED_CODE = 9999
+
+
+def app_secret_header(secret: str) -> str:
+    """What the ``appSecret`` header carries, on calls and on pushes: the MD5 of the secret, 32 upper-case hex.
+
+    Masked at once, as it opens the account like the secret."""
+    digest = hashlib.md5(secret.encode("utf-8")).hexdigest().upper()
+    mask(digest)
+    return digest
+
+
+class IntlPush(VendorPush):
+    """One report object per POST (chapter 5), authenticated by the account's appKey/appSecret headers.
+
+    The answer is ``{"code": 0, "msg": "ok"}``; any other code makes the vendor push twice more (§5.6).
+    A store failure is answered with HTTP 200 and code 9999: the document keys the re-push on the
+    code, and an HTTP client that throws on a 5xx might never read it.
+    """
+
+    kinds = frozenset({REPORTS})
+    header_auth = True
+
+    def credentials_ok(self, login: str, password: str, header: HeaderReader) -> bool:
+        """The headers every call carries, checked in constant time (every check evaluated: no early exit)."""
+        expected = app_secret_header(password)
+        given = (header("appSecret") or "").upper()
+        return bool(login and password) & same_secret(header("appKey"), login) & same_secret(given, expected)
+
+    def ok(self) -> Answer:
+        return Answer(200, {"code": 0, "msg": "ok"})
+
+    def refused(self, status: int, problem: str) -> Answer:
+        return Answer(status, {"code": PUSH_REFUSAL_CODES.get(status, PUSH_NOT_STORED_CODE), "msg": problem})
+
+    def not_stored(self) -> Answer:
+        return Answer(200, {"code": PUSH_NOT_STORED_CODE, "msg": "not stored; push again"})
+
+
 class IntlSmsHook(SmsHook):
     """Hook for the ``sms_intl`` connection: login is the appKey, password the app secret.
 
@@ -72,10 +114,8 @@ class IntlSmsHook(SmsHook):
     (default sender ID), ``sign`` (put in 【】 at the start of content that has none).
     """
 
-    conn_type = "sms_intl"
-    hook_name = "SMS: international (appKey)"
     vendor = "intl"
-    default_host = "http://39.107.123.194:9118"
+    push = IntlPush(vendor)
     max_numbers_per_request = 1000
     international = True
     features = frozenset({SEND, REPORTS, BALANCE})
@@ -89,11 +129,9 @@ class IntlSmsHook(SmsHook):
 
     @cached_property
     def app_secret(self) -> str:
-        """What the ``appSecret`` header carries; masked at once, as it opens the account like the secret."""
+        """What the ``appSecret`` header carries (``app_secret_header``)."""
         _, secret = self.require_login_and_password("app key (login)", "app secret (password)")
-        digest = hashlib.md5(secret.encode("utf-8")).hexdigest().upper()
-        mask(digest)
-        return digest
+        return app_secret_header(secret)
 
     def _headers(self) -> dict[str, str]:
         app_key, _ = self.require_login_and_password("app key (login)", "app secret (password)")

@@ -36,6 +36,7 @@ from airflow_provider_sms.hooks.base import (
     SmsHook,
     parse_id,
 )
+from airflow_provider_sms.hooks.push import Answer, VendorPush
 from airflow_provider_sms.records import (
     DELIVERED,
     FAILED,
@@ -78,6 +79,19 @@ REPORT_CODES: dict[str, str] = {
 }
 
 
+class PaaswV1Push(VendorPush):
+    """A JSON list of records; the answer is ``{"code": "10000", "msg": ...}`` as the inbound push shows."""
+
+    def ok(self) -> Answer:
+        return Answer(200, {"code": SUCCESS, "msg": "请求成功"})
+
+    def refused(self, status: int, problem: str) -> Answer:
+        return Answer(status, {"code": str(status), "msg": problem})
+
+    def not_stored(self) -> Answer:
+        return Answer(503, {"code": "503", "msg": "not stored; push again later"})
+
+
 class PaaswV1Hook(SmsHook):
     """Hook for the ``sms_paasw_v1`` connection: login is the appId, password the secret.
 
@@ -86,10 +100,8 @@ class PaaswV1Hook(SmsHook):
     accounts set up with several kinds; the template table has no kind, so templates never send it).
     """
 
-    conn_type = "sms_paasw_v1"
-    hook_name = "SMS: PaaSW gateway v1"
     vendor = "paasw_v1"
-    default_host = "http://openapi.gateway.paasw.com"
+    push = PaaswV1Push(vendor)
     max_numbers_per_request = 1000
     max_mobiles_chars = 1500
     features = frozenset({SEND, SEND_TEMPLATE, REPORTS, INBOUND, BALANCE})

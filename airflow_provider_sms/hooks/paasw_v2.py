@@ -21,6 +21,7 @@ from airflow_provider_sms.hooks.base import (
     SmsHook,
     parse_id,
 )
+from airflow_provider_sms.hooks.push import VendorPush
 from airflow_provider_sms.records import (
     DELIVERED,
     FAILED,
@@ -52,10 +53,9 @@ class PaaswV2Hook(SmsHook):
     The document lists no error codes, so any error reply on a cached token triggers one refresh.
     """
 
-    conn_type = "sms_paasw_v2"
-    hook_name = "SMS: PaaSW gateway v2"
     vendor = "paasw_v2"
-    default_host = "http://openapi.gateway.paasw.com"
+    #: ``{count, data: [...]}`` in the pull formats (§11, §12); the document specifies no answer: the gateway's own
+    push = VendorPush(vendor)
     max_numbers_per_request = 1000
     features = frozenset({SEND, SEND_TEMPLATE, REPORTS, INBOUND, BALANCE})
     supported_options = frozenset({"signature", "ext_no", "scheduled_at", "kind"})

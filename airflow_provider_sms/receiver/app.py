@@ -9,12 +9,13 @@ Routes, relative to where the app is mounted (``/sms`` both in Airflow and stand
 Every request goes through the same steps, and each refusal touches nothing:
 
 1. the connection is looked up per request (``BaseHook.get_connection``): unknown ids, connections
-   that are not ``sms_*``, vendors without that push (cloud_mas; intl inbound) and connections with
-   push not enabled (no ``callback_secret``, except intl, or one shorter than 16 characters, which is
+   that are not ``sms_*``, vendors without that push (the hook's ``push``: cloud_mas has none, intl
+   pushes no inbound) and connections with push not enabled (no ``callback_secret``, unless the vendor
+   authenticates itself, as intl does; or one shorter than 16 characters, which is
    logged once per connection) all answer 404, as an unknown path would;
 2. the client address is checked against the optional ``callback_allow_ips`` extra (403);
-3. the request is authenticated, before any byte of its body is read: intl by its ``appKey`` and
-   ``appSecret`` headers against the connection's login and the MD5 of its password, the others by
+3. the request is authenticated, before any byte of its body is read: by the vendor's own rule where it
+   has one (intl: its ``appKey`` and ``appSecret`` headers, ``IntlPush.credentials_ok``), the others by
    the ``secret`` query parameter against the ``callback_secret`` extra (intl too, when it has one),
    compared in constant time (401);
 4. the media type (415) and size (413, ``max_body_bytes``, 1 MiB by default) are checked, the body is
@@ -43,8 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import hmac
 import ipaddress
 import logging
 import re
@@ -53,7 +52,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypedDict
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
@@ -61,19 +60,13 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_sms import metrics, redaction
-from airflow_provider_sms.receiver.push import (
-    KINDS,
-    Answer,
-    PushRejected,
-    VendorPush,
-    check_media_type,
-    push_format,
-    push_items,
-)
+from airflow_provider_sms.hooks.push import KINDS, Answer, PushRejected, VendorPush, same_secret
+from airflow_provider_sms.receiver.push import check_media_type, push_format, push_items
 from airflow_provider_sms.redaction import REDACTED, SENSITIVE_PARAM
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+    from typing_extensions import Unpack
 
     from airflow_provider_sms.hooks.base import SmsHook
     from airflow_provider_sms.store import SmsStore
@@ -106,6 +99,9 @@ SWEEP_EVERY: Final = 30.0
 LEFTOVER_AGE: Final = 60.0
 _CONN_ID = re.compile(r"[A-Za-z0-9_.\-]{1,250}")
 _NOT_FOUND: Final = Answer(404, {"detail": "Not Found"})
+
+#: a looked-up connection: itself, its extras, and its vendor's push format (None: no push)
+Found: TypeAlias = tuple["Connection", Mapping[str, Any], VendorPush | None]
 
 
 @dataclass(frozen=True)
@@ -278,7 +274,7 @@ class _Connections:
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
         self._lock = threading.Lock()
-        self._found: dict[str, tuple[float, Connection, Mapping[str, Any]]] = {}
+        self._found: dict[str, tuple[float, Found]] = {}
         self._hooks: dict[str, tuple[Connection, SmsHook]] = {}
 
     def hook(self, conn: Connection) -> SmsHook:
@@ -296,19 +292,22 @@ class _Connections:
                 self._hooks[conn.conn_id] = (conn, hook)
         return hook
 
-    def cached(self, conn_id: str) -> tuple[Connection, Mapping[str, Any]] | None:
+    def cached(self, conn_id: str) -> Found | None:
         with self._lock:
             hit = self._found.get(conn_id)
         if hit is None or time.monotonic() - hit[0] >= self._ttl:
             return None
-        return hit[1], hit[2]
+        return hit[1]
 
-    def look_up(self, conn_id: str) -> tuple[Connection, Mapping[str, Any]]:
+    def look_up(self, conn_id: str) -> Found:
+        """The connection, its extras and its vendor's push format (which imports the vendor's hook module:
+        this runs in a worker thread, never on the event loop)."""
         conn, extras = _connection(conn_id)
+        found = (conn, extras, push_format(conn.conn_type))
         if self._ttl > 0:
             with self._lock:
-                self._found[conn_id] = (time.monotonic(), conn, extras)
-        return conn, extras
+                self._found[conn_id] = (time.monotonic(), found)
+        return found
 
 
 def _account_key(store: SmsStore, conn_id: str, kind: str) -> tuple[str | None, str, str | None, str, str]:
@@ -352,31 +351,23 @@ class _StoreFailed(Exception):
     """The records were parsed but could not be committed (or the store could not be opened)."""
 
 
-def create_app(
-    *,
-    store_conn_id: str | None = None,
-    store_table_prefix: str | None = None,
-    max_body_bytes: int | None = None,
-    read_timeout: float | None = None,
-    connection_cache_seconds: float | None = None,
-) -> FastAPI:
+class SettingsOverrides(TypedDict, total=False):
+    """``ReceiverSettings`` fields an app is built with; one left out (or None) comes from the config."""
+
+    store_conn_id: str | None
+    store_table_prefix: str | None
+    max_body_bytes: int | None
+    read_timeout: float | None
+    connection_cache_seconds: float | None
+
+
+def create_app(**overrides: Unpack[SettingsOverrides]) -> FastAPI:
     """The receiver app with routes relative to its mount point (Airflow mounts it at ``/sms``).
 
     Arguments left out come from the Airflow config (``[sms] callback_*``), then the defaults.
     """
-    settings = ReceiverSettings.from_config()
-    overrides: dict[str, Any] = {}
-    if store_conn_id is not None:
-        overrides["store_conn_id"] = store_conn_id
-    if store_table_prefix is not None:
-        overrides["store_table_prefix"] = store_table_prefix
-    if max_body_bytes is not None:
-        overrides["max_body_bytes"] = max_body_bytes
-    if read_timeout is not None:
-        overrides["read_timeout"] = read_timeout
-    if connection_cache_seconds is not None:
-        overrides["connection_cache_seconds"] = connection_cache_seconds
-    settings = replace(settings, **overrides)
+    given: dict[str, Any] = {name: value for name, value in overrides.items() if value is not None}
+    settings = replace(ReceiverSettings.from_config(), **given)
     stores = _Stores()
     connections = _Connections(settings.connection_cache_seconds)
     weak_secrets: set[str] = set()  # connections whose too-short secret was logged (once each)
@@ -406,22 +397,9 @@ def create_app(
     return app
 
 
-def create_standalone_app(
-    *,
-    store_conn_id: str | None = None,
-    store_table_prefix: str | None = None,
-    max_body_bytes: int | None = None,
-    read_timeout: float | None = None,
-    connection_cache_seconds: float | None = None,
-) -> FastAPI:
+def create_standalone_app(**overrides: Unpack[SettingsOverrides]) -> FastAPI:
     """The receiver mounted at ``/sms``, so that its URLs are the same as under Airflow's API server."""
-    receiver = create_app(
-        store_conn_id=store_conn_id,
-        store_table_prefix=store_table_prefix,
-        max_body_bytes=max_body_bytes,
-        read_timeout=read_timeout,
-        connection_cache_seconds=connection_cache_seconds,
-    )
+    receiver = create_app(**overrides)
     root = FastAPI(
         title="SMS push receiver",
         docs_url=None,
@@ -472,8 +450,7 @@ async def _receive(
     except Exception as exc:
         log.error("SMS push to %s/%s: looking up the connection failed: %s", conn_id, kind, type(exc).__name__)
         return Answer(503, {"detail": "connection lookup failed"})
-    conn, extras = found
-    push = push_format(conn.conn_type)
+    conn, extras, push = found
     if push is None or kind not in push.kinds:
         log.info("SMS push to %s/%s from %s: %s has no such push", conn_id, kind, client, conn.conn_type)
         return _NOT_FOUND
@@ -528,7 +505,7 @@ async def _receive(
         log.warning("SMS push to %s/%s from %s rejected (%d): %s", conn_id, kind, client, exc.status, exc.problem)
         return _counted(push.refused(exc.status, exc.problem), tags, "rejected")
     except _StoreFailed as exc:
-        if push.vendor == "account_md5":  # pushed once only: the log is the last copy of what was lost
+        if not push.repushes:  # the log is the last copy of what was lost
             log.error(
                 "SMS push to %s/%s NOT stored (%s); the vendor will not push it again: %s", conn_id, kind, exc, items
             )
@@ -570,24 +547,14 @@ def _connection(conn_id: str) -> tuple[Connection, Mapping[str, Any]]:
     return conn, extras
 
 
-def _same(given: str | None, expected: str) -> bool:
-    """Constant-time comparison (in the length of ``expected``) of a credential."""
-    return hmac.compare_digest((given or "").encode("utf-8"), expected.encode("utf-8"))
-
-
 def _authenticated(push: VendorPush, conn: Connection, secret: Any, request: Request) -> bool:
-    """All configured checks, every one evaluated (no early exit that would time the first mismatch)."""
-    ok = True
-    if push.header_auth:
-        login, password = conn.login or "", conn.password or ""
-        expected = hashlib.md5(password.encode("utf-8")).hexdigest().upper()
-        _mask(expected)
-        given_secret = (request.headers.get("appSecret") or "").upper()
-        ok = bool(login and password) & _same(request.headers.get("appKey"), login) & _same(given_secret, expected)
+    """All configured checks, every one evaluated (no early exit that would time the first mismatch): the
+    vendor's own credentials where it sends them (its push format's rule), then the ``secret`` parameter."""
+    ok = push.credentials_ok(conn.login or "", conn.password or "", request.headers.get)
     if secret not in (None, ""):
         given = request.scope.get(_SECRET_SCOPE_KEY) or []
         # a repeated parameter is ambiguous: refused, but compared all the same
-        ok &= (len(given) == 1) & _same(given[-1] if given else None, str(secret))
+        ok &= (len(given) == 1) & same_secret(given[-1] if given else None, str(secret))
     return ok
 
 
@@ -627,12 +594,6 @@ def _secret_pattern(secret: str) -> re.Pattern[str]:
             forms.add(re.escape("+"))
         parts.append("(?:" + "|".join(sorted(forms)) + ")")
     return re.compile("".join(parts), re.IGNORECASE)
-
-
-def _mask(value: str) -> None:
-    from airflow_provider_sms.hooks.base import mask
-
-    mask(value)
 
 
 def _client_allowed(spec: Any, client: str | None, conn_id: str) -> bool:

@@ -1,33 +1,20 @@
-"""The four vendors' push formats: how a pushed body becomes records, and what each vendor wants back.
+"""Pushed bodies decoded: media type, charset, JSON (or a form), nesting; then the records, by the vendor's format.
 
-Pure functions and small classes, no HTTP framework: the FastAPI app in ``app.py`` calls them, and
-the records they return are parsed by the vendor hooks' ``report_from_record`` /
-``inbound_from_record``, the same code that reads pulled records.
-
-==============  ==========================================  =====================================
-vendor          body (one POST)                             answer once stored
-==============  ==========================================  =====================================
-``paasw_v2``    ``{count, data: [...]}`` (pull formats)     HTTP 200 ``{"code": 0, ...}``
-``paasw_v1``    a JSON list of records                      HTTP 200 ``{"code": "10000", ...}``
-``intl``        one report object, appKey/appSecret headers HTTP 200 ``{"code": 0, "msg": "ok"}``
-``account_md5`` one object (JSON, or a form post)           HTTP 200
-==============  ==========================================  =====================================
-
-Each vendor's parser also takes the shapes its neighbours use (a bare list, one object, a
-``{data: [...]}`` envelope), since the documents' samples and prose disagree in places.
+Pure functions, no HTTP framework: the FastAPI app in ``app.py`` calls them. Each vendor's format (its
+envelope, its answers, its own authentication) is its hook's ``push`` (``hooks/push.py`` and the vendor
+modules), and the records are parsed by the hooks' ``report_from_record`` / ``inbound_from_record``, the
+same code that reads pulled records. Each format also takes the shapes its neighbours use (a bare
+list, one object, a ``{data: [...]}`` envelope), since the documents' samples and prose disagree in places.
 """
 
 from __future__ import annotations
 
 import codecs
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import Any, Final
 from urllib.parse import parse_qsl
 
-REPORTS: Final = "reports"
-INBOUND: Final = "inbound"
-KINDS: Final = (REPORTS, INBOUND)
+from airflow_provider_sms.hooks.push import INBOUND, KINDS, REPORTS, Answer, PushRejected, VendorPush
 
 #: media types read as JSON (the documents say JSON; some senders label it text/plain or not at all)
 JSON_TYPES: Final = frozenset({"", "application/json", "text/json", "text/plain"})
@@ -37,175 +24,14 @@ FORM_TYPE: Final = "application/x-www-form-urlencoded"
 MAX_JSON_DEPTH: Final = 32
 
 
-class PushRejected(Exception):
-    """A pushed body that cannot be taken: ``status`` is the HTTP status to answer (400, 413, 415)."""
-
-    def __init__(self, status: int, problem: str) -> None:
-        super().__init__(problem)
-        self.status = status
-        self.problem = problem
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP status and a JSON body, in the vendor's own shape."""
-
-    status: int
-    body: dict[str, Any] = field(default_factory=dict)
-
-
-class VendorPush:
-    """One vendor's push: which kinds it pushes, how its body is laid out, and its answers."""
-
-    vendor: ClassVar[str] = ""
-    kinds: ClassVar[frozenset[str]] = frozenset(KINDS)
-    #: the vendor authenticates itself with the account's appKey/appSecret headers (intl)
-    header_auth: ClassVar[bool] = False
-    #: the vendor may post form fields instead of JSON (account_md5, whose whole API is forms)
-    accepts_form: ClassVar[bool] = False
-    #: the key that holds the record list in an envelope object (``{count, data: [...]}``)
-    envelope_key: ClassVar[str] = "data"
-
-    def items(self, payload: Any, kind: str) -> list[Mapping[str, Any]]:
-        """The records of a decoded body: an envelope's list, a bare list, or one record.
-
-        An object with ``data`` or ``count`` is an envelope (no vendor's record has either field);
-        any other object is one record, whose fields the hook then checks.
-        """
-        if isinstance(payload, list):
-            items: Any = payload
-        elif isinstance(payload, Mapping):
-            items = self._envelope(payload) if self.envelope_key in payload or "count" in payload else [payload]
-        else:
-            raise PushRejected(400, f"the body should be a JSON object or list, got {type(payload).__name__}")
-        bad = [i for i, item in enumerate(items) if not isinstance(item, Mapping)]
-        if bad:
-            raise PushRejected(400, f"record #{bad[0] + 1} of {len(items)} is not a JSON object")
-        return list(items)
-
-    def _envelope(self, payload: Mapping[str, Any]) -> list[Any]:
-        """The envelope's records; a ``count`` (paasw_v2's ``{count, data}``) must match them.
-
-        A count that disagrees with the records is a truncated or forged body: acknowledging it would
-        tell the vendor that records were stored which never arrived.
-        """
-        data = payload.get(self.envelope_key)
-        count = _count(payload.get("count"))
-        if data is None:
-            if count:
-                raise PushRejected(400, f"the body announces {count} records but carries no {self.envelope_key!r}")
-            return []
-        if isinstance(data, Mapping):
-            records: list[Any] = [data]
-        elif isinstance(data, list):
-            records = data
-        else:
-            raise PushRejected(400, f"{self.envelope_key!r} should be a list, got {type(data).__name__}")
-        if count is not None and count != len(records):
-            raise PushRejected(
-                400, f"the body announces {count} records but {self.envelope_key!r} carries {len(records)}"
-            )
-        return records
-
-    # ------------------------------------------------------------------ answers
-
-    def ok(self) -> Answer:
-        return Answer(200, {"code": 0, "message": "ok"})
-
-    def refused(self, status: int, problem: str) -> Answer:
-        """A 4xx: retrying the same request cannot help."""
-        return Answer(status, {"code": status, "message": problem})
-
-    def not_stored(self) -> Answer:
-        """The records were not stored (store or configuration failure): the vendor should push again."""
-        return Answer(503, {"code": 503, "message": "not stored; push again later"})
-
-
-class PaaswV2Push(VendorPush):
-    """``{count, data: [...]}`` (§11, §12). The document specifies no answer: the gateway's own shape is used."""
-
-    vendor = "paasw_v2"
-
-
-class PaaswV1Push(VendorPush):
-    """A JSON list of records; the answer is ``{"code": "10000", "msg": ...}`` as the inbound push shows."""
-
-    vendor = "paasw_v1"
-
-    def ok(self) -> Answer:
-        return Answer(200, {"code": "10000", "msg": "请求成功"})
-
-    def refused(self, status: int, problem: str) -> Answer:
-        return Answer(status, {"code": str(status), "msg": problem})
-
-    def not_stored(self) -> Answer:
-        return Answer(503, {"code": "503", "msg": "not stored; push again later"})
-
-
-#: intl's own result codes (chapter 6) for the refusals the receiver makes
-_INTL_CODES: Final = {400: 1001, 413: 1001, 415: 1001, 401: 1003, 403: 1004}
-INTL_NOT_STORED_CODE: Final = 9999
-
-
-class IntlPush(VendorPush):
-    """One report object per POST (chapter 5), authenticated by the account's appKey/appSecret headers.
-
-    The answer is ``{"code": 0, "msg": "ok"}``; any other code makes the vendor push twice more (§5.6).
-    A store failure is answered with HTTP 200 and code 9999: the document keys the re-push on the
-    code, and an HTTP client that throws on a 5xx might never read it.
-    """
-
-    vendor = "intl"
-    kinds = frozenset({REPORTS})
-    header_auth = True
-
-    def ok(self) -> Answer:
-        return Answer(200, {"code": 0, "msg": "ok"})
-
-    def refused(self, status: int, problem: str) -> Answer:
-        return Answer(status, {"code": _INTL_CODES.get(status, INTL_NOT_STORED_CODE), "msg": problem})
-
-    def not_stored(self) -> Answer:
-        return Answer(200, {"code": INTL_NOT_STORED_CODE, "msg": "not stored; push again"})
-
-
-class AccountMd5Push(VendorPush):
-    """One object per POST, pushed once only: HTTP 200 is answered only once it is stored."""
-
-    vendor = "account_md5"
-    accepts_form = True
-
-    def ok(self) -> Answer:
-        return Answer(200, {"code": "00", "message": "成功"})
-
-    def refused(self, status: int, problem: str) -> Answer:
-        return Answer(status, {"code": str(status), "message": problem})
-
-    def not_stored(self) -> Answer:
-        return Answer(503, {"code": "503", "message": "not stored"})
-
-
-PUSH_FORMATS: Final[Mapping[str, VendorPush]] = {
-    push.vendor: push for push in (PaaswV2Push(), PaaswV1Push(), IntlPush(), AccountMd5Push())
-}
-
-
 def push_format(conn_type: str | None) -> VendorPush | None:
-    """The push format of an ``sms_<vendor>`` connection type; None for other types and ``sms_cloud_mas``."""
-    if not conn_type or not conn_type.startswith("sms_"):
-        return None
-    return PUSH_FORMATS.get(conn_type[len("sms_") :])
+    """The push format of an ``sms_*`` connection type (its hook's ``push``); None for other types and
+    vendors that push nothing. Imports that vendor's hook module: call it where blocking is fine."""
+    from airflow_provider_sms.hooks import HOOK_BY_CONN_TYPE, hook_class_for_conn_type
 
-
-def _count(value: Any) -> int | None:
-    """An envelope's ``count``: None when absent, else a non-negative integer (a digit string too)."""
-    if value is None:
+    if conn_type not in HOOK_BY_CONN_TYPE:
         return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    raise PushRejected(400, f"'count' should be a non-negative integer, got {value!r}"[:200])
+    return hook_class_for_conn_type(conn_type).push
 
 
 # ---------------------------------------------------------------------- body decoding
@@ -285,13 +111,8 @@ def push_items(push: VendorPush, kind: str, body: bytes, content_type: str | Non
 __all__ = [
     "INBOUND",
     "KINDS",
-    "PUSH_FORMATS",
     "REPORTS",
-    "AccountMd5Push",
     "Answer",
-    "IntlPush",
-    "PaaswV1Push",
-    "PaaswV2Push",
     "PushRejected",
     "VendorPush",
     "check_media_type",

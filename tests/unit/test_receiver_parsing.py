@@ -19,7 +19,6 @@ from airflow_provider_sms.receiver import app as receiver_app
 from airflow_provider_sms.receiver.__main__ import RedactQueryFilter, redact_query
 from airflow_provider_sms.receiver.push import (
     INBOUND,
-    PUSH_FORMATS,
     REPORTS,
     PushRejected,
     decode_body,
@@ -28,6 +27,9 @@ from airflow_provider_sms.receiver.push import (
     push_items,
 )
 from airflow_provider_sms.records import DELIVERED, FAILED, PENDING
+
+#: each vendor's push format, as its hook carries it
+PUSH_FORMATS = {hook.vendor: hook.push for hook in (PaaswV2Hook, PaaswV1Hook, IntlSmsHook, AccountMd5Hook)}
 
 
 @pytest.fixture(autouse=True)
