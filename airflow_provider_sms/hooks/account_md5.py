@@ -29,8 +29,6 @@ from airflow_provider_sms.hooks.base import (
 )
 from airflow_provider_sms.hooks.push import Answer, VendorPush
 from airflow_provider_sms.records import (
-    DELIVERED,
-    FAILED,
     Balance,
     DeliveryReport,
     InboundMessage,
@@ -215,38 +213,30 @@ class AccountMd5Hook(SmsHook):
         """One ``{sendId, mobile, times, status}`` record (pulls add ``extNo``); ``mobile`` is masked."""
         operation = "delivery report push" if pushed else "delivery report pull"
         status = self.text_field(item, "status", operation).strip()
-        delivered = status.upper() in DELIVERED_STATUSES
-        return DeliveryReport(
-            vendor=self.vendor,
-            batch_id=parse_id(self.field(item, "sendId", operation), field_name="sendId"),
-            mobile=self.text_field(item, "mobile", operation),
-            status=DELIVERED if delivered else FAILED,
+        return self.delivery_report(
+            item,
+            operation,
+            batch="sendId",
+            delivered=status.upper() in DELIVERED_STATUSES,
             code=status,
-            description="delivered" if delivered else status,
-            reported_at=self.vendor_time(item.get("times"), [TIME_FORMAT]),
-            raw=item,
+            failure=status,
+            reported_at=item.get("times"),
+            time_format=TIME_FORMAT,
         )
 
     def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:
         """One ``{mobile, content, times, extNo}`` record, pulled or pushed; ``mobile`` is masked."""
         operation = "inbound push" if pushed else "inbound pull"
-        return InboundMessage(
-            vendor=self.vendor,
-            mobile=self.text_field(item, "mobile", operation),
-            content=self.text_field(item, "content", operation),
-            received_at=self.vendor_time(item.get("times"), [TIME_FORMAT]),
-            ext_no=self._ext_no(item, operation),
-            raw=item,
-        )
+        return self.inbound_message(item, operation, time="times", time_format=TIME_FORMAT, ext_no="extNo")
 
-    def _ext_no(self, item: Mapping[str, Any], operation: str) -> str:
+    def ext_no_of(self, item: Mapping[str, Any], name: str, operation: str) -> str:
         """The extension as text: the MO sample sends it as a JSON number (``10``, or ``10.0``)."""
-        value = item.get("extNo")
+        value = item.get(name)
         if isinstance(value, Decimal) and value == value.to_integral_value():
             return str(int(value))
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)  # 0 included, as it always was
-        return self.text_field(item, "extNo", operation, required=False)
+        return super().ext_no_of(item, name, operation)
 
     def _get_balance(self) -> Balance:
         operation = "balance query"

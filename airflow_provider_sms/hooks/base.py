@@ -50,7 +50,7 @@ from airflow_provider_sms.errors import (
 )
 from airflow_provider_sms.hooks.push import INBOUND, REPORTS, VendorPush
 from airflow_provider_sms.numbers import chunk_mobiles, message_parts, normalize_mobiles
-from airflow_provider_sms.records import Balance, DeliveryReport, InboundMessage, SendReceipt
+from airflow_provider_sms.records import DELIVERED, FAILED, Balance, DeliveryReport, InboundMessage, SendReceipt
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -876,6 +876,58 @@ class SmsHook(BaseHook):
         """One inbound message as the vendor hands it out (pulled or pushed): the record parser."""
         raise SmsNotSupportedError(self.vendor, FEATURE_LABELS[INBOUND])
 
+    def delivery_report(
+        self,
+        item: Mapping[str, Any],
+        operation: str,
+        *,
+        batch: str,
+        delivered: bool,
+        code: str,
+        failure: str,
+        reported_at: Any,
+        time_format: str,
+        mobile: str = "mobile",
+    ) -> DeliveryReport:
+        """A queue vendor's report record read by its field names, once its status is known: ``delivered``
+        or failed, described as ``failure``."""
+        return DeliveryReport(
+            vendor=self.vendor,
+            batch_id=parse_id(self.field(item, batch, operation), field_name=batch),
+            mobile=self.text_field(item, mobile, operation),
+            status=DELIVERED if delivered else FAILED,
+            code=code,
+            description="delivered" if delivered else failure,
+            reported_at=self.vendor_time(reported_at, [time_format]),
+            raw=item,
+        )
+
+    def inbound_message(
+        self,
+        item: Mapping[str, Any],
+        operation: str,
+        *,
+        time: str,
+        time_format: str,
+        mobile: str = "mobile",
+        content: str = "content",
+        ext_no: str | None = None,
+    ) -> InboundMessage:
+        """An inbound record read by its vendor's field names (every vendor's holds the same four things);
+        ``ext_no`` names the extension's field where the vendor has one."""
+        return InboundMessage(
+            vendor=self.vendor,
+            mobile=self.text_field(item, mobile, operation),
+            content=self.text_field(item, content, operation),
+            received_at=self.vendor_time(item.get(time), [time_format]),
+            ext_no=self.ext_no_of(item, ext_no, operation) if ext_no else "",
+            raw=item,
+        )
+
+    def ext_no_of(self, item: Mapping[str, Any], name: str, operation: str) -> str:
+        """An inbound record's extension, as text (empty when absent)."""
+        return self.text_field(item, name, operation, required=False)
+
     # ------------------------------------------------------------------ helpers for vendor modules
 
     def _parse_options(self, options: Mapping[str, Any]) -> SendOptions:
@@ -1109,21 +1161,11 @@ class SmsHook(BaseHook):
     def field(self, data: Any, name: str, operation: str, response: requests.Response | None = None) -> Any:
         """``data[name]``, or an error that names the missing field instead of a KeyError."""
         if type(data) is not dict and not isinstance(data, Mapping):  # the exact type first: runs per field
-            raise SmsResponseError(
-                self.vendor,
-                operation,
-                f"expected a JSON object holding {name!r}, got {type(data).__name__}",
-                response.status_code if response is not None else None,
-                response.text if response is not None else "",
+            raise self.bad_reply(
+                operation, f"expected a JSON object holding {name!r}, got {type(data).__name__}", response
             )
         if name not in data or data[name] is None:
-            raise SmsResponseError(
-                self.vendor,
-                operation,
-                f"the reply has no {name!r} field",
-                response.status_code if response is not None else None,
-                response.text if response is not None else "",
-            )
+            raise self.bad_reply(operation, f"the reply has no {name!r} field", response)
         return data[name]
 
     def text_field(self, data: Any, name: str, operation: str, *, required: bool = True) -> str:

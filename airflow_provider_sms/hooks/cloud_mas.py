@@ -53,7 +53,7 @@ from airflow_provider_sms.hooks.base import (
     parse_id,
 )
 from airflow_provider_sms.numbers import normalize_mobiles
-from airflow_provider_sms.records import DELIVERED, FAILED, DeliveryReport, InboundMessage, SendReceipt
+from airflow_provider_sms.records import DeliveryReport, InboundMessage, SendReceipt
 
 SUBMIT_PATH = "/sms/submit"
 #: the HTTP variant of SUBMIT_PATH, same body
@@ -452,27 +452,26 @@ class CloudMasHook(SmsHook):
         code = (
             status if delivered else (self.text_field(item, "errorCode", operation, required=False) or status).strip()
         )
-        return DeliveryReport(
-            vendor=self.vendor,
-            batch_id=parse_id(self.field(item, "msgGroup", operation), field_name="msgGroup"),
-            mobile=self.text_field(item, "mobile", operation),
-            status=DELIVERED if delivered else FAILED,
+        return self.delivery_report(
+            item,
+            operation,
+            batch="msgGroup",
+            delivered=delivered,
             code=code,
-            description="delivered" if delivered else f"operator code {code}",
-            reported_at=self.vendor_time(item.get("receiveDate") or item.get("submitDate"), [REPORT_TIME_FORMAT]),
-            raw=item,
+            failure=f"operator code {code}",
+            reported_at=item.get("receiveDate") or item.get("submitDate"),
+            time_format=REPORT_TIME_FORMAT,
         )
 
     def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:
         """One pulled ``{mobile, smsContent, sendTime, addSerial}`` record."""
-        operation = "inbound pull"
-        return InboundMessage(
-            vendor=self.vendor,
-            mobile=self.text_field(item, "mobile", operation),
-            content=self.text_field(item, "smsContent", operation),
-            received_at=self.vendor_time(item.get("sendTime"), [INBOUND_TIME_FORMAT]),
-            ext_no=self.text_field(item, "addSerial", operation, required=False),
-            raw=item,
+        return self.inbound_message(
+            item,
+            "inbound pull",
+            time="sendTime",
+            time_format=INBOUND_TIME_FORMAT,
+            content="smsContent",
+            ext_no="addSerial",
         )
 
     # ------------------------------------------------------------------ connection test

@@ -18,38 +18,18 @@ Readings taken where the document is unclear (see the digest in ``vendor-specs/R
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import requests
 
-from airflow_provider_sms.errors import SmsConfigurationError, SmsInvalidRequestError, SmsVendorError
-from airflow_provider_sms.hooks.base import (
-    BALANCE,
-    INBOUND,
-    PULL_OPERATIONS,
-    REPORTS,
-    SEND,
-    SEND_TEMPLATE,
-    SendRequest,
-    SmsHook,
-    parse_id,
-)
+from airflow_provider_sms.errors import SmsConfigurationError, SmsInvalidRequestError
+from airflow_provider_sms.hooks.base import INBOUND, PULL_OPERATIONS, SendRequest, parse_id
+from airflow_provider_sms.hooks.paasw import SIGNATURE, TIME_FORMAT, PaaswHook
 from airflow_provider_sms.hooks.push import Answer, VendorPush
-from airflow_provider_sms.records import (
-    DELIVERED,
-    FAILED,
-    Balance,
-    DeliveryReport,
-    InboundMessage,
-    SendReceipt,
-)
+from airflow_provider_sms.records import DeliveryReport, InboundMessage, SendReceipt
 
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SUCCESS = "10000"
-#: a 【signature】 anywhere in the text: the document asks that content contain one (包含), not where
-SIGNATURE = re.compile(r"【[^【】]+】")
 
 PATHS: dict[str, str] = {
     "token": "/api/token",
@@ -92,7 +72,7 @@ class PaaswV1Push(VendorPush):
         return Answer(503, {"code": "503", "msg": "not stored; push again later"})
 
 
-class PaaswV1Hook(SmsHook):
+class PaaswV1Hook(PaaswHook):
     """Hook for the ``sms_paasw_v1`` connection: login is the appId, password the secret.
 
     Extras: ``sign`` (the signature, required by every send and by the inbound pull; 【】 are
@@ -102,29 +82,13 @@ class PaaswV1Hook(SmsHook):
 
     vendor = "paasw_v1"
     push = PaaswV1Push(vendor)
-    max_numbers_per_request = 1000
     max_mobiles_chars = 1500
-    features = frozenset({SEND, SEND_TEMPLATE, REPORTS, INBOUND, BALANCE})
     supported_options = frozenset({"signature", "kind"})
-    report_mode = "queue"
 
     # ------------------------------------------------------------------ wire
 
-    def _call(
-        self,
-        call: str,
-        payload: Mapping[str, str],
-        operation: str,
-        *,
-        send: SendRequest | None = None,
-        quote_body: bool = True,
-    ) -> Any:
-        """One call and its checked reply; ``quote_body=False`` keeps the reply out of error messages (the
-        token reply holds the token)."""
-        return self._reply(self._response(call, payload, operation, send=send), operation, quote_body=quote_body)
-
     def _response(
-        self, call: str, payload: Mapping[str, str], operation: str, *, send: SendRequest | None = None
+        self, call: str, payload: Mapping[str, Any], operation: str, *, send: SendRequest | None = None
     ) -> requests.Response:
         """POST form for sends, GET query otherwise."""
         if call in ("send", "template"):
@@ -144,32 +108,9 @@ class PaaswV1Hook(SmsHook):
             raise self.vendor_error(code, reply.get("message"), {}, operation)
         return reply
 
-    def _fetch_token(self) -> tuple[str, float]:
-        app_id, secret = self.require_login_and_password("App ID (login)", "secret (password)")
-        operation = "token request"
-        reply = self._call("token", {"appId": app_id, "secret": secret}, operation, quote_body=False)
-        token = self.field(reply, "token", operation)
-        if not isinstance(token, str) or not token.strip():
-            raise self.bad_reply(operation, f"'token' should be a non-empty string, got {type(token).__name__}")
-        expires_in = reply.get("expires_in") or 7200
-        try:
-            lifetime = float(expires_in)
-        except (TypeError, ValueError, ArithmeticError):
-            raise self.bad_reply(operation, f"'expires_in' {expires_in!r} is not a number of seconds") from None
-        return token, lifetime
-
-    def _with_token(
-        self,
-        call: str,
-        payload: Mapping[str, str],
-        operation: str,
-        *,
-        send: SendRequest | None = None,
-    ) -> Any:
-        return self.with_token(
-            lambda token: self._call(call, {"token": token, **payload}, operation, send=send),
-            is_token_error=lambda exc: True,
-        )
+    def _pull_payload(self, kind: str) -> dict[str, str]:
+        """The inbound pull requires ``sign``; the report pull's would narrow a destructive pull: not sent."""
+        return {"sign": self._sign(None)} if kind == INBOUND else {}
 
     # ------------------------------------------------------------------ request building
 
@@ -298,14 +239,6 @@ class PaaswV1Hook(SmsHook):
             raise self.bad_reply(operation, str(exc)) from None
         return SendReceipt(self.vendor, batch_id, request.mobiles, self.now(), raw=reply)
 
-    def _pull_records(self, kind: str) -> list[Mapping[str, Any]]:
-        payload = {"sign": self._sign(None)} if kind == INBOUND else {}
-        operation = PULL_OPERATIONS[kind]
-        return self.with_token(
-            lambda token: self._records_in_reply(kind, self._response(kind, {"token": token, **payload}, operation)),
-            is_token_error=lambda exc: True,
-        )
-
     def _records_in_reply(self, kind: str, response: requests.Response) -> list[Mapping[str, Any]]:
         operation = PULL_OPERATIONS[kind]
         reply = self._reply(response, operation, allow_list=True)
@@ -318,40 +251,19 @@ class PaaswV1Hook(SmsHook):
         code = self.text_field(item, "code", operation)
         meaning = REPORT_CODES.get(code, f"undocumented code {code}")
         message = self.text_field(item, "message", operation, required=False)
-        return DeliveryReport(
-            vendor=self.vendor,
-            batch_id=parse_id(self.field(item, "biz_id", operation), field_name="biz_id"),
-            mobile=self.text_field(item, "phone_number", operation),
-            status=DELIVERED if code == SUCCESS else FAILED,
+        return self.delivery_report(
+            item,
+            operation,
+            batch="biz_id",
+            mobile="phone_number",
+            delivered=code == SUCCESS,
             code=code,
-            description=f"{meaning} (vendor: {message})" if message and code != SUCCESS else meaning,
-            reported_at=self.vendor_time(item.get("report_time"), [TIME_FORMAT]),
-            raw=item,
+            failure=f"{meaning} (vendor: {message})" if message else meaning,
+            reported_at=item.get("report_time"),
+            time_format=TIME_FORMAT,
         )
 
     def inbound_from_record(self, item: Mapping[str, Any], *, pushed: bool = False) -> InboundMessage:
         """One ``{phone_number, send_time, content, sign, sequence_id}`` record, pulled or pushed."""
         operation = "inbound push" if pushed else "inbound pull"
-        return InboundMessage(
-            vendor=self.vendor,
-            mobile=self.text_field(item, "phone_number", operation),
-            content=self.text_field(item, "content", operation),
-            received_at=self.vendor_time(item.get("send_time"), [TIME_FORMAT]),
-            ext_no="",
-            raw=item,
-        )
-
-    def _get_balance(self) -> Balance:
-        operation = "balance query"
-        reply = self._with_token("balance", {}, operation)
-        amount = self.balance_amount(self.field(reply, "balance", operation), operation)
-        return Balance(self.vendor, amount, "", raw=reply)
-
-    def _check_connection(self) -> str:
-        try:
-            self._new_token(self._token_key())
-        except SmsVendorError as exc:
-            raise SmsVendorError(
-                exc.vendor, exc.code, exc.vendor_message, "appId or secret rejected", exc.operation
-            ) from None
-        return f"token issued for appId {self.config.login} at {self.config.base_url}"
+        return self.inbound_message(item, operation, time="send_time", time_format=TIME_FORMAT, mobile="phone_number")

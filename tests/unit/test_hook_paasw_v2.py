@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -603,6 +604,65 @@ def test_report_reply_without_data_but_a_count_is_an_error(requests_mock: Any, m
     requests_mock.post(url("deliver"), text='{"code":0,"message":"ok","count":2}')
     with pytest.raises(SmsResponseError, match="data"):
         hook.fetch_reports()
+
+
+@pytest.mark.parametrize(
+    ("count", "records"),
+    [("5", 2), ("1", 2), ("0", 1), ('"3"', 2), ('"many"', 1), ("-1", 1), ("2.5", 2), ("5", 0)],
+)
+def task_log(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> str:
+    """What reached the task log: Airflow's task-SDK logger prints through structlog, stdlib goes to caplog."""
+    out, err = capsys.readouterr()
+    return "\n".join([caplog.text, out, err])
+
+
+@pytest.mark.parametrize(
+    ("count", "records"),
+    [("5", 2), ("1", 2), ("0", 1), ('"3"', 2), ('"many"', 1), ("-1", 1), ("2.5", 2), ("5", 0)],
+)
+def test_a_count_that_disagrees_with_the_records_is_a_warning_and_the_records_are_kept(
+    requests_mock: Any,
+    hook: PaaswV2Hook,
+    fmt: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    count: str,
+    records: int,
+) -> None:
+    """A pull hands its records out once: a ``count`` that does not match them cannot bring others back,
+    and failing would only hold up the ones that came; the task log says what the reply claimed."""
+    mock_token(requests_mock, fmt)
+    record = '{"mobile":"1390000000%d","chnRptDate":"2017-01-01 00:00:00","chnRptCode":"DELIVRD","batchId":"7"}'
+    data = ",".join(record % i for i in range(records))
+    requests_mock.post(url("deliver", fmt), text=f'{{"code":0,"message":"ok","count":{count},"data":[{data}]}}')
+    inbound = '{"mobile":"15000000002","content":"好","replyDate":"2019-01-01 08:08:08"}'
+    requests_mock.post(url("mo", fmt), text=f'{{"code":0,"count":{count},"data":[{inbound}]}}')
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING):
+        reports = hook.fetch_reports()
+        log = task_log(caplog, capsys)
+        assert "delivery report pull: " in log and f"the {records} records of the reply are kept" in log, log
+        messages = hook.fetch_inbound()
+        log = task_log(caplog, capsys)
+    assert [r.mobile for r in reports] == [f"1390000000{i}" for i in range(records)]
+    assert [m.content for m in messages] == ["好"]
+    agrees = count == "1"  # with the one inbound message
+    assert ("inbound pull: " in log) is not agrees, log
+
+
+def test_a_count_that_agrees_logs_nothing(
+    requests_mock: Any,
+    hook: PaaswV2Hook,
+    fmt: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mock_token(requests_mock, fmt)
+    requests_mock.post(url("deliver", fmt), text='{"code":0,"count":0,"data":[]}')
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING):
+        assert hook.fetch_reports() == []
+    assert "kept" not in task_log(caplog, capsys)
 
 
 def test_report_html_502_is_retried_then_a_clear_error(requests_mock: Any, monkeypatch: pytest.MonkeyPatch) -> None:
