@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ).start()
     exports = "".join(
         f"export AIRFLOW_CONN_SMS_{vendor.upper()}='{simulator.demo_connection_json(vendor)}'\n"
-        for vendor in ("paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas")
+        for vendor in simulator.gateway.accounts
     )
     print(exports, end="", flush=True)
     if args.env_file:

@@ -27,17 +27,17 @@ from typing import Any
 
 from airflow_provider_sms.numbers import message_parts, normalize_domestic
 from airflow_provider_sms.simulator.core import (
-    PUSH_KINDS,
-    BadRequest,
     Handler,
     Inbound,
     Message,
     PushPayload,
-    SimRequest,
     SimResponse,
     VendorProtocol,
+    checked_mobiles,
+    form_fields,
     json_push,
     md5_hex,
+    media_type_check,
     vendor_time,
 )
 
@@ -59,44 +59,42 @@ def _error(code: str, message: str) -> SimResponse:
     return SimResponse.json({"code": code, "data": None, "message": message})
 
 
+def _bad_parameter(problem: str) -> SimResponse:
+    return _error(BAD_PARAMETER, problem)
+
+
+_FORM_ONLY = media_type_check(
+    "application/x-www-form-urlencoded",
+    lambda media: _bad_parameter(f"Content-Type须为application/x-www-form-urlencoded, 实为{media!r}"),
+)
+
+
 def masked(mobile: str) -> str:
     """How the vendor shows a number in reports and inbound messages: first 3 and last 4 digits."""
     return f"{mobile[:3]}****{mobile[-4:]}"
 
 
 class AccountMd5Protocol(VendorProtocol):
+    """Every endpoint a form POST whose ``account`` and ``pwd`` are checked before anything else."""
+
     vendor = "account_md5"
-    push_kinds = frozenset(PUSH_KINDS)
 
     def routes(self) -> dict[tuple[str, str], Handler]:
-        return {
-            ("POST", "/api/v1/send"): self._authed(self.send),
-            ("POST", "/api/v1/report"): self._authed(self.report),
-            ("POST", "/api/v1/mo"): self._authed(self.mo),
-            ("POST", "/api/v1/queryBalance"): self._authed(self.query_balance),
-        }
+        endpoints = {"send": self.send, "report": self.report, "mo": self.mo, "queryBalance": self.query_balance}
+        return {("POST", f"/api/v1/{name}"): self._authed(endpoint) for name, endpoint in endpoints.items()}
 
-    def _authed(self, handler: Callable[[Form], SimResponse]) -> Handler:
+    def _authed(self, endpoint: Callable[[Form], SimResponse]) -> Handler:
         """Form body only, then ``account`` and ``pwd`` checked exactly, before the endpoint sees anything."""
 
-        def wrapped(request: SimRequest) -> SimResponse:
-            if request.content_type != "application/x-www-form-urlencoded":
-                return _error(
-                    BAD_PARAMETER,
-                    f"Content-Type须为application/x-www-form-urlencoded, 实为{request.content_type!r}",
-                )
-            try:
-                form = request.form()
-            except BadRequest as exc:
-                return _error(BAD_PARAMETER, str(exc))
+        def signed_in(form: Form) -> SimResponse:
             for name in ("account", "pwd"):
                 if not form.get(name, "").strip():
-                    return _error(BAD_PARAMETER, f"缺少参数 {name}")
+                    return _bad_parameter(f"缺少参数 {name}")
             if form["account"] != self.account.login or form["pwd"] != self._expected_pwd():
                 return _error(BAD_CREDENTIALS, "账号或密码错误")
-            return handler(form)
+            return endpoint(form)
 
-        return wrapped
+        return self.route(signed_in, form_fields, _bad_parameter, _FORM_ONLY)
 
     def _expected_pwd(self) -> str:
         digest = md5_hex(self.account.secret)
@@ -108,12 +106,13 @@ class AccountMd5Protocol(VendorProtocol):
         mobiles_text = form.get("mobiles", "").strip()
         if not mobiles_text:
             return _error(BAD_PARAMETER, "缺少参数 mobiles")
-        mobiles = mobiles_text.split(",")
-        if len(mobiles) > MAX_MOBILES:
-            return _error(TOO_MANY_MOBILES, f"手机号码最多{MAX_MOBILES}个, 实为{len(mobiles)}个")
-        bad = [m for m in mobiles if normalize_domestic(m) != m]
-        if bad:
-            return _error(BAD_MOBILE, f"手机号码格式错误: {','.join(bad[:5])}")
+        mobiles = checked_mobiles(
+            mobiles_text,
+            MAX_MOBILES,
+            normalize_domestic,
+            lambda count: _error(TOO_MANY_MOBILES, f"手机号码最多{MAX_MOBILES}个, 实为{count}个"),
+            lambda bad: _error(BAD_MOBILE, f"手机号码格式错误: {bad}"),
+        )
         content = form.get("content", "")
         if not content.strip():
             return _error(BAD_CONTENT, "缺少参数 content")

@@ -41,11 +41,13 @@ from typing import Any
 
 from airflow_provider_sms.numbers import normalize_domestic
 from airflow_provider_sms.simulator.core import (
+    BadRequest,
     Handler,
     SimRequest,
     SimResponse,
     VendorProtocol,
     md5_hex,
+    media_type_check,
     vendor_time,
 )
 
@@ -78,9 +80,19 @@ def _reply(rspcod: str, group: str = "") -> SimResponse:
     return SimResponse.json({"rspcod": rspcod, "msgGroup": group, "success": rspcod == "success"})
 
 
+def _invalid_message(problem: str = "") -> SimResponse:
+    return _reply(INVALID_MESSAGE)
+
+
+_DOCUMENTED_MEDIA = media_type_check(CONTENT_TYPES, _invalid_message)
+
+
 class CloudMasProtocol(VendorProtocol):
+    """Base64 JSON bodies signed with a MAC, on HTTPS (and its HTTP twin); pulls paced per account."""
+
     vendor = "cloud_mas"
     https = True
+    push_kinds = frozenset()  # the document describes no push
     #: "在获取状态报告和上行短息请求5秒钟内只能请求一次"
     paced_paths = frozenset({"/sms/report", "/sms/deliver"})
 
@@ -99,22 +111,20 @@ class CloudMasProtocol(VendorProtocol):
             ("POST", "/sms/deliver"): self._decoded(PULL_FIELDS, self.deliver),
         }
 
-    def _decoded(self, fields: tuple[str, ...], handler: Callable[[Body], SimResponse]) -> Handler:
+    def _decoded(self, fields: tuple[str, ...], endpoint: Callable[[Body], SimResponse]) -> Handler:
         """Base64 of a JSON object holding every documented field as a string, or ``InvalidMessage``."""
 
-        def wrapped(request: SimRequest) -> SimResponse:
-            if request.content_type not in CONTENT_TYPES:
-                return _reply(INVALID_MESSAGE)
+        def read(request: SimRequest) -> Body:
             try:
                 text = base64.b64decode(_unquoted(request.body.strip()), validate=True).decode("utf-8")
                 body = json.loads(text)
             except (binascii.Error, ValueError):
-                return _reply(INVALID_MESSAGE)
+                raise BadRequest("not base64 of JSON") from None
             if not isinstance(body, Mapping) or not all(isinstance(body.get(name), str) for name in fields):
-                return _reply(INVALID_MESSAGE)
-            return handler(body)
+                raise BadRequest("not an object of the documented string fields")
+            return body
 
-        return wrapped
+        return self.route(endpoint, read, _invalid_message, _DOCUMENTED_MEDIA)
 
     # ------------------------------------------------------------------ checks shared by the sends
 

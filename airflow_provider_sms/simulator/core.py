@@ -42,6 +42,15 @@ class BadRequest(Exception):
     """A request the simulated vendor cannot parse; protocols turn it into their own error reply."""
 
 
+class Refusal(Exception):
+    """A request the simulated vendor turns down with ``response``, its own error reply: raised by a route's
+    checks or its endpoint, answered by the route (``VendorProtocol.route``)."""
+
+    def __init__(self, response: SimResponse) -> None:
+        super().__init__(response)
+        self.response = response
+
+
 @dataclass
 class SimRequest:
     method: str
@@ -116,6 +125,7 @@ class Account:
     balance: Decimal = Decimal("100000.00")
 
 
+#: the simulated vendors (each served by ``simulator/<vendor>.py``) and their accounts
 DEFAULT_ACCOUNTS: dict[str, Account] = {
     "paasw_v2": Account("paasw_v2", "0189457543", "gw7ewiz4eJ5646grg"),
     "paasw_v1": Account("paasw_v1", "0189457544", "23f757bad208226ec301e117e4", {"sign": "模拟签名"}),
@@ -614,6 +624,59 @@ def future_time(text: str, fmt: str, *, max_days: int = 30) -> bool:
 
 
 Handler = Callable[[SimRequest], SimResponse]
+#: reads a request's body (or query) as an endpoint takes it; ``BadRequest`` when it cannot
+BodyReader = Callable[[SimRequest], Any]
+#: a check of a request before its body is read; raises ``Refusal``
+Check = Callable[[SimRequest], None]
+
+
+def json_object(request: SimRequest) -> Any:
+    """The body as a JSON object."""
+    body = request.json()
+    if not isinstance(body, Mapping):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+def form_fields(request: SimRequest) -> dict[str, str]:
+    return request.form()
+
+
+def query_fields(request: SimRequest) -> dict[str, str]:
+    return request.query
+
+
+def no_body(request: SimRequest) -> None:
+    return None
+
+
+def checked_mobiles(
+    text: str,
+    most: int,
+    normalize: Callable[[str], str | None],
+    too_many: Callable[[int], SimResponse],
+    malformed: Callable[[str], SimResponse],
+) -> list[str]:
+    """A send's comma-separated numbers; more than ``most``, or any the vendor does not take as it is
+    (the first five named), is refused with the vendor's own reply (``Refusal``)."""
+    mobiles = text.split(",")
+    if len(mobiles) > most:
+        raise Refusal(too_many(len(mobiles)))
+    bad = [m for m in mobiles if normalize(m) != m]
+    if bad:
+        raise Refusal(malformed(",".join(bad[:5])))
+    return mobiles
+
+
+def media_type_check(expected: str | frozenset[str], refusal: Callable[[str], SimResponse]) -> Check:
+    """A check that the request's media type is ``expected`` (or one of them); ``refusal`` gets the one it has."""
+    accepted = frozenset({expected}) if isinstance(expected, str) else expected
+
+    def check(request: SimRequest) -> None:
+        if request.content_type not in accepted:
+            raise Refusal(refusal(request.content_type))
+
+    return check
 
 
 class VendorProtocol:
@@ -622,8 +685,8 @@ class VendorProtocol:
     vendor: ClassVar[str] = ""
     #: whether the vendor is served over HTTPS (cloud_mas) rather than plain HTTP
     https: ClassVar[bool] = False
-    #: what the vendor's document says it can push: a subset of ``PUSH_KINDS``
-    push_kinds: ClassVar[frozenset[str]] = frozenset()
+    #: what the vendor's document says it can push: a subset of ``PUSH_KINDS`` (most push both)
+    push_kinds: ClassVar[frozenset[str]] = frozenset(PUSH_KINDS)
     #: how many times the vendor POSTs a push again that the customer did not acknowledge
     push_retries: ClassVar[int] = 0
     #: paths the vendor serves at most once per ``SimConfig.pull_interval`` per account (cloud_mas pulls),
@@ -641,6 +704,33 @@ class VendorProtocol:
     def routes(self) -> dict[tuple[str, str], Handler]:
         """(METHOD, path) -> handler."""
         raise NotImplementedError
+
+    @staticmethod
+    def route(
+        endpoint: Callable[[Any], SimResponse],
+        read: BodyReader,
+        malformed: Callable[[str], SimResponse],
+        *checks: Check,
+    ) -> Handler:
+        """One route as the vendor serves it: its checks of the request in order (each may refuse it), the
+        body read as the endpoint takes it (one that cannot be read is answered ``malformed(problem)``),
+        then the endpoint, which may refuse it too (``Refusal``)."""
+
+        def handler(request: SimRequest) -> SimResponse:
+            try:
+                for check in checks:
+                    check(request)
+                body = read(request)
+            except BadRequest as exc:
+                return malformed(str(exc))
+            except Refusal as exc:
+                return exc.response
+            try:
+                return endpoint(body)
+            except Refusal as exc:
+                return exc.response
+
+        return handler
 
     def too_fast(self, path: str) -> SimResponse:
         """The answer to a paced path called again within the interval: 429 with ``Retry-After``."""

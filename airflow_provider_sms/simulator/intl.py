@@ -21,17 +21,20 @@ from typing import Any
 
 from airflow_provider_sms.numbers import message_parts, normalize_international
 from airflow_provider_sms.simulator.core import (
-    BadRequest,
     Handler,
     Message,
     PushPayload,
+    Refusal,
     SimRequest,
     SimResponse,
     VendorProtocol,
+    checked_mobiles,
     future_time,
+    json_object,
     json_push,
     json_reply_code,
     md5_hex,
+    no_body,
     vendor_time,
 )
 
@@ -60,7 +63,25 @@ def _error(code: int, message: str) -> SimResponse:
     return SimResponse.json({"code": code, "msg": message})
 
 
+def _param_error(problem: str) -> SimResponse:
+    return _error(PARAM_ERROR, problem)
+
+
+def _report_record(message: Message, time_format: str, *, failed: int) -> dict[str, Any]:
+    """A due report as queried (§4.5: failed is 2, time in 14 digits) or pushed (§5.4: failed is 1, 12 digits)."""
+    return {
+        "mobile": message.mobile,
+        "msgId": message.batch_id,
+        "timestamp": vendor_time(message.report_at, time_format),
+        "status": 0 if message.delivered else failed,
+        "desc": "" if message.delivered else "undeliverable",
+        "errorCode": "DELIVRD" if message.delivered else "UNDELIV",
+    }
+
+
 class IntlProtocol(VendorProtocol):
+    """JSON calls authenticated by the ``appKey`` / ``appSecret`` headers; reports queried, or pushed."""
+
     vendor = "intl"
     push_kinds = frozenset({"reports"})
     push_retries = PUSH_RETRIES
@@ -72,26 +93,16 @@ class IntlProtocol(VendorProtocol):
             ("POST", f"{PREFIX}/status"): self._checked(self.status, body=True),
         }
 
-    def _checked(self, handler: Endpoint, *, body: bool) -> Handler:
+    def _checked(self, endpoint: Endpoint, *, body: bool) -> Handler:
         """Headers first (credentials, then media types), then the JSON object body where there is one."""
+        return self.route(endpoint, json_object if body else no_body, _param_error, self._check_headers)
 
-        def wrapped(request: SimRequest) -> SimResponse:
-            error = self._check_headers(request)
-            if error:
-                return error
-            if not body:
-                return handler(None)
-            try:
-                payload = request.json()
-            except BadRequest as exc:
-                return _error(PARAM_ERROR, str(exc))
-            if not isinstance(payload, Mapping):
-                return _error(PARAM_ERROR, "body must be a JSON object")
-            return handler(payload)
+    def _check_headers(self, request: SimRequest) -> None:
+        error = self._header_error(request)
+        if error is not None:
+            raise Refusal(error)
 
-        return wrapped
-
-    def _check_headers(self, request: SimRequest) -> SimResponse | None:
+    def _header_error(self, request: SimRequest) -> SimResponse | None:
         if request.header("appKey") != self.account.login:
             return _error(APP_KEY_ERROR, "AppKeyError")
         if request.header("appSecret") != md5_hex(self.account.secret).upper():
@@ -114,12 +125,13 @@ class IntlProtocol(VendorProtocol):
             return _error(PARAM_ERROR, "mobile is required")
         if not isinstance(content, str) or not content.strip():
             return _error(PARAM_ERROR, "content is required")
-        mobiles = mobile.split(",")
-        if len(mobiles) > MAX_MOBILES:
-            return _error(PARAM_ERROR, f"at most {MAX_MOBILES} mobiles per request")
-        bad = [m for m in mobiles if normalize_international(m) != m]
-        if bad:
-            return _error(MOBILE_ERROR, f"Illegal cell phone: {','.join(bad[:5])}")
+        mobiles = checked_mobiles(
+            mobile,
+            MAX_MOBILES,
+            normalize_international,
+            lambda _: _param_error(f"at most {MAX_MOBILES} mobiles per request"),
+            lambda bad: _error(MOBILE_ERROR, f"Illegal cell phone: {bad}"),
+        )
         end = content.find("】")
         if not content.startswith("【") or end < 2:
             return _error(CONTENT_ERROR, "content must start with 【signature】")
@@ -176,34 +188,13 @@ class IntlProtocol(VendorProtocol):
                 "desc": "",
                 "errorCode": "",
             }
-        return {
-            "mobile": message.mobile,
-            "msgId": message.batch_id,
-            "timestamp": vendor_time(message.report_at, TIME_FORMAT),
-            "status": 0 if message.delivered else 2,
-            "desc": "" if message.delivered else "undeliverable",
-            "errorCode": "DELIVRD" if message.delivered else "UNDELIV",
-        }
+        return _report_record(message, TIME_FORMAT, failed=2)
 
     # ------------------------------------------------------------------ push
 
     def push_reports(self, messages: Sequence[Message]) -> list[PushPayload]:
         headers = {"appKey": self.account.login, "appSecret": md5_hex(self.account.secret).upper()}
-        return [
-            json_push(
-                {
-                    "mobile": m.mobile,
-                    "msgId": m.batch_id,
-                    "timestamp": vendor_time(m.report_at, PUSH_TIME_FORMAT),
-                    "status": 0 if m.delivered else 1,
-                    "desc": "" if m.delivered else "undeliverable",
-                    "errorCode": "DELIVRD" if m.delivered else "UNDELIV",
-                },
-                1,
-                headers,
-            )
-            for m in messages
-        ]
+        return [json_push(_report_record(m, PUSH_TIME_FORMAT, failed=1), 1, headers) for m in messages]
 
     def push_acknowledged(self, status: int, body: bytes) -> bool:
         code = json_reply_code(body)

@@ -31,18 +31,20 @@ from typing import Any
 
 from airflow_provider_sms.numbers import message_parts, normalize_domestic
 from airflow_provider_sms.simulator.core import (
-    PUSH_KINDS,
-    BadRequest,
     Handler,
     Inbound,
     Message,
     PushPayload,
-    SimRequest,
+    Refusal,
     SimResponse,
     VendorProtocol,
     batches,
+    checked_mobiles,
+    form_fields,
     json_push,
     json_reply_code,
+    media_type_check,
+    query_fields,
     vendor_time,
 )
 
@@ -70,16 +72,17 @@ def _error(code: str, message: str) -> SimResponse:
     return _reply(code, message)
 
 
-class _Rejected(Exception):
-    """A field check failed; carries the vendor error reply."""
-
-    def __init__(self, response: SimResponse) -> None:
-        super().__init__(response)
-        self.response = response
+def _bad_parameter(message: str) -> SimResponse:
+    return _error(BAD_PARAMETER, message)
 
 
-def _param(message: str) -> _Rejected:
-    return _Rejected(_error(BAD_PARAMETER, message))
+def _param(message: str) -> Refusal:
+    return Refusal(_bad_parameter(message))
+
+
+_FORM_ONLY = media_type_check(
+    "application/x-www-form-urlencoded", lambda media: _bad_parameter(f"须为表单提交, Content-Type为{media!r}")
+)
 
 
 def _report_record(message: Message) -> dict[str, Any]:
@@ -106,8 +109,9 @@ def _inbound_record(message: Inbound, sign: str) -> dict[str, Any]:
 
 
 class PaaswV1Protocol(VendorProtocol):
+    """Token by GET query, form sends, GET pulls; every field's documented length enforced."""
+
     vendor = "paasw_v1"
-    push_kinds = frozenset(PUSH_KINDS)
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -119,27 +123,11 @@ class PaaswV1Protocol(VendorProtocol):
             ("GET", "/sms/balance"): self._query(self.balance),
         }
 
-    def _query(self, handler: Callable[[Mapping[str, str]], SimResponse]) -> Handler:
-        def wrapped(request: SimRequest) -> SimResponse:
-            try:
-                return handler(request.query)
-            except _Rejected as exc:
-                return exc.response
+    def _query(self, endpoint: Callable[[Mapping[str, str]], SimResponse]) -> Handler:
+        return self.route(endpoint, query_fields, _bad_parameter)
 
-        return wrapped
-
-    def _form(self, handler: Callable[[Mapping[str, str]], SimResponse]) -> Handler:
-        def wrapped(request: SimRequest) -> SimResponse:
-            if request.content_type != "application/x-www-form-urlencoded":
-                return _error(BAD_PARAMETER, f"须为表单提交, Content-Type为{request.content_type!r}")
-            try:
-                return handler(request.form())
-            except BadRequest as exc:
-                return _error(BAD_PARAMETER, str(exc))
-            except _Rejected as exc:
-                return exc.response
-
-        return wrapped
+    def _form(self, endpoint: Callable[[Mapping[str, str]], SimResponse]) -> Handler:
+        return self.route(endpoint, form_fields, _bad_parameter, _FORM_ONLY)
 
     # ------------------------------------------------------------------ field checks
 
@@ -153,7 +141,7 @@ class PaaswV1Protocol(VendorProtocol):
 
     def _require_token(self, body: Mapping[str, str]) -> None:
         if not self.gateway.token_valid(self.vendor, body.get("token")):
-            raise _Rejected(_error(BAD_TOKEN, "token无效或已过期"))
+            raise Refusal(_error(BAD_TOKEN, "token无效或已过期"))
 
     def _sign(self, body: Mapping[str, str], *, required: bool) -> str:
         sign = self._text(body, "sign", MAX_SIGN, required=required)
@@ -163,13 +151,13 @@ class PaaswV1Protocol(VendorProtocol):
 
     def _mobiles(self, body: Mapping[str, str]) -> list[str]:
         text = self._text(body, "phoneNumbers", MAX_MOBILES_CHARS)
-        mobiles = text.split(",")
-        if len(mobiles) > MAX_MOBILES:
-            raise _param(f"手机号最多{MAX_MOBILES}个")
-        bad = [m for m in mobiles if normalize_domestic(m) != m]
-        if bad:
-            raise _param(f"手机号格式错误: {','.join(bad[:5])}")
-        return mobiles
+        return checked_mobiles(
+            text,
+            MAX_MOBILES,
+            normalize_domestic,
+            lambda _: _bad_parameter(f"手机号最多{MAX_MOBILES}个"),
+            lambda bad: _bad_parameter(f"手机号格式错误: {bad}"),
+        )
 
     def _kind(self, body: Mapping[str, str]) -> None:
         configured = [k.strip() for k in str(self.account.extra.get("kinds") or "").split(",") if k.strip()]

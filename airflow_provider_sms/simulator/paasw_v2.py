@@ -13,23 +13,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from airflow_provider_sms.numbers import message_parts, normalize_domestic
 from airflow_provider_sms.simulator.core import (
-    PUSH_KINDS,
-    BadRequest,
     Handler,
     Inbound,
     Message,
     PushPayload,
-    SimRequest,
     SimResponse,
     VendorProtocol,
     batches,
+    form_fields,
     future_time,
+    json_object,
     json_push,
+    media_type_check,
     vendor_time,
 )
 
@@ -48,6 +48,20 @@ def _reply(data: Any = None, code: int = 0, message: str = "请求成功", **ext
 
 def _error(code: int, message: str) -> SimResponse:
     return _reply(None, code, message)
+
+
+def _bad_parameter(problem: str) -> SimResponse:
+    return _error(BAD_PARAMETER, problem)
+
+
+_JSON_ONLY = media_type_check(
+    "application/json", lambda media: _bad_parameter(f"Content-Type must be application/json, got {media!r}")
+)
+_FORM_ONLY = media_type_check(
+    "application/x-www-form-urlencoded", lambda media: _bad_parameter(f"form body expected, got {media!r}")
+)
+#: an endpoint: the request's body, and whether it came as a form
+Endpoint = Callable[[Mapping[str, Any], bool], SimResponse]
 
 
 def _report_record(message: Message) -> dict[str, Any]:
@@ -73,8 +87,9 @@ SIGNATURE = re.compile(r"【[^【】]+】")
 
 
 class PaaswV2Protocol(VendorProtocol):
+    """Token first, then JSON calls under ``/message/*`` or their form twins under ``/msg/*``."""
+
     vendor = "paasw_v2"
-    push_kinds = frozenset(PUSH_KINDS)
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -91,30 +106,11 @@ class PaaswV2Protocol(VendorProtocol):
         }
 
     # The JSON endpoints take only JSON, the /msg/* twins only form bodies, as the document splits them.
-    def _json(self, handler: Any) -> Handler:
-        def wrapped(request: SimRequest) -> SimResponse:
-            if request.content_type != "application/json":
-                return _error(BAD_PARAMETER, f"Content-Type must be application/json, got {request.content_type!r}")
-            try:
-                body = request.json()
-            except BadRequest as exc:
-                return _error(BAD_PARAMETER, str(exc))
-            if not isinstance(body, Mapping):
-                return _error(BAD_PARAMETER, "body must be a JSON object")
-            return handler(body, form=False)
+    def _json(self, endpoint: Endpoint) -> Handler:
+        return self.route(lambda body: endpoint(body, False), json_object, _bad_parameter, _JSON_ONLY)
 
-        return wrapped
-
-    def _form(self, handler: Any) -> Handler:
-        def wrapped(request: SimRequest) -> SimResponse:
-            if request.content_type != "application/x-www-form-urlencoded":
-                return _error(BAD_PARAMETER, f"form body expected, got {request.content_type!r}")
-            try:
-                return handler(request.form(), form=True)
-            except BadRequest as exc:
-                return _error(BAD_PARAMETER, str(exc))
-
-        return wrapped
+    def _form(self, endpoint: Endpoint) -> Handler:
+        return self.route(lambda body: endpoint(body, True), form_fields, _bad_parameter, _FORM_ONLY)
 
     def _token_ok(self, body: Mapping[str, Any]) -> bool:
         return self.gateway.token_valid(self.vendor, body.get("token"))

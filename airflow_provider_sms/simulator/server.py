@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from airflow_provider_sms.simulator.core import (
+    DEFAULT_ACCOUNTS,
     Account,
     BadRequest,
     Fault,
@@ -42,14 +43,6 @@ from airflow_provider_sms.simulator.core import (
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_MODULES = {
-    "paasw_v2": "airflow_provider_sms.simulator.paasw_v2",
-    "paasw_v1": "airflow_provider_sms.simulator.paasw_v1",
-    "intl": "airflow_provider_sms.simulator.intl",
-    "account_md5": "airflow_provider_sms.simulator.account_md5",
-    "cloud_mas": "airflow_provider_sms.simulator.cloud_mas",
-}
-
 MAX_BODY_BYTES = 8 * 1024 * 1024
 #: environment variable holding the admin token (``GatewaySimulator(admin_token=...)`` wins)
 ADMIN_TOKEN_ENV = "SMS_SIM_ADMIN_TOKEN"
@@ -60,9 +53,10 @@ DEMO_SIGNATURE = "模拟签名"
 
 
 def load_protocols(gateway: Gateway) -> list[VendorProtocol]:
+    """Every simulated vendor's protocol (``core.DEFAULT_ACCOUNTS`` names them), from ``simulator/<vendor>.py``."""
     protocols = []
-    for vendor, module_name in PROTOCOL_MODULES.items():
-        module = importlib.import_module(module_name)
+    for vendor in DEFAULT_ACCOUNTS:
+        module = importlib.import_module(f"{__package__}.{vendor}")
         cls = next(
             obj
             for obj in vars(module).values()
@@ -293,6 +287,7 @@ class GatewaySimulator:
         self.admin_token = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV) or None
         self.gateway = Gateway(config, accounts)
         protocols = load_protocols(self.gateway)
+        self._https_vendors = {protocol.vendor for protocol in protocols if protocol.https}
         self._tmp = tempfile.TemporaryDirectory(prefix="sms-sim-")
         self.cert_path = str(Path(self._tmp.name) / "cert.pem")
         self._http = _Server((host, http_port), self, _Router(protocols, https=False))
@@ -309,7 +304,7 @@ class GatewaySimulator:
         return f"https://{self.host}:{self._https.server_address[1]}"
 
     def base_url(self, vendor: str) -> str:
-        return self.https_url if vendor == "cloud_mas" else self.http_url
+        return self.https_url if vendor in self._https_vendors else self.http_url
 
     def start(self) -> GatewaySimulator:
         for server in (self._http, self._https):
@@ -336,7 +331,7 @@ class GatewaySimulator:
         """An Airflow connection (JSON form, for ``AIRFLOW_CONN_*``) for the simulated account of ``vendor``."""
         account = self.gateway.account(vendor)
         extras: dict[str, Any] = {**account.extra, **extra}
-        if vendor == "cloud_mas":
+        if vendor in self._https_vendors:  # its certificate is the self-signed one made at start
             extras.setdefault("verify", "false")
         return json.dumps(
             {
