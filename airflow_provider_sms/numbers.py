@@ -168,3 +168,26 @@ def mask_matches(mask: str, mobile: str) -> bool:
         return False
     head, tail = match.groups()
     return mobile.startswith(head) and mobile.endswith(tail)
+
+
+def parse_mobiles(value: object) -> str | list[str]:
+    """Numbers as a list or comma string; a rendered list (``"['138…', …]"`` or JSON) is parsed back.
+
+    Templated fields render an XCom list to its text, so the operator, the notifier and the sensor (for
+    batch ids) all read their lists back through here.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            import ast
+            import json
+
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                parsed = ast.literal_eval(text)
+            return [str(m) for m in parsed]
+        return text
+    if isinstance(value, Iterable):
+        return as_strings(value)
+    raise TypeError(f"mobiles must be a list of numbers or a comma-separated string, got {type(value).__name__}")

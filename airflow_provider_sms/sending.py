@@ -494,7 +494,7 @@ class PlannedSend:
     ) -> list[PlanRequest]:
         """Look for evidence of the unknown requests: pull delivery reports into the store, then match them."""
         from airflow_provider_sms.hooks.base import REPORTS
-        from airflow_provider_sms.sync import pull_reports
+        from airflow_provider_sms.pulling import pull_reports
 
         hook = self.hook
         pull = hook.supports(REPORTS) and hook.report_mode == "queue"

@@ -803,7 +803,7 @@ class SmsHook(BaseHook):
         """One pull of a queue (``"reports"`` or ``"inbound"``): the records as the vendor handed them out.
 
         The vendor hands each record out once. ``keep`` is called with every reply of this pull as the
-        bytes that came, before anything decodes them (``sync`` journals them), so that neither a crash
+        bytes that came, before anything decodes them (``pulling`` journals them), so that neither a crash
         nor a reply that will not decode loses a page; the records returned are those of the last reply
         kept. ``records_in_reply`` reads a kept reply again. Records are not parsed here either: a
         record that will not parse is kept by the caller (``parse_pulled`` says which).

@@ -162,7 +162,7 @@ class SmsNotifier(BaseNotifier):
         """
         from airflow_provider_sms.errors import SmsOutcomeUnknownError
         from airflow_provider_sms.hooks import get_sms_hook
-        from airflow_provider_sms.operators.send import parse_mobiles
+        from airflow_provider_sms.numbers import parse_mobiles
         from airflow_provider_sms.sending import PlannedSend, SendSpec
         from airflow_provider_sms.store import SmsStore, TaskIdentity
 

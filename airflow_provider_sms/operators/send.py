@@ -7,17 +7,15 @@ unknown (see the README's "What exactly once means here").
 
 from __future__ import annotations
 
-import ast
-import json
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_sms.identifiers import check_table_prefix
-from airflow_provider_sms.numbers import as_strings
+from airflow_provider_sms.numbers import parse_mobiles
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -27,22 +25,6 @@ if TYPE_CHECKING:
 
 #: store tables a send writes (its plan, its numbers, each request's state), for lineage
 SEND_STORE_TABLES = ("send_plans", "plan_numbers", "requests")
-
-
-def parse_mobiles(value: Any) -> str | list[str]:
-    """Numbers as a list or comma string; a rendered list (``"['138…', …]"`` or JSON) is parsed back."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("[") and text.endswith("]"):
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = ast.literal_eval(text)
-            return [str(m) for m in parsed]
-        return text
-    if isinstance(value, Iterable):
-        return as_strings(value)
-    raise TypeError(f"mobiles must be a list of numbers or a comma-separated string, got {type(value).__name__}")
 
 
 def _seconds(value: timedelta | float | int, name: str) -> float:

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_sms.hooks.base import SmsHook
     from airflow_provider_sms.lineage import VendorEndpoint
+    from airflow_provider_sms.pulling import PullResult
     from airflow_provider_sms.store import SmsStore
-    from airflow_provider_sms.sync import PullResult
 
 #: columns copied to warehouse tables, in order; the first ones form the table's unique key
 REPORT_COLUMNS = ("vendor", "batch_id", "mobile", "status", "code", "description", "reported_at", "conn_id")
@@ -146,8 +146,9 @@ class _StoreOperator(BaseOperator):
         return f"{kind}:{self.sms_conn_id}:{target}"
 
 
-class _QueueSyncOperator(_StoreOperator):
-    """Pull one kind of record into the store, then copy rows newer than the watermark to the target."""
+class _PullSyncOperator(_StoreOperator):
+    """Pull one kind of record into the store (from a queue, or by query), then copy rows newer than the watermark
+    to the target."""
 
     feature: ClassVar[str]
     columns: ClassVar[tuple[str, ...]]
@@ -187,7 +188,7 @@ class _QueueSyncOperator(_StoreOperator):
         return result
 
 
-class SmsReportsSyncOperator(_QueueSyncOperator):
+class SmsReportsSyncOperator(_PullSyncOperator):
     """Pull delivery reports into the store, then copy new and changed reports to ``target_table``.
 
     Returns counts, plus up to ``xcom_max_rows`` of the new reports when no target table is given.
@@ -201,7 +202,7 @@ class SmsReportsSyncOperator(_QueueSyncOperator):
     xcom_key = "reports"
 
     def pull(self, hook: SmsHook, store: SmsStore) -> PullResult:
-        from airflow_provider_sms.sync import pull_reports
+        from airflow_provider_sms.pulling import pull_reports
 
         return pull_reports(hook, store, max_pulls=self.max_pulls)
 
@@ -209,7 +210,7 @@ class SmsReportsSyncOperator(_QueueSyncOperator):
         return store.iter_reports(vendor=vendor, since_seq=since_seq, conn_id=self.sms_conn_id)
 
 
-class SmsInboundSyncOperator(_QueueSyncOperator):
+class SmsInboundSyncOperator(_PullSyncOperator):
     """Pull inbound (MO) messages into the store, then copy new ones to ``target_table``."""
 
     feature = "inbound"
@@ -220,7 +221,7 @@ class SmsInboundSyncOperator(_QueueSyncOperator):
     xcom_key = "messages"
 
     def pull(self, hook: SmsHook, store: SmsStore) -> PullResult:
-        from airflow_provider_sms.sync import pull_inbound
+        from airflow_provider_sms.pulling import pull_inbound
 
         return pull_inbound(hook, store, max_pulls=self.max_pulls)
 

@@ -69,8 +69,8 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from airflow_provider_sms.hooks.base import SmsHook
+    from airflow_provider_sms.pulling import StoredPage
     from airflow_provider_sms.store import SmsStore
-    from airflow_provider_sms.sync import StoredPage
 
 log = logging.getLogger(__name__)
 
@@ -671,7 +671,7 @@ def _parse_and_store(
     are stored: the push is acknowledged, since a vendor pushing it again could never make it parse. A
     page left journaled by a crash is stored by the next push or pull of the same account and kind.
     """
-    from airflow_provider_sms.sync import process_entry
+    from airflow_provider_sms.pulling import process_entry
 
     if not items:
         return None
@@ -708,7 +708,7 @@ def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], 
     """
     from airflow_provider_sms.errors import SmsPartialResponseError
     from airflow_provider_sms.hooks.base import REPORTS
-    from airflow_provider_sms.sync import StoredPage, count_page, is_data_error, process_journaled
+    from airflow_provider_sms.pulling import StoredPage, count_page, is_data_error, process_journaled
 
     parsed: list[Any] = []
     try:

@@ -59,7 +59,7 @@ class SmsDeliverySensor(BaseSensorOperator):
 
     def resolve_batch_ids(self, context: Context) -> list[str]:
         if self.batch_ids is not None:
-            from airflow_provider_sms.operators.send import parse_mobiles
+            from airflow_provider_sms.numbers import parse_mobiles
 
             given = parse_mobiles(self.batch_ids)
             return [i.strip() for i in (given.split(",") if isinstance(given, str) else given) if i.strip()]
@@ -73,7 +73,7 @@ class SmsDeliverySensor(BaseSensorOperator):
         return batch_ids
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        from airflow_provider_sms.sync import check_delivery
+        from airflow_provider_sms.delivery_check import check_delivery
 
         batch_ids = self.resolve_batch_ids(context)
         check = check_delivery(

@@ -54,7 +54,7 @@ class SmsDeliveryTrigger(BaseTrigger):
         )
 
     def _check(self) -> dict[str, int]:
-        from airflow_provider_sms.sync import check_delivery
+        from airflow_provider_sms.delivery_check import check_delivery
 
         return check_delivery(
             self.sms_conn_id,

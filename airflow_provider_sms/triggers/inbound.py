@@ -152,7 +152,7 @@ class SmsInboundTrigger(BaseEventTrigger):
     def _pull(self, hook: SmsHook, store: SmsStore) -> None:
         """Drain the vendor queue into the store; a failing vendor is logged, and the store still read."""
         from airflow_provider_sms.errors import SmsConfigurationError, SmsError, SmsNotSupportedError
-        from airflow_provider_sms.sync import pull_inbound
+        from airflow_provider_sms.pulling import pull_inbound
 
         try:
             pulled = pull_inbound(hook, store, max_pulls=self.max_pulls_per_poll)

@@ -1,6 +1,6 @@
 """One delivery-sensor check with many pairs pending and nothing new at the vendor.
 
-``SmsDeliverySensor.poke`` (which runs ``airflow_provider_sms.sync.check_delivery``: one pull that
+``SmsDeliverySensor.poke`` (which runs ``airflow_provider_sms.delivery_check.check_delivery``: one pull that
 comes back empty, then the batches' counters) against a store holding 100 sent batches, at two sizes
 of pending pairs. The check must cost the same at both: it reads one counter row per batch.
 """

@@ -3,7 +3,7 @@
 The simulator's paasw_v2 queue is filled with ``count`` due reports straight in its process (untimed),
 in batches of 1,000 whose ids match sends already recorded in the store, as after a real send: so
 our sync also keeps each batch's delivery counters, as it must. paasw_v2 hands out up to 1,000
-reports a pull. Ours is ``airflow_provider_sms.sync.pull_reports`` (what the sync operator, the
+reports a pull. Ours is ``airflow_provider_sms.pulling.pull_reports`` (what the sync operator, the
 sensor and the trigger run) into the embedded SQLite store, committing every page before the next
 pull; the baseline pulls the whole queue with ``requests``, builds the same row the store keeps for
 each report (status, description, UTC time, raw record as JSON, sequence number) and inserts them
@@ -92,7 +92,7 @@ def child_sync(params: dict[str, Any]) -> dict[str, Any]:
         return {**timing.to_dict(), "stored": stored}
 
     from airflow_provider_sms.hooks import get_sms_hook
-    from airflow_provider_sms.sync import pull_reports
+    from airflow_provider_sms.pulling import pull_reports
 
     postgres = params.get("postgres") if variant == "ours_postgres" else None
     with store_target(postgres) as target:

@@ -411,8 +411,8 @@ def _pull_child(vendor: str, env: dict[str, str], crash: tuple[str, int] | None,
 
     def pull() -> tuple[int, dict[str, Any]]:
         from airflow_provider_sms.hooks import get_sms_hook
+        from airflow_provider_sms.pulling import pull_reports
         from airflow_provider_sms.store import SmsStore
-        from airflow_provider_sms.sync import pull_reports
 
         if crash is not None:
             _install_pull_crash(*crash)
@@ -586,9 +586,6 @@ def main(argv: list[str] | None = None) -> int:
             args.vendors.split(","), stores, [p for p in args.points.split(",") if p in PULL_POINTS], args.draws
         )
     # imported before forking, so that every child starts at once
-    import airflow_provider_sms.operators
-    import airflow_provider_sms.sending
-    import airflow_provider_sms.sync  # noqa: F401
 
     for vendor in VENDORS:
         importlib.import_module(f"airflow_provider_sms.hooks.{vendor}")

@@ -428,7 +428,7 @@ _PULL_CHILD = """
 import sys
 from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
 from airflow_provider_sms.store import SmsStore
-from airflow_provider_sms.sync import pull_reports
+from airflow_provider_sms.pulling import pull_reports
 
 CloudMasHook.pull_interval = 1.0
 with SmsStore(path=sys.argv[1]) as store:

@@ -225,7 +225,7 @@ def test_query_syncs_reach_every_batch_when_an_older_one_never_reports(
     never get a report (here a batch the vendor does not know) cannot hold back every later batch."""
     from datetime import datetime, timezone
 
-    from airflow_provider_sms import sync
+    from airflow_provider_sms import pulling
     from airflow_provider_sms.hooks import get_sms_hook
     from airflow_provider_sms.records import SendReceipt
     from airflow_provider_sms.store import TaskIdentity
@@ -235,12 +235,12 @@ def test_query_syncs_reach_every_batch_when_an_older_one_never_reports(
         store.record_accepted("stuck", stuck, conn_id="sms_intl", task=TaskIdentity())
     summary = send_op(sms_conn_id="sms_intl", mobiles=numbers(500, "86138")).execute(task_context())
     starts = iter(range(100))
-    monkeypatch.setattr(sync.random, "randrange", lambda _: next(starts))
+    monkeypatch.setattr(pulling.random, "randrange", lambda _: next(starts))
     hook = get_sms_hook("sms_intl")
     with SmsStore() as store:
-        first = sync.pull_reports(hook, store, max_pulls=1)  # starts at the oldest batch: nothing comes back
+        first = pulling.pull_reports(hook, store, max_pulls=1)  # starts at the oldest batch: nothing comes back
         assert (first.pulls, first.fetched) == (1, 0)
-        second = sync.pull_reports(hook, store, max_pulls=1)  # the next batch: its reports arrive
+        second = pulling.pull_reports(hook, store, max_pulls=1)  # the next batch: its reports arrive
         assert second.inserted == 500
         assert store.batch_progress("intl", summary["batch_ids"]).pending == 0
     hook.close()

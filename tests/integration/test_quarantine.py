@@ -16,10 +16,10 @@ from airflow_provider_sms.errors import SmsResponseError
 from airflow_provider_sms.hooks import get_sms_hook
 from airflow_provider_sms.hooks.base import SmsHook
 from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
+from airflow_provider_sms.pulling import pull_inbound, replay_quarantined
 from airflow_provider_sms.simulator import GatewaySimulator
 from airflow_provider_sms.simulator.core import Fault
 from airflow_provider_sms.store import SmsStore
-from airflow_provider_sms.sync import pull_inbound, replay_quarantined
 
 pytestmark = pytest.mark.integration
 
@@ -99,25 +99,25 @@ def test_a_page_journaled_before_a_crash_is_stored_by_the_next_pull(
     sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, vendor: str
 ) -> None:
     """The vendor hands the page out once; the process dies after journaling it and before storing it."""
-    from airflow_provider_sms import sync
+    from airflow_provider_sms import pulling
 
     queue_replies(sim, vendor, "one", "two", "three")
     hook = get_sms_hook(f"sms_{vendor}")
-    real = sync.process_journaled
+    real = pulling.process_journaled
 
     def die(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt("worker killed after the journal commit")
 
     store_kwargs = {"table_prefix": store_args.get("store_table_prefix", "sms_")}
     with SmsStore(store_args.get("store_conn_id"), **store_kwargs) as store:
-        monkeypatch.setattr(sync, "process_journaled", die)
+        monkeypatch.setattr(pulling, "process_journaled", die)
         with pytest.raises(KeyboardInterrupt):
             pull_inbound(hook, store)
         assert stored_contents(store) == []
         assert sim.gateway.take_inbound(vendor) == []  # the vendor will not hand them out again
         assert len(store.open_journal(hook.sms_conn_id, "inbound")) == 1
 
-        monkeypatch.setattr(sync, "process_journaled", real)
+        monkeypatch.setattr(pulling, "process_journaled", real)
         result = pull_inbound(hook, store)  # the next run of any task that pulls this account
         assert (result.fetched, result.inserted) == (3, 3)
         assert stored_contents(store) == ["one", "three", "two"]
@@ -185,7 +185,7 @@ def test_a_pull_whose_every_reply_is_spoilt_fails_clearly_and_keeps_each_reply(
 def test_delivery_reports_journaled_before_a_crash_are_counted_once(
     sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_sms import sync
+    from airflow_provider_sms import pulling
     from airflow_provider_sms.operators import SmsSendOperator
     from airflow_provider_sms.testing import task_context
 
@@ -203,7 +203,7 @@ def test_delivery_reports_journaled_before_a_crash_are_counted_once(
         store_table_prefix=store_kwargs["table_prefix"],
     ).execute(task_context())
     hook = get_sms_hook("sms_paasw_v2")
-    real = sync.store_page
+    real = pulling.store_page
     calls = {"n": 0}
 
     def die_on_second(*args: Any, **kwargs: Any) -> Any:
@@ -213,11 +213,11 @@ def test_delivery_reports_journaled_before_a_crash_are_counted_once(
         return real(*args, **kwargs)
 
     with SmsStore(**store_kwargs) as store:
-        monkeypatch.setattr(sync, "store_page", die_on_second)
+        monkeypatch.setattr(pulling, "store_page", die_on_second)
         with pytest.raises(KeyboardInterrupt):
-            sync.pull_reports(hook, store)
-        monkeypatch.setattr(sync, "store_page", real)
-        sync.pull_reports(hook, store)
+            pulling.pull_reports(hook, store)
+        monkeypatch.setattr(pulling, "store_page", real)
+        pulling.pull_reports(hook, store)
         progress = store.batch_progress("paasw_v2", summary["batch_ids"])
     assert (progress.total, progress.delivered, progress.pending) == (1500, 1500, 0)
     ledger = sim.gateway.ledger.summary("paasw_v2")["paasw_v2"]["reports"]
@@ -264,7 +264,7 @@ def test_numbers_without_a_final_report_expire_so_waits_end_and_a_late_report_st
     with sim.gateway.lock:  # the reports come after all
         for entries in sim.gateway._due.values():
             entries[:] = [(0.0, n, m) for _, n, m in entries]
-    from airflow_provider_sms.sync import pull_reports
+    from airflow_provider_sms.pulling import pull_reports
 
     with SmsStore(store["store_conn_id"], table_prefix=store["store_table_prefix"]) as st:
         pull_reports(get_sms_hook("sms_paasw_v2"), st)
@@ -292,7 +292,7 @@ def test_intl_1010_expires_only_the_pairs_past_the_vendor_s_30_days(
     from datetime import timedelta
 
     from airflow_provider_sms.operators import SmsSendOperator
-    from airflow_provider_sms.sync import pull_reports
+    from airflow_provider_sms.pulling import pull_reports
     from airflow_provider_sms.testing import task_context
 
     sim.gateway.config.report_delay = 0
@@ -331,7 +331,7 @@ def test_a_delivery_report_the_parser_rejects_is_quarantined_on_every_vendor(
     sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, vendor: str
 ) -> None:
     from airflow_provider_sms.operators import SmsSendOperator
-    from airflow_provider_sms.sync import pull_reports
+    from airflow_provider_sms.pulling import pull_reports
     from airflow_provider_sms.testing import task_context
 
     prefix = "86" if vendor == "intl" else ""

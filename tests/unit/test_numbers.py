@@ -348,3 +348,28 @@ def test_mask_matches(mask: str, mobile: str, matches: bool) -> None:
 )
 def test_china_mobile_forms(number: str, forms: tuple[str, ...]) -> None:
     assert china_mobile_forms(number) == forms
+
+
+# ---------------------------------------------------------------------------- lists as templates render them
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("13800138000, 13900139000", "13800138000, 13900139000"),
+        ('["13800138000", "13900139000"]', ["13800138000", "13900139000"]),
+        ("['13800138000', 13900139000]", ["13800138000", "13900139000"]),
+        (("13800138000", 13900139000), ["13800138000", "13900139000"]),
+    ],
+)
+def test_parse_mobiles_reads_back_a_rendered_list(value: Any, expected: Any) -> None:
+    from airflow_provider_sms.numbers import parse_mobiles
+
+    assert parse_mobiles(value) == expected
+
+
+def test_parse_mobiles_names_what_it_cannot_read() -> None:
+    from airflow_provider_sms.numbers import parse_mobiles
+
+    with pytest.raises(TypeError, match="got int"):
+        parse_mobiles(13800138000)
