@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow_provider_sms import metrics
 from airflow_provider_sms.errors import SmsPartialResponseError, SmsVendorError
-from airflow_provider_sms.hooks.base import INBOUND, REPORTS, SmsHook
+from airflow_provider_sms.hooks.base import INBOUND, QUERY, REPORTS, SmsHook
 from airflow_provider_sms.records import DELIVERED, EXPIRED, FAILED
 from airflow_provider_sms.store import JournalEntry, SaveResult, SmsStore
 
@@ -209,7 +209,7 @@ def pull_reports(
     """
     result = PullResult()
     hook.pace_with(store)  # pull intervals and request rates are the account's, kept by all who share the store
-    if hook.report_mode == "query":
+    if hook.report_mode == QUERY:
         result.expired = expire_overdue(hook, store)  # the vendor would refuse to answer for them
         limit = hook.report_query_limit * max_pulls
         # A random first batch: with more pending pairs than one sync may ask about, numbers that never

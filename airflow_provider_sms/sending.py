@@ -493,11 +493,11 @@ class PlannedSend:
         self, unknown: list[PlanRequest], batch_by_index: dict[int, str], tally: SendTally, wire: WireCounts
     ) -> list[PlanRequest]:
         """Look for evidence of the unknown requests: pull delivery reports into the store, then match them."""
-        from airflow_provider_sms.hooks.base import REPORTS
+        from airflow_provider_sms.hooks.base import QUEUE, REPORTS
         from airflow_provider_sms.pulling import pull_reports
 
         hook = self.hook
-        pull = hook.supports(REPORTS) and hook.report_mode == "queue"
+        pull = hook.supports(REPORTS) and hook.report_mode == QUEUE
         remaining = list(unknown)
         while remaining:
             # a page at a time, looking after each: a vendor that allows one pull per 5 s (cloud_mas) need
@@ -552,12 +552,12 @@ class PlannedSend:
         return min(30.0, max(0.2, self.unknown_grace_period / 20))
 
     def _no_evidence_reason(self) -> str:
-        from airflow_provider_sms.hooks.base import REPORTS
+        from airflow_provider_sms.hooks.base import QUERY, REPORTS
 
         hook = self.hook
         if not hook.supports(REPORTS):
             return f"{hook.vendor} has no delivery reports to show it"
-        if hook.report_mode == "query":
+        if hook.report_mode == QUERY:
             return (
                 f"{hook.vendor} reports can be asked for only by the batch id the lost reply carried; pushed "
                 "reports (the push receiver) are the only evidence, and none arrived"

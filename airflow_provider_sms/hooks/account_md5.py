@@ -20,6 +20,7 @@ from airflow_provider_sms.hooks.base import (
     BALANCE,
     INBOUND,
     PULL_OPERATIONS,
+    QUEUE,
     REPORTS,
     SEND,
     SendRequest,
@@ -47,9 +48,9 @@ PAYMENT_NAMES = {"0": "prepaid", "1": "postpaid"}
 
 PATHS = {
     "send": "/api/v1/send",
-    "reports": "/api/v1/report",
-    "inbound": "/api/v1/mo",
-    "balance": "/api/v1/queryBalance",
+    REPORTS: "/api/v1/report",
+    INBOUND: "/api/v1/mo",
+    BALANCE: "/api/v1/queryBalance",
 }
 
 
@@ -87,7 +88,7 @@ class AccountMd5Hook(SmsHook):
     max_numbers_per_request = 3000
     features = frozenset({SEND, REPORTS, INBOUND, BALANCE})
     supported_options = frozenset({"signature", "ext_no", "client_ref"})
-    report_mode = "queue"
+    report_mode = QUEUE
     #: taskId is "全局唯一": the vendor refuses a repeat instead of sending it twice
     idempotent_client_ref = True
 
@@ -240,7 +241,7 @@ class AccountMd5Hook(SmsHook):
 
     def _get_balance(self) -> Balance:
         operation = "balance query"
-        reply = self._post("balance", {}, operation)
+        reply = self._post(BALANCE, {}, operation)
         data = self.field(reply, "data", operation)
         amount = self.balance_amount(self.field(data, "balance", operation), operation)
         return Balance(self.vendor, amount, "", raw=data)

@@ -48,7 +48,10 @@ from airflow_provider_sms.errors import (
     SmsVendorError,
     body_preview,
 )
-from airflow_provider_sms.hooks.push import INBOUND, REPORTS, VendorPush
+
+# Feature names a hook can support (callers ask ``hook.supports(FEATURE)`` before calling) and report modes
+from airflow_provider_sms.features import BALANCE, INBOUND, QUERY, QUEUE, REPORTS, SEND, SEND_TEMPLATE
+from airflow_provider_sms.hooks.push import VendorPush
 from airflow_provider_sms.numbers import chunk_mobiles, message_parts, normalize_mobiles
 from airflow_provider_sms.records import DELIVERED, FAILED, Balance, DeliveryReport, InboundMessage, SendReceipt
 
@@ -60,10 +63,6 @@ R = TypeVar("R")
 
 log = logging.getLogger(__name__)
 
-# Feature names a hook can support; callers ask ``hook.supports(FEATURE)`` before calling.
-SEND: Final = "send"
-SEND_TEMPLATE: Final = "send_template"
-BALANCE: Final = "balance"
 
 #: the operation named in errors about a pull of each queue
 PULL_OPERATIONS: Final = {REPORTS: "delivery report pull", INBOUND: "inbound pull"}
@@ -398,8 +397,8 @@ class SmsHook(BaseHook):
     international: ClassVar[bool] = False
     features: ClassVar[frozenset[str]] = frozenset()
     supported_options: ClassVar[frozenset[str]] = frozenset()
-    #: "queue": each pull hands out pending reports once; "query": reports are asked for by (batch, mobile).
-    report_mode: ClassVar[str] = "queue"
+    #: QUEUE: each pull hands out pending reports once; QUERY: reports are asked for by (batch, mobile).
+    report_mode: ClassVar[str] = QUEUE
     #: how many (batch_id, mobile) pairs one report query takes, for ``report_mode == "query"``.
     report_query_limit: ClassVar[int] = 0
     #: how long the vendor answers report queries at all (intl: 30 days); caps the report deadline
@@ -787,7 +786,7 @@ class SmsHook(BaseHook):
     def fetch_reports(self, pairs: Iterable[tuple[str, str]] | None = None) -> list[DeliveryReport]:
         """Queue vendors: whatever reports are pending (each handed out once). Query vendors: the given pairs."""
         self._require(REPORTS)
-        if self.report_mode == "query":
+        if self.report_mode == QUERY:
             wanted = list(pairs or [])
             reports: list[DeliveryReport] = []
             for start in range(0, len(wanted), self.report_query_limit):
@@ -809,7 +808,7 @@ class SmsHook(BaseHook):
         record that will not parse is kept by the caller (``parse_pulled`` says which).
         """
         self._require(kind)
-        if kind == REPORTS and self.report_mode != "queue":
+        if kind == REPORTS and self.report_mode != QUEUE:
             raise SmsNotSupportedError(self.vendor, "a delivery report queue (its reports are queried by batch)")
         self._reply_keeper = (PULL_OPERATIONS[kind], keep) if keep is not None else None
         try:

@@ -44,6 +44,7 @@ from airflow_provider_sms.errors import (
 from airflow_provider_sms.hooks.base import (
     INBOUND,
     PULL_OPERATIONS,
+    QUEUE,
     REPORTS,
     SEND,
     SEND_TEMPLATE,
@@ -129,7 +130,7 @@ class CloudMasHook(SmsHook):
     max_numbers_per_request = 5000
     features = frozenset({SEND, SEND_TEMPLATE, REPORTS, INBOUND})
     supported_options = frozenset({"signature", "ext_no"})
-    report_mode = "queue"
+    report_mode = QUEUE
 
     #: "在获取状态报告和上行短息请求5秒钟内只能请求一次": seconds between two pulls of one endpoint.
     pull_interval: ClassVar[float] = 5.0

@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from airflow_provider_sms.errors import SmsInvalidRequestError, SmsVendorError
-from airflow_provider_sms.hooks.base import BALANCE, REPORTS, SEND, SendRequest, SmsHook, mask, parse_id
+from airflow_provider_sms.hooks.base import BALANCE, QUERY, REPORTS, SEND, SendRequest, SmsHook, mask, parse_id
 from airflow_provider_sms.hooks.push import Answer, HeaderReader, VendorPush, same_secret
 from airflow_provider_sms.records import (
     DELIVERED,
@@ -120,7 +120,7 @@ class IntlSmsHook(SmsHook):
     international = True
     features = frozenset({SEND, REPORTS, BALANCE})
     supported_options = frozenset({"signature", "scheduled_at", "sender_id"})
-    report_mode = "query"
+    report_mode = QUERY
     report_query_limit = 500
     #: "只能查询30天内的状态报告" (code 1010 TimeSuperRange past it): older pairs expire instead
     report_window = timedelta(days=30)

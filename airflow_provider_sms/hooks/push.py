@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-REPORTS: Final = "reports"
-INBOUND: Final = "inbound"
+from airflow_provider_sms.features import INBOUND, REPORTS
+
 KINDS: Final = (REPORTS, INBOUND)
 
 #: reads a request header by name (any case), None when absent

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_sms.features import BALANCE, INBOUND, REPORTS
 from airflow_provider_sms.identifiers import check_table, check_table_prefix, is_template
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ class SmsReportsSyncOperator(_PullSyncOperator):
     Returns counts, plus up to ``xcom_max_rows`` of the new reports when no target table is given.
     """
 
-    feature = "reports"
+    feature = REPORTS
     store_tables = ("delivery_reports", "requests")
     target_columns = REPORT_COLUMNS
     columns = REPORT_COLUMNS
@@ -213,7 +214,7 @@ class SmsReportsSyncOperator(_PullSyncOperator):
 class SmsInboundSyncOperator(_PullSyncOperator):
     """Pull inbound (MO) messages into the store, then copy new ones to ``target_table``."""
 
-    feature = "inbound"
+    feature = INBOUND
     store_tables = ("inbound_messages",)
     target_columns = INBOUND_COLUMNS
     columns = INBOUND_COLUMNS
@@ -248,7 +249,7 @@ class SmsBalanceOperator(_StoreOperator):
         from airflow_provider_sms.store.database import utc_text
         from airflow_provider_sms.warehouse import upsert_rows
 
-        hook = self._hook_for("balance")
+        hook = self._hook_for(BALANCE)
         balance = hook.get_balance()
         taken_at = datetime.now(timezone.utc)
         with self._store() as store:
