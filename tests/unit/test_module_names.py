@@ -66,4 +66,4 @@ def test_the_feature_names_load_without_the_hooks() -> None:
         "print(sorted(m for m in sys.modules if m.startswith('airflow_provider_sms.hooks')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert out.strip().splitlines()[-1] == "[]"  # after any warning Airflow prints on import
