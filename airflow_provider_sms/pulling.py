@@ -220,9 +220,7 @@ def pull_reports(
             limit=limit,
             start=random.randrange(1 << 30),
         )
-        for start in range(0, len(pairs), hook.report_query_limit):
-            chunk = pairs[start : start + hook.report_query_limit]
-            reports, rejected = _parsed(hook, functools.partial(hook.fetch_reports, chunk))
+        for reports, rejected in hook.query_reports(pairs):
             result.pulls += 1
             result.add(store_page(hook, store, REPORTS, reports, rejected))
         return result

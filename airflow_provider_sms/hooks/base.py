@@ -789,10 +789,34 @@ class SmsHook(BaseHook):
         if self.report_mode == QUERY:
             wanted = list(pairs or [])
             reports: list[DeliveryReport] = []
-            for start in range(0, len(wanted), self.report_query_limit):
-                reports.extend(self._fetch_reports(wanted[start : start + self.report_query_limit]))
+            rejected: list[tuple[object, str]] = []
+            for good, bad in self.query_reports(wanted):
+                reports.extend(good)
+                rejected.extend(bad)
+            if rejected:  # every query is made: one malformed record costs no other query's reports
+                raise SmsPartialResponseError(
+                    self.vendor, f"status query ({len(wanted)} messages)", "report", reports, rejected
+                )
             return reports
         return self.parse_pulled(REPORTS, self.pull_records(REPORTS))
+
+    def query_reports(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> Iterator[tuple[Sequence[Any], Sequence[tuple[object, str]]]]:
+        """Query vendors: the reports of ``pairs``, asked for ``report_query_limit`` pairs a query.
+
+        The one place pairs are cut into queries. Each query yields its page: the good reports and the
+        malformed raw items with the reason, so that a caller stores page by page and keeps what would
+        not parse (``pulling.pull_reports``).
+        """
+        self._require(REPORTS)
+        if self.report_mode != QUERY:
+            raise SmsNotSupportedError(self.vendor, "report queries (its reports are pulled from a queue)")
+        for start in range(0, len(pairs), self.report_query_limit):
+            try:
+                yield self._fetch_reports(pairs[start : start + self.report_query_limit]), []
+            except SmsPartialResponseError as exc:
+                yield exc.records, exc.rejected
 
     def fetch_inbound(self) -> list[InboundMessage]:
         """Pending inbound (MO) messages; queue vendors hand each out once."""

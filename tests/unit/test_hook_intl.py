@@ -17,6 +17,7 @@ from airflow_provider_sms.errors import (
     SmsInvalidRequestError,
     SmsNotSupportedError,
     SmsOutcomeUnknownError,
+    SmsPartialResponseError,
     SmsResponseError,
     SmsVendorError,
 )
@@ -538,3 +539,70 @@ def test_secrets_never_in_errors_logs_or_records(
         assert secret not in log_text
         for text in texts:
             assert secret not in text
+
+
+def _echo_status(malformed_mobile: str | None = None) -> Any:
+    """A status endpoint that reports every pair it is asked about as delivered (one of them malformed)."""
+
+    def echo(request: Any, context: Any) -> dict[str, Any]:
+        return ok(
+            [
+                {**p, "timestamp": "20240924050907", "status": "?" if p["mobile"] == malformed_mobile else 0}
+                for p in request.json()["data"]
+            ]
+        )
+
+    return echo
+
+
+def test_one_malformed_report_costs_no_other_query_its_reports(hook: IntlSmsHook, requests_mock: Any) -> None:
+    """Three queries, one record of the second malformed: every query is made, and the error carries the
+    good reports of all three (before, the first query's reports went with the exception)."""
+    pairs = [(str(n // 3), f"2348031{n:06d}") for n in range(1200)]
+    requests_mock.post(STATUS_URL, json=_echo_status(malformed_mobile=pairs[700][1]))
+
+    with pytest.raises(SmsPartialResponseError) as caught:
+        hook.fetch_reports(pairs)
+
+    assert requests_mock.call_count == 3
+    assert len(caught.value.records) == 1199
+    assert [raw["mobile"] for raw, _ in caught.value.rejected] == [pairs[700][1]]
+
+
+def test_a_sync_cuts_the_pairs_into_queries_once_and_stores_each_page(
+    hook: IntlSmsHook, requests_mock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pull_reports`` goes through ``query_reports``, the one place pairs are cut; each page is stored as it comes."""
+    from airflow_provider_sms import pulling
+    from airflow_provider_sms.store import SaveResult
+
+    pairs = [(str(n // 3), f"2348031{n:06d}") for n in range(1200)]
+    requests_mock.post(STATUS_URL, json=_echo_status(malformed_mobile=pairs[1100][1]))
+    stored: list[int] = []
+    quarantined: list[object] = []
+
+    class Store:
+        def expire_overdue(self, vendor: str, **_: Any) -> int:
+            return 0
+
+        def pending_pairs(self, vendor: str, batch_ids: Any, limit: int | None = None, **_: Any) -> list[Any]:
+            return pairs[:limit]
+
+        def save_reports(self, records: list[Any], **_: Any) -> SaveResult:
+            stored.append(len(records))
+            return SaveResult(len(records), 0, 0)
+
+        def quarantine(self, bad: list[Any], **_: Any) -> None:
+            quarantined.extend(raw for raw, _ in bad)
+
+    def not_again(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the pairs were cut into queries a second time")
+
+    monkeypatch.setattr(hook, "pace_with", lambda store: None)
+    monkeypatch.setattr(hook, "fetch_reports", not_again)
+
+    result = pulling.pull_reports(hook, Store())  # type: ignore[arg-type]
+
+    assert [len(r.json()["data"]) for r in requests_mock.request_history] == [500, 500, 200]
+    assert (result.pulls, stored, result.quarantined) == (3, [500, 500, 199], 1)
+    assert [raw["mobile"] for raw in quarantined] == [pairs[1100][1]]  # type: ignore[index]
