@@ -18,6 +18,8 @@ class DeliveryCheck:
     delivered: int
     failed: int
     pulled: int
+    #: the connection's vendor, learnt by the check, so that the sensor need not build a hook to name it
+    vendor: str = ""
 
     @property
     def pending(self) -> int:
@@ -55,4 +57,4 @@ def check_delivery(
             progress = store.batch_progress(hook.vendor, list(batch_ids))
     finally:
         hook.close()
-    return DeliveryCheck(progress.total, progress.delivered, progress.failed, pulled.fetched)
+    return DeliveryCheck(progress.total, progress.delivered, progress.failed, pulled.fetched, hook.vendor)

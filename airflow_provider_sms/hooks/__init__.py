@@ -59,5 +59,7 @@ def get_sms_hook(sms_conn_id: str, **hook_kwargs: Any) -> SmsHook:
     """The vendor hook for a connection, chosen by its connection type, so operators never branch on vendors."""
     from airflow_provider_sms.hooks.base import read_connection
 
-    conn, _ = read_connection(sms_conn_id)
-    return hook_class_for_conn_type(conn.conn_type or "")(sms_conn_id=sms_conn_id, **hook_kwargs)
+    conn, extras = read_connection(sms_conn_id)
+    hook = hook_class_for_conn_type(conn.conn_type or "")(sms_conn_id=sms_conn_id, **hook_kwargs)
+    hook.use_connection(conn, extras)  # one lookup: the hook reads its settings from this one
+    return hook

@@ -447,9 +447,17 @@ class SmsHook(BaseHook):
 
     # ------------------------------------------------------------------ connection
 
+    #: a connection already read (``get_sms_hook`` reads it to choose the class), used instead of reading it again
+    _connection_read: tuple[Any, dict[str, Any]] | None = None
+
+    def use_connection(self, conn: Any, extras: dict[str, Any]) -> None:
+        """Take the connection and extras ``read_connection`` returned, so that ``config`` does not look it up again."""
+        self._connection_read = (conn, extras)
+
     @cached_property
     def config(self) -> ConnectionConfig:
-        conn, extras = read_connection(self.sms_conn_id, self.get_connection)
+        conn, extras = self._connection_read or read_connection(self.sms_conn_id, self.get_connection)
+        self._connection_read = None
         tz_name = str(extras.get("timezone") or DEFAULT_TIMEZONE)
         try:
             tz = ZoneInfo(tz_name)

@@ -4,6 +4,7 @@ into a warehouse table on any ``common.sql`` connection, or into XCom for small 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -95,7 +96,8 @@ class _StoreOperator(BaseOperator):
         return OperatorLineage(inputs=[self._vendor_endpoint.dataset()], outputs=outputs)
 
     def _hook_for(self, feature: str) -> SmsHook:
-        """The connection's hook; the task is skipped, not failed, when the vendor has no such API."""
+        """The connection's hook (the caller closes it); the task is skipped, not failed, when the vendor has
+        no such API."""
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airflow_provider_sms.hooks import get_sms_hook
@@ -107,6 +109,7 @@ class _StoreOperator(BaseOperator):
             # Airflow logs the exception's message only as a field of its "Skipping task." line; say it plainly
             reason = f"{self.sms_conn_id}: skipped, the {hook.vendor} gateway has no {FEATURE_LABELS[feature]} API"
             self.log.info("%s", reason)
+            hook.close()
             raise AirflowSkipException(reason)
         self._vendor_endpoint = VendorEndpoint.of(hook, feature)
         return hook
@@ -163,8 +166,7 @@ class _PullSyncOperator(_StoreOperator):
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
-        hook = self._hook_for(self.feature)
-        with self._store() as store:
+        with closing(self._hook_for(self.feature)) as hook, self._store() as store:
             pulled = self.pull(hook, store)
             self.log.info(
                 "%s: %d %s fetched in %d pulls; %d new and %d updated in the store",
@@ -249,8 +251,8 @@ class SmsBalanceOperator(_StoreOperator):
         from airflow_provider_sms.store.database import utc_text
         from airflow_provider_sms.warehouse import upsert_rows
 
-        hook = self._hook_for(BALANCE)
-        balance = hook.get_balance()
+        with closing(self._hook_for(BALANCE)) as hook:
+            balance = hook.get_balance()
         taken_at = datetime.now(timezone.utc)
         with self._store() as store:
             store.save_balance(balance, conn_id=self.sms_conn_id, taken_at=taken_at)

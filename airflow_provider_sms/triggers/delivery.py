@@ -13,9 +13,10 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 class SmsDeliveryTrigger(BaseTrigger):
     """Check delivery every ``poll_interval`` seconds until no number of the batches is pending.
 
-    The check (vendor pull + store write) is blocking I/O, so it runs in a worker thread; the
-    triggerer's event loop is never blocked. Progress is logged when it changes, and otherwise once
-    per ``log_heartbeat`` seconds, so a batch that waits for hours does not fill the log.
+    The check (vendor pull + store write) is blocking I/O, so it runs in a worker thread of its own: neither
+    the triggerer's event loop nor the other triggers' checks wait for it. Progress is logged when it
+    changes, and otherwise once per ``log_heartbeat`` seconds, so a batch that waits for hours does not
+    fill the log.
     """
 
     #: seconds between progress lines while nothing changes
@@ -53,16 +54,18 @@ class SmsDeliveryTrigger(BaseTrigger):
             },
         )
 
-    def _check(self) -> dict[str, int]:
+    def _check(self) -> dict[str, Any]:
+        """One check's counts, and the vendor, which the event hands to the sensor (it need not look it up)."""
         from airflow_provider_sms.delivery_check import check_delivery
 
-        return check_delivery(
+        check = check_delivery(
             self.sms_conn_id,
             self.batch_ids,
             store_conn_id=self.store_conn_id,
             store_table_prefix=self.store_table_prefix,
             max_pulls=self.max_pulls_per_check,
-        ).to_dict()
+        )
+        return {**check.to_dict(), "vendor": check.vendor}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
@@ -70,7 +73,9 @@ class SmsDeliveryTrigger(BaseTrigger):
         logged: tuple[int, ...] | None = None
         logged_at = 0.0
         while True:
-            progress = await sync_to_async(self._check)()
+            # not thread_sensitive: the check's blocking I/O runs in a thread of its own, so one slow vendor
+            # does not hold up the sync calls of every other trigger in this triggerer
+            progress = await sync_to_async(self._check, thread_sensitive=False)()
             now = self.clock()
             # "pulled" counts this check's pulls (other batches' reports too): not a change of these batches
             state = tuple(progress[key] for key in ("total", "delivered", "failed", "pending"))

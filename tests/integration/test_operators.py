@@ -374,3 +374,63 @@ def test_all_opted_out_sends_nothing(sim: GatewaySimulator) -> None:
     assert sends_seen(sim) == 0
     with pytest.raises(SmsInvalidNumbersError):  # invalid numbers still fail, opt-outs or not
         send_op(mobiles="13800000001,999").execute(task_context())
+
+
+# ------------------------------------------------------------------------------------------- resources
+
+
+def count_hooks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many hooks ``get_sms_hook`` built, and how many hooks were closed."""
+    from airflow_provider_sms import hooks
+
+    counts = {"built": 0, "closed": 0}
+    build, close = hooks.get_sms_hook, SmsHook.close
+
+    def built(*args: Any, **kwargs: Any) -> SmsHook:
+        counts["built"] += 1
+        return build(*args, **kwargs)
+
+    def closed(self: SmsHook) -> None:
+        counts["closed"] += 1
+        close(self)
+
+    monkeypatch.setattr(hooks, "get_sms_hook", built)
+    monkeypatch.setattr(SmsHook, "close", closed)
+    return counts
+
+
+def test_sync_and_balance_operators_close_their_hooks(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each hook holds a ``requests.Session`` (its pooled sockets): the task closes it, skipped or failed too."""
+    send_op(mobiles=numbers(5)).execute(task_context())
+    counts = count_hooks(monkeypatch)
+    SmsReportsSyncOperator(task_id="sync", sms_conn_id="sms_paasw_v2").execute(task_context())
+    SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_paasw_v2").execute(task_context())
+    SmsBalanceOperator(task_id="b", sms_conn_id="sms_intl").execute(task_context())
+    with pytest.raises(AirflowSkipException):
+        SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_intl").execute(task_context())
+    sim.gateway.balances["intl"] = Decimal("3.50")
+    with pytest.raises(SmsError, match="below the minimum"):
+        SmsBalanceOperator(task_id="b", sms_conn_id="sms_intl", min_balance=10).execute(task_context())
+    assert counts == {"built": 5, "closed": 5}
+
+
+def test_the_sensor_builds_no_hook_to_name_the_vendor(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check learns the vendor (poke, and the trigger's event); only a check builds a hook."""
+    summary = send_op(mobiles=numbers(5)).execute(task_context())
+    ti = FakeTaskInstance(task_id="wait", xcoms={"send": summary})
+    counts = count_hooks(monkeypatch)
+    done = sensor().poke(task_context(ti))
+    assert not isinstance(done, bool) and done.xcom_value["vendor"] == "paasw_v2"
+    assert counts == {"built": 1, "closed": 1}
+
+    trigger = SmsDeliveryTrigger("sms_paasw_v2", summary["batch_ids"], poll_interval=0.1)
+    event = asyncio.run(asyncio.wait_for(anext(trigger.run()), timeout=30))
+    assert event.payload["vendor"] == "paasw_v2"
+    assert counts == {"built": 2, "closed": 2}
+    outcome = sensor(deferrable=True).execute_complete(task_context(ti), event.payload)
+    assert outcome["vendor"] == "paasw_v2" and outcome["by_status"]["delivered"] == 5
+    assert counts == {"built": 2, "closed": 2}
+    # an event from before the vendor was in it: the connection's type names the vendor, still no hook
+    older = {k: v for k, v in event.payload.items() if k != "vendor"}
+    assert sensor(deferrable=True).execute_complete(task_context(ti), older)["vendor"] == "paasw_v2"
+    assert counts == {"built": 2, "closed": 2}

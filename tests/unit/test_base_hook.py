@@ -1104,3 +1104,23 @@ def test_session_is_reused_and_closed(conn: str) -> None:
     assert session.headers["User-Agent"] == "airflow-provider-sms"
     hook.close()
     assert hook.session is not session
+
+
+def test_get_sms_hook_looks_the_connection_up_once(conn: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``get_sms_hook`` reads the connection to choose the class; the hook uses that reading, not a second."""
+    from airflow.sdk import BaseHook
+
+    from airflow_provider_sms.hooks import get_sms_hook
+
+    real = BaseHook.get_connection
+    looked_up: list[str] = []
+
+    def counting(cls: Any, conn_id: str) -> Any:
+        looked_up.append(conn_id)
+        return real(conn_id)
+
+    monkeypatch.setattr(BaseHook, "get_connection", classmethod(counting))
+    hook = get_sms_hook(conn)
+    assert hook.config.login == APP_ID and hook.for_thread().config.base_url == BASE
+    assert looked_up == [conn]
+    assert hook._connection_read is None  # the connection object (its password) is not kept once read

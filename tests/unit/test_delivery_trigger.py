@@ -64,3 +64,34 @@ def test_progress_is_logged_on_change_and_at_the_heartbeat(lines: _Lines) -> Non
     # the check at 800 s that pulled other batches' reports), and the change at 802 s that ends the wait
     assert lines.times == [0.0, 2.0, 302.0, 602.0, 802.0], lines.times
     assert lines.lines[-1] == f"delivery progress of 1 batches: {progress(10)}"
+
+
+def test_a_slow_check_does_not_hold_up_other_triggers() -> None:
+    """Each check runs in a thread of its own (``thread_sensitive=False``): with asgiref's default every
+    trigger's check would queue behind one shared thread, so one slow vendor would stall them all."""
+    import threading
+    import time
+
+    other_done = threading.Event()
+    finished: list[str] = []
+
+    class Slow(SmsDeliveryTrigger):
+        def _check(self) -> dict[str, int]:
+            other_done.wait(timeout=3)  # a vendor that answers slowly (here: until the other trigger is done)
+            finished.append("slow")
+            return progress(10)
+
+    class Quick(SmsDeliveryTrigger):
+        def _check(self) -> dict[str, int]:
+            time.sleep(0.05)  # the slow check is in flight by now
+            finished.append("quick")
+            other_done.set()
+            return progress(10)
+
+    async def both() -> None:
+        await asyncio.gather(anext(Slow("a", ["b1"]).run()), anext(Quick("b", ["b2"]).run()))
+
+    started = time.monotonic()
+    asyncio.run(both())
+    assert finished == ["quick", "slow"]
+    assert time.monotonic() - started < 2.5
