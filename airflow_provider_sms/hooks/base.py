@@ -1448,8 +1448,24 @@ def _describe(exc: BaseException | None) -> str:
             "vendor's certificate; false only for a vendor whose document says its certificate cannot be verified)"
         )
     if isinstance(exc, requests.ConnectionError):
-        return "connection refused or dropped" if not _surely_not_sent(exc) else "could not connect"
+        return _connection_failure(exc)
     return type(exc).__name__
+
+
+def _connection_failure(exc: requests.ConnectionError) -> str:
+    """What became of the connection: never made (refused, a name that does not resolve), or made and then
+    dropped before the reply came, which is no refusal: the request may have reached the vendor."""
+    if not _surely_not_sent(exc):
+        return "the connection was dropped before a reply came"
+    from urllib3.exceptions import NameResolutionError
+
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # a MaxRetryError names the last attempt's error
+    if isinstance(reason, NameResolutionError):
+        return "could not connect: the host name does not resolve"
+    if isinstance(getattr(reason, "__cause__", None), ConnectionRefusedError) or "refused" in str(reason).lower():
+        return "could not connect: connection refused"
+    return "could not connect"
 
 
 __all__ = [

@@ -172,12 +172,13 @@ class SmsNotifier(BaseNotifier):
         with SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix) as store:
             claimed_at = self._claim(store, key)
             if claimed_at is False:
-                return {"status": "suppressed", "quiet_key": key}
+                return _outcome("suppressed", key)
             hook = get_sms_hook(self.sms_conn_id)
             try:
                 if claimed_at is None:  # the store cannot be reached: page anyway, unrecorded
                     receipts = hook.send(mobiles, text, **self._options())
                     batch_ids, numbers = [r.batch_id for r in receipts], sum(len(r.mobiles) for r in receipts)
+                    opted_out = 0  # unrecorded: the opt-out table is in the store that cannot be reached
                 else:
                     # each notification is its own plan: stored, with its intent, before it goes out
                     claim = claimed_at.isoformat() if isinstance(claimed_at, datetime) else uuid.uuid4().hex
@@ -196,8 +197,9 @@ class SmsNotifier(BaseNotifier):
                     )
                     if not summary["requests"]:
                         self.log.warning("SMS notification %r: every number has opted out; nothing sent", key)
-                        return {"status": "opted_out", "quiet_key": key, "opted_out": summary["opted_out"]}
+                        return _outcome("opted_out", key, opted_out=summary["opted_out"])
                     batch_ids, numbers = summary["batch_ids"], summary["accepted_numbers"]
+                    opted_out = summary["opted_out"]
             except SmsOutcomeUnknownError:
                 raise  # it may have gone out: keep the quiet period
             except BaseException:
@@ -213,7 +215,7 @@ class SmsNotifier(BaseNotifier):
             numbers,
             ", ".join(batch_ids),
         )
-        return {"status": "sent", "quiet_key": key, "batch_ids": batch_ids, "numbers": numbers}
+        return _outcome("sent", key, batch_ids=batch_ids, numbers=numbers, opted_out=opted_out)
 
     def _claim(self, store: SmsStore, key: str) -> datetime | bool | None:
         """The claim's time, True when sending without a quiet period, False when another caller holds it,
@@ -255,6 +257,19 @@ class SmsNotifier(BaseNotifier):
     def _options(self) -> dict[str, Any]:
         options = {"signature": self.signature, "kind": self.kind}
         return {k: v for k, v in options.items() if v}
+
+
+def _outcome(
+    status: str, quiet_key: str, *, batch_ids: Sequence[str] = (), numbers: int = 0, opted_out: int = 0
+) -> dict[str, Any]:
+    """What one notification did, in one shape whatever happened: sent, suppressed, or everyone opted out."""
+    return {
+        "status": status,
+        "quiet_key": quiet_key,
+        "batch_ids": list(batch_ids),
+        "numbers": numbers,
+        "opted_out": opted_out,
+    }
 
 
 def _dag_id(context: Any) -> str | None:

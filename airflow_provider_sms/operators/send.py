@@ -76,6 +76,8 @@ class SmsSendOperator(BaseOperator):
         "signature",
         "ext_no",
         "scheduled_at",
+        "kind",
+        "sender_id",
         "sms_conn_id",
         "store_conn_id",
     )

@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 #: columns copied to warehouse tables, in order; the first ones form the table's unique key
 REPORT_COLUMNS = ("vendor", "batch_id", "mobile", "status", "code", "description", "reported_at", "conn_id")
 REPORT_KEY = ("vendor", "batch_id", "mobile")
-INBOUND_COLUMNS = ("vendor", "mobile", "received_at", "content", "ext_no", "conn_id")
-INBOUND_KEY = ("vendor", "mobile", "received_at", "content")
+#: keyed by the store's own key for a message (a digest of vendor, mobile, received_at and content): a key
+#: column is NOT NULL, and a message may come without a time
+INBOUND_COLUMNS = ("dedupe_key", "vendor", "mobile", "received_at", "content", "ext_no", "conn_id")
+INBOUND_KEY = ("dedupe_key",)
 BALANCE_COLUMNS = ("conn_id", "vendor", "taken_at", "amount", "currency")
 BALANCE_KEY = ("conn_id", "taken_at")
 

@@ -257,3 +257,18 @@ def test_quiet_claims_are_atomic_in_the_store(store_args: dict[str, Any]) -> Non
     assert store.claim_quiet_period("k", 60, now=t0 + timedelta(seconds=61)) is True
     for s in stores:
         s.close()
+
+
+def test_every_outcome_has_the_same_shape(sim: GatewaySimulator) -> None:
+    """Sent, suppressed, or every number opted out: one shape, so a caller reads each the same way (the opted-out
+    outcome used to carry neither batch_ids nor numbers)."""
+    with SmsStore() as store:
+        store.add_opt_outs(["13900000009"], reason="TD", source="test")
+    opted = notifier(mobiles="13900000009", skip_opted_out=True, quiet_key="a").send(failure_context())
+    first = notifier(quiet_key="b").send(failure_context())
+    again = notifier(quiet_key="b").send(failure_context())
+    assert [o["status"] for o in (opted, first, again)] == ["opted_out", "sent", "suppressed"]
+    assert set(opted) == set(first) == set(again)
+    assert (opted["batch_ids"], opted["numbers"], opted["opted_out"]) == ([], 0, 1)
+    assert (first["numbers"], first["opted_out"], len(first["batch_ids"])) == (2, 0, 1)
+    assert send_requests(sim) == 1

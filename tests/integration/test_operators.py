@@ -434,3 +434,72 @@ def test_the_sensor_builds_no_hook_to_name_the_vendor(sim: GatewaySimulator, mon
     older = {k: v for k, v in event.payload.items() if k != "vendor"}
     assert sensor(deferrable=True).execute_complete(task_context(ti), older)["vendor"] == "paasw_v2"
     assert counts == {"built": 2, "closed": 2}
+
+
+# ------------------------------------------------------------------------------------------- consistency
+
+
+def test_an_inbound_message_without_a_time_copies_to_the_warehouse(
+    sim: GatewaySimulator, store_args: dict[str, Any], monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    """A reply may come without a time (a push that leaves it out). The warehouse table is keyed by the store's
+    own key for the message, so the row copies, and the watermark goes past it (before: the key included
+    ``received_at`` under NOT NULL, and every later sync failed on the same row)."""
+    from airflow_provider_sms.records import InboundMessage
+
+    postgres = "store_conn_id" in store_args
+    table = f"{store_args['store_table_prefix']}mo" if postgres else "mo"
+    if not postgres:
+        warehouse(monkeypatch, home)
+    target = {"target_conn_id": "sms_test_pg" if postgres else "warehouse", "target_table": table}
+    timeless = InboundMessage("paasw_v2", "13800000009", "STOP", None, raw={"mobile": "13800000009"})
+    with SmsStore(store_args.get("store_conn_id"), table_prefix=store_args.get("store_table_prefix", "sms_")) as store:
+        store.save_inbound([timeless, timeless], conn_id="sms_paasw_v2")  # the same message twice: one row
+    sim.gateway.add_inbound("paasw_v2", "13800000001", "好的")
+
+    def sync() -> dict[str, Any]:
+        op = SmsInboundSyncOperator(task_id="mo", sms_conn_id="sms_paasw_v2", **store_args, **target)
+        return op.execute(task_context())
+
+    try:
+        assert sync()["copied"] == 2
+        sim.gateway.add_inbound("paasw_v2", "13800000002", "TD")
+        assert sync()["copied"] == 1  # the watermark went past the timeless row
+        assert sync()["copied"] == 0
+        from airflow.sdk import BaseHook
+
+        rows = BaseHook.get_hook(target["target_conn_id"]).get_records(
+            f"SELECT mobile, received_at, content FROM {table} ORDER BY mobile"
+        )
+        assert [(m, t is None, c) for m, t, c in rows] == [
+            ("13800000001", False, "好的"),
+            ("13800000002", False, "TD"),
+            ("13800000009", True, "STOP"),
+        ]
+    finally:
+        if postgres:
+            from airflow.sdk import BaseHook
+
+            BaseHook.get_hook("sms_test_pg").run(f"DROP TABLE IF EXISTS {table}")
+
+
+def test_everyone_opted_out_gives_the_usual_summary_shape(sim: GatewaySimulator) -> None:
+    with SmsStore() as store:
+        store.add_opt_outs(["13800000001"])
+    nobody = send_op(mobiles="13800000001").execute(task_context())
+    somebody = send_op(mobiles="13800000002").execute(task_context(FakeTaskInstance(run_id="r2")))
+    assert set(nobody) == set(somebody)
+    assert (nobody["batch_ids"], nobody["opted_out"], nobody["accepted_numbers"]) == ([], 1, 0)
+
+
+def test_kind_and_sender_id_are_templated(sim: GatewaySimulator) -> None:
+    """Like the other send options, ``kind`` and ``sender_id`` may come from params or another task's XCom."""
+    from airflow.sdk import DAG
+
+    with DAG("templated", schedule=None):
+        op = send_op(
+            sms_conn_id="sms_intl", mobiles="8613800000001", kind="{{ params.kind }}", sender_id="{{ params.sid }}"
+        )
+    assert {"kind", "sender_id"} <= set(op.template_fields)
+    op.render_template_fields({"params": {"kind": "notification", "sid": "ACME"}})  # type: ignore[arg-type]
+    assert (op.kind, op.sender_id) == ("notification", "ACME")

@@ -572,9 +572,27 @@ def test_send_read_timeout_is_not_retried_and_outcome_is_unknown(requests_mock: 
 def test_send_dropped_connection_is_not_retried(requests_mock: Any, conn: str) -> None:
     mock_token(requests_mock)
     send = mock_send(requests_mock, [{"exc": requests.exceptions.ConnectionError("Connection aborted.")}])
-    with pytest.raises(SmsOutcomeUnknownError, match="connection refused or dropped"):
+    with pytest.raises(SmsOutcomeUnknownError, match="the connection was dropped before a reply came") as info:
         PaaswV2Hook(conn).send(MOBILES, "【签名】hello")
     assert send.call_count == 1
+    assert "refused" not in str(info.value)  # a refused connection never carried the request; this one may have
+
+
+def test_a_connection_never_made_says_why(requests_mock: Any, conn: str) -> None:
+    """Refused, or a host name that does not resolve: the request surely never left, and the error says which."""
+    from urllib3.exceptions import NameResolutionError
+
+    mock_token(requests_mock)
+    unresolved = NameResolutionError("gw.invalid", None, OSError("Name or service not known"))  # type: ignore[arg-type]
+    mock_send(
+        requests_mock,
+        [{"exc": refused()}] * 4
+        + [{"exc": requests.exceptions.ConnectionError(MaxRetryError(None, "/", unresolved))}] * 4,  # type: ignore[arg-type]
+    )
+    with pytest.raises(SmsTransportError, match="could not connect: connection refused after 4 attempts"):
+        PaaswV2Hook(conn).send(MOBILES, "【签名】hello")
+    with pytest.raises(SmsTransportError, match="could not connect: the host name does not resolve after 4 attempts"):
+        PaaswV2Hook(conn).send(MOBILES, "【签名】hello")
 
 
 @pytest.mark.parametrize(
