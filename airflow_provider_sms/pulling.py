@@ -10,6 +10,7 @@ the good records of its page are stored; ``replay_quarantined`` tries them again
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import random
@@ -41,14 +42,7 @@ class PullResult:
     expired: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {
-            "pulls": self.pulls,
-            "fetched": self.fetched,
-            "inserted": self.inserted,
-            "updated": self.updated,
-            "quarantined": self.quarantined,
-            "expired": self.expired,
-        }
+        return dataclasses.asdict(self)
 
     def add(self, stored: StoredPage) -> None:
         self.fetched += stored.fetched

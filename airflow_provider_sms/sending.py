@@ -82,12 +82,36 @@ class SendSpec:
     max_parts: int | None = None
 
 
-def check_policies(on_unknown: str, on_plan_change: str) -> None:
-    """A clear error for an unknown ``on_unknown`` or ``on_plan_change``, at DAG parse time where possible."""
-    if on_unknown not in UNKNOWN_POLICIES:
-        raise ValueError(f"on_unknown must be one of {list(UNKNOWN_POLICIES)}, got {on_unknown!r}")
-    if on_plan_change not in PLAN_CHANGE_POLICIES:
-        raise ValueError(f"on_plan_change must be one of {list(PLAN_CHANGE_POLICIES)}, got {on_plan_change!r}")
+@dataclass(frozen=True)
+class SendPolicy:
+    """How a send goes about what it cannot know for sure: the sender's settings (``SmsSendOperator``'s,
+    ``SmsNotifier``'s), checked once where they are given (at DAG parse time for the operator) and handed
+    whole to ``PlannedSend``.
+
+    :param max_concurrency: requests in flight at once, each on its own copy of the hook.
+    :param on_unknown: ``"fail"`` or ``"resend"`` once the grace period passed without evidence.
+    :param unknown_grace_period: seconds after an unknown request went out during which a retry waits
+        for evidence (delivery reports) before ``on_unknown`` applies.
+    :param on_plan_change: ``"fail"`` when a retry is given other input than its stored plan, or
+        ``"new_plan"`` to plan that input anew (requests of the old plan not yet sent are cancelled).
+    :param skip_opted_out: leave out numbers in the store's opt-out table.
+    """
+
+    max_concurrency: int = 1
+    on_unknown: str = FAIL
+    unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD
+    on_plan_change: str = FAIL
+    skip_opted_out: bool = True
+
+    def __post_init__(self) -> None:
+        limit = self.max_concurrency
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError(f"max_concurrency must be a whole number of at least 1, got {limit!r}")
+        if self.on_unknown not in UNKNOWN_POLICIES:
+            raise ValueError(f"on_unknown must be one of {list(UNKNOWN_POLICIES)}, got {self.on_unknown!r}")
+        if self.on_plan_change not in PLAN_CHANGE_POLICIES:
+            raise ValueError(f"on_plan_change must be one of {list(PLAN_CHANGE_POLICIES)}, got {self.on_plan_change!r}")
+        object.__setattr__(self, "unknown_grace_period", max(0.0, float(self.unknown_grace_period)))
 
 
 def task_key(namespace: str, conn_id: str, task: TaskIdentity) -> str:
@@ -212,12 +236,7 @@ class PlannedSend:
     :param hook: the vendor hook; ``store``: the message store holding plans and requests.
     :param task: the task instance; every try of it executes one plan.
     :param namespace: keeps plans of different senders (operator, notifier) apart.
-    :param max_concurrency: requests in flight at once, each on its own copy of the hook.
-    :param on_unknown: ``"fail"`` or ``"resend"`` once the grace period passed without evidence.
-    :param unknown_grace_period: seconds after an unknown request went out during which a retry waits
-        for evidence (delivery reports) before ``on_unknown`` applies.
-    :param on_plan_change: ``"fail"`` when a retry is given other input than its stored plan, or
-        ``"new_plan"`` to plan that input anew (requests of the old plan not yet sent are cancelled).
+    :param policy: concurrency, unknown outcomes, plan changes and opt-outs (``SendPolicy``; default: its defaults).
     """
 
     def __init__(
@@ -227,24 +246,15 @@ class PlannedSend:
         task: TaskIdentity,
         *,
         namespace: str = "send",
-        max_concurrency: int = 1,
-        on_unknown: str = FAIL,
-        unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD,
-        on_plan_change: str = FAIL,
-        skip_opted_out: bool = True,
+        policy: SendPolicy | None = None,
         logger: Any = None,
     ) -> None:
-        check_policies(on_unknown, on_plan_change)
         hook.pace_with(store)  # the account's request rate, kept with every other task on this store
         self.hook = hook
         self.store = store
         self.task = task
         self.namespace = namespace
-        self.max_concurrency = max_concurrency
-        self.on_unknown = on_unknown
-        self.unknown_grace_period = max(0.0, float(unknown_grace_period))
-        self.on_plan_change = on_plan_change
-        self.skip_opted_out = skip_opted_out
+        self.policy = policy or SendPolicy()
         self.log = logger or log
         self._evidence_seq = 0  # delivery reports up to this seq were already looked at for evidence
         self._parts: int | None = None  # SMS parts per number of a text send (templates: the vendor knows)
@@ -283,7 +293,7 @@ class PlannedSend:
         plan = self.store.find_plan(key)
         if plan is not None and plan.inputs != inputs:
             changes = plan_changes(plan.inputs, inputs)
-            if self.on_plan_change == FAIL:
+            if self.policy.on_plan_change == FAIL:
                 raise SmsPlanChangedError(
                     f"{hook.vendor}: this try differs from the send plan its first try stored: {'; '.join(changes)}. "
                     "Nothing was sent in this try; requests of the plan already accepted stay sent. "
@@ -294,7 +304,7 @@ class PlannedSend:
                 hook.vendor,
                 "; ".join(changes),
                 plan.generation + 1,
-                self.on_plan_change,
+                self.policy.on_plan_change,
             )
         intents: frozenset[str] = frozenset()
         if plan is None or plan.inputs != inputs:
@@ -323,7 +333,7 @@ class PlannedSend:
         in one commit: a request that cannot be sent fails here, before any plan exists."""
         hook = self.hook
         opted_out = 0
-        if self.skip_opted_out:
+        if self.policy.skip_opted_out:
             opted = self.opted_out_numbers(valid)
             if opted:
                 self.log.info("%s: leaving out %d opted-out numbers", hook.vendor, len(opted))
@@ -345,7 +355,7 @@ class PlannedSend:
             requests=stored,
         )
         requests = self._requests(plan, spec, options)
-        intents = frozenset(r.key for r in stored[: self.max_concurrency])
+        intents = frozenset(r.key for r in stored[: self.policy.max_concurrency])
         saved = self.store.save_plan(
             plan,
             vendor=hook.vendor,
@@ -386,7 +396,7 @@ class PlannedSend:
         changes: dict[str, tuple[str, ...]] = {}
         newly_opted = 0
         planned = [r for r in plan.requests if r.state == PLANNED]
-        if self.skip_opted_out and planned:
+        if self.policy.skip_opted_out and planned:
             opted = self.opted_out_numbers([m for r in planned for m in r.mobiles])
             for r in planned:
                 kept = tuple(m for m in r.mobiles if m not in opted)
@@ -466,12 +476,12 @@ class PlannedSend:
                 return SendResult(summary, check_again_at=next_check, carried=tally.carry())
             time.sleep(max(0.0, (next_check - datetime.now(timezone.utc)).total_seconds()))
             unknown = self._resolve(unknown, batch_by_index, tally, wire)
-        if unknown and self.on_unknown == RESEND:
+        if unknown and self.policy.on_unknown == RESEND:
             self.log.warning(
                 "%s: no evidence for %d unknown requests after %.0fs; resending them as asked (on_unknown='resend')",
                 hook.vendor,
                 len(unknown),
-                self.unknown_grace_period,
+                self.policy.unknown_grace_period,
             )
             sender.send(unknown, intents_stored=frozenset())
             unknown = []
@@ -484,7 +494,8 @@ class PlannedSend:
                 hook.vendor,
                 f"{len(unknown)} request(s) of an earlier try ({', '.join(described)})",
                 [m for r in unknown for m in r.mobiles],
-                f"no evidence of acceptance within {self.unknown_grace_period:.0f}s: {self._no_evidence_reason()}; "
+                f"no evidence of acceptance within {self.policy.unknown_grace_period:.0f}s: "
+                f"{self._no_evidence_reason()}; "
                 "set on_unknown='resend' to resend them (a double send if the vendor had accepted them)",
             )
         return SendResult(summary)
@@ -545,11 +556,11 @@ class PlannedSend:
 
     def _deadline(self, unknown: Sequence[PlanRequest]) -> datetime:
         now = datetime.now(timezone.utc)
-        latest = max((r.sending_at or now - timedelta(seconds=self.unknown_grace_period)) for r in unknown)
-        return latest + timedelta(seconds=self.unknown_grace_period)
+        latest = max((r.sending_at or now - timedelta(seconds=self.policy.unknown_grace_period)) for r in unknown)
+        return latest + timedelta(seconds=self.policy.unknown_grace_period)
 
     def _check_interval(self) -> float:
-        return min(30.0, max(0.2, self.unknown_grace_period / 20))
+        return min(30.0, max(0.2, self.policy.unknown_grace_period / 20))
 
     def _no_evidence_reason(self) -> str:
         from airflow_provider_sms.hooks.base import QUERY, REPORTS
@@ -592,6 +603,7 @@ class PlannedSend:
         return opted
 
 
+@dataclass(eq=False)
 class _Sender:
     """Sends a queue of a plan's requests, up to ``max_concurrency`` at once, recording each answer.
 
@@ -601,26 +613,19 @@ class _Sender:
     bytes leave. The first failure stops the queue; requests in flight finish and are recorded.
     """
 
-    def __init__(
-        self,
-        owner: PlannedSend,
-        plan: StoredPlan,
-        requests: Mapping[int, SendRequest],
-        batch_by_index: dict[int, str],
-        tally: SendTally,
-        wire: WireCounts,
-    ) -> None:
-        self.owner = owner
-        self.plan = plan
-        self.requests = requests
-        self.batch_by_index = batch_by_index
-        self.tally = tally
-        self.wire = wire
-        self._queue: deque[PlanRequest] = deque()
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._failure: BaseException | None = None
-        self._progress = _Progress(owner.log, owner.hook.vendor, len(plan.requests), tally)
+    owner: PlannedSend
+    plan: StoredPlan
+    requests: Mapping[int, SendRequest]
+    batch_by_index: dict[int, str]
+    tally: SendTally
+    wire: WireCounts
+    _queue: deque[PlanRequest] = field(default_factory=deque, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _stopped: threading.Event = field(default_factory=threading.Event, init=False)
+    _failure: BaseException | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self._progress = _Progress(self.owner.log, self.owner.hook.vendor, len(self.plan.requests), self.tally)
 
     def send(self, rows: Sequence[PlanRequest], *, intents_stored: frozenset[str]) -> None:
         """Send ``rows`` in order; raises the first failure once everything in flight is recorded."""
@@ -628,7 +633,7 @@ class _Sender:
         self._queue = deque(rows)
         self._stopped.clear()
         self._failure = None
-        first = [self._queue.popleft() for _ in range(min(owner.max_concurrency, len(self._queue)))]
+        first = [self._queue.popleft() for _ in range(min(owner.policy.max_concurrency, len(self._queue)))]
         missing = [r.key for r in first if r.key not in intents_stored]
         if missing:
             owner.store.mark_sending(missing)  # one commit for the first requests of a try
@@ -797,6 +802,7 @@ __all__ = [
     "NEW_PLAN",
     "RESEND",
     "PlannedSend",
+    "SendPolicy",
     "SendResult",
     "SendSpec",
     "SendTally",

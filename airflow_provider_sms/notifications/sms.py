@@ -163,7 +163,7 @@ class SmsNotifier(BaseNotifier):
         from airflow_provider_sms.errors import SmsOutcomeUnknownError
         from airflow_provider_sms.hooks import get_sms_hook
         from airflow_provider_sms.numbers import parse_mobiles
-        from airflow_provider_sms.sending import PlannedSend, SendSpec
+        from airflow_provider_sms.sending import PlannedSend, SendPolicy, SendSpec
         from airflow_provider_sms.store import SmsStore, TaskIdentity
 
         text = self.message()
@@ -188,8 +188,7 @@ class SmsNotifier(BaseNotifier):
                             store,
                             TaskIdentity.from_context(context),
                             namespace=f"notifier\x00{key}\x00{claim}",
-                            skip_opted_out=self.skip_opted_out,
-                            unknown_grace_period=0,
+                            policy=SendPolicy(skip_opted_out=self.skip_opted_out, unknown_grace_period=0),
                             logger=self.log,
                         )
                         .run(SendSpec(mobiles, text, options=self._options()))

@@ -109,13 +109,11 @@ class SmsSendOperator(BaseOperator):
         resend_unknown: bool | None = None,
         **kwargs: Any,
     ) -> None:
-        from airflow_provider_sms.sending import check_policies
+        from airflow_provider_sms.sending import SendPolicy
 
         super().__init__(**kwargs)
         if (content is None) == (template_id is None):
             raise ValueError("SmsSendOperator needs exactly one of content and template_id")
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be a whole number of at least 1, got {max_concurrency!r}")
         if resend_unknown is not None:
             warnings.warn(
                 "SmsSendOperator(resend_unknown=...) is deprecated; use on_unknown='resend' or 'fail'",
@@ -123,7 +121,14 @@ class SmsSendOperator(BaseOperator):
                 stacklevel=2,
             )
             on_unknown = "resend" if resend_unknown else on_unknown
-        check_policies(on_unknown, on_plan_change)
+        #: checked here, at DAG parse time
+        self.policy = SendPolicy(
+            max_concurrency=max_concurrency,
+            on_unknown=on_unknown,
+            unknown_grace_period=_seconds(unknown_grace_period, "unknown_grace_period"),
+            on_plan_change=on_plan_change,
+            skip_opted_out=skip_opted_out,
+        )
         self.sms_conn_id = sms_conn_id
         self.mobiles = mobiles
         self.content = content
@@ -136,11 +141,6 @@ class SmsSendOperator(BaseOperator):
         self.sender_id = sender_id
         self.store_conn_id = store_conn_id
         self.store_table_prefix = check_table_prefix(store_table_prefix)
-        self.skip_opted_out = skip_opted_out
-        self.max_concurrency = max_concurrency
-        self.on_unknown = on_unknown
-        self.unknown_grace_period = _seconds(unknown_grace_period, "unknown_grace_period")
-        self.on_plan_change = on_plan_change
         self.deferrable = deferrable
         self.max_parts = max_parts
         self._vendor_endpoint: VendorEndpoint | None = None
@@ -183,7 +183,7 @@ class SmsSendOperator(BaseOperator):
         if self._vendor_endpoint is None:
             return OperatorLineage()
         prefix = self.store_table_prefix
-        inputs = lineage.store_datasets(self.store_conn_id, prefix, ("opt_outs",)) if self.skip_opted_out else []
+        inputs = lineage.store_datasets(self.store_conn_id, prefix, ("opt_outs",)) if self.policy.skip_opted_out else []
         outputs = [
             self._vendor_endpoint.dataset(),
             *lineage.store_datasets(self.store_conn_id, prefix, SEND_STORE_TABLES),
@@ -208,11 +208,7 @@ class SmsSendOperator(BaseOperator):
                     store,
                     TaskIdentity.from_context(context),
                     namespace="operator",
-                    max_concurrency=self.max_concurrency,
-                    on_unknown=self.on_unknown,
-                    unknown_grace_period=self.unknown_grace_period,
-                    on_plan_change=self.on_plan_change,
-                    skip_opted_out=self.skip_opted_out,
+                    policy=self.policy,
                     logger=self.log,
                 )
                 spec = SendSpec(
