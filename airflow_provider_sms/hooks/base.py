@@ -399,7 +399,7 @@ class SmsHook(BaseHook):
     supported_options: ClassVar[frozenset[str]] = frozenset()
     #: QUEUE: each pull hands out pending reports once; QUERY: reports are asked for by (batch, mobile).
     report_mode: ClassVar[str] = QUEUE
-    #: how many (batch_id, mobile) pairs one report query takes, for ``report_mode == "query"``.
+    #: how many (batch_id, mobile) pairs one report query takes, for ``report_mode == QUERY``.
     report_query_limit: ClassVar[int] = 0
     #: how long the vendor answers report queries at all (intl: 30 days); caps the report deadline
     report_window: ClassVar[timedelta | None] = None
