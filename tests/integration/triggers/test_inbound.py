@@ -28,7 +28,7 @@ from airflow_provider_sms.triggers.inbound import SmsInboundTrigger
 pytestmark = pytest.mark.integration
 
 CONN = "sms_paasw_v2"
-EXAMPLE = Path(__file__).resolve().parents[2] / "example_dags" / "sms_opt_out.py"
+EXAMPLE = Path(__file__).resolve().parents[3] / "example_dags" / "sms_opt_out.py"
 
 
 def open_store(store_args: dict[str, Any]) -> SmsStore:

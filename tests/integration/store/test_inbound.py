@@ -1,0 +1,50 @@
+"""Inbound messages: stored once each."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from airflow_provider_sms.records import InboundMessage
+from airflow_provider_sms.store import (
+    SaveResult,
+    SmsStore,
+)
+from tests.integration.store.support import T0, VENDOR, Backend
+
+pytestmark = pytest.mark.integration
+
+
+def test_inbound_is_deduplicated(backend: Backend, store: SmsStore) -> None:
+    long_text = "退订 " + "x" * 20_000
+
+    def message(mobile: str, content: str, at: datetime | None) -> InboundMessage:
+        return InboundMessage(vendor=VENDOR, mobile=mobile, content=content, received_at=at, raw={"c": content[:5]})
+
+    batch = [
+        message("13800000001", "好的，谢谢", T0),
+        message("13800000001", "好的，谢谢", T0),
+        message("13800000001", "TD", None),
+        message("13800000001", "TD", None),
+        message("13800000002", long_text, T0),
+        message("13800000002", long_text, T0),
+        message("13800000002", long_text + "!", T0),  # different content: a different message
+        message("13800000001", "好的，谢谢", T0 + timedelta(seconds=1)),  # different time
+    ]
+    assert store.save_inbound(batch, conn_id="sms_test") == SaveResult(5, 0, 3)
+    assert store.save_inbound(batch, conn_id="sms_test") == SaveResult(0, 0, 8)
+    assert backend.count("inbound_messages") == 5
+
+    rows = [row for page in store.iter_inbound(page_size=2) for row in page]
+    assert len(rows) == 5
+    assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+    assert rows[0]["content"] == "好的，谢谢" and rows[0]["conn_id"] == "sms_test"
+    assert any(r["content"] == long_text for r in rows)
+    assert any(r["received_at"] is None for r in rows)
+
+    last = rows[-1]["seq"]
+    assert store.save_inbound([message("13800000003", "N", T0)]) == SaveResult(1, 0, 0)
+    newer = [row for page in store.iter_inbound(since_seq=last) for row in page]
+    assert [(r["mobile"], r["content"]) for r in newer] == [("13800000003", "N")]
+    assert list(store.iter_inbound(vendor="intl")) == []
