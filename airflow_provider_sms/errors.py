@@ -37,12 +37,20 @@ class SmsInvalidRequestError(SmsError, ValueError):
 
 
 class SmsInvalidNumbersError(SmsInvalidRequestError):
-    """Some numbers are not valid for this vendor; nothing was sent."""
+    """Some numbers are not valid for this vendor; nothing was sent.
+
+    A number that knows why it is invalid (``numbers.InvalidNumber``, intl's numbers checked with
+    ``phonenumbers``) is followed by its reason: ``'+44 20 7946 0958' is not a valid mobile number for
+    United Kingdom (GB): it is a fixed-line number, which cannot receive SMS``.
+    """
 
     def __init__(self, vendor: str, invalid: Sequence[str], total: int) -> None:
         self.vendor = vendor
         self.invalid = list(invalid)
-        shown = ", ".join(repr(n) for n in self.invalid[:20])
+        reasons = [getattr(n, "reason", "") for n in self.invalid[:20]]
+        shown = ("; " if any(reasons) else ", ").join(
+            f"{n!r} {reason}" if reason else repr(n) for n, reason in zip(self.invalid[:20], reasons, strict=True)
+        )
         more = f" and {len(self.invalid) - 20} more" if len(self.invalid) > 20 else ""
         super().__init__(
             f"{vendor}: {len(self.invalid)} of {total} mobile numbers are invalid: {shown}{more}; nothing was sent"

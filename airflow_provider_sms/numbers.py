@@ -1,14 +1,18 @@
 """Mobile number normalisation, batch splitting and message-part counting.
 
 Pure functions with no I/O, shared by the hooks, the operators and the simulator, so that all of
-them agree on what a valid number is and how a list is cut into requests.
+them agree on what a valid number is and how a list is cut into requests. International numbers
+other than mainland mobiles are checked with ``phonenumbers``, imported on the first such number
+(never by importing this module: a DAG file's parse does not pay for it). The simulator checks only
+their form (``normalize_international``), as the vendor's gateway is an implementation of its own.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from typing import cast
+from typing import Any, cast
 
 _SEPARATORS = re.compile(r"[\s\-().]")
 _CHINA_MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)
@@ -19,7 +23,11 @@ _MASKED = re.compile(r"(\d+)\*+(\d+)", re.ASCII)
 # possessive: no number can end or start anywhere else, so nothing is given back, and the engine keeps
 # no backtracking state per number (a plain ``*`` held ~13 MB for a scan of 100,000).
 _ALL_DOMESTIC = re.compile(r"1[3-9]\d{9}(?:\n1[3-9]\d{9})*+", re.ASCII)
-_ALL_INTERNATIONAL = re.compile(r"[1-9]\d{6,14}+(?:\n[1-9]\d{6,14}+)*+", re.ASCII)
+# intl: a list of mainland mobiles with their country code (8613800138000) is the fast path; any other
+# international number goes through phonenumbers, a number at a time (~20 µs each)
+_CHINA_MOBILE_INTERNATIONAL = re.compile(r"861[3-9]\d{9}", re.ASCII)
+_ALL_CHINA_INTERNATIONAL = re.compile(r"861[3-9]\d{9}(?:\n861[3-9]\d{9})*+", re.ASCII)
+_PARSE_ERROR_CODE = re.compile(r"^\(\d+\) ")  # "(1) The string supplied did not seem to be a phone number."
 _PLAIN_CHECK_SLICE = 20_000  # numbers joined per scan: the joined copy stays small (~0.3 MB)
 
 SINGLE_PART_CHARS = 70
@@ -74,6 +82,176 @@ def normalize_international(raw: str) -> str | None:
     return number if _E164_DIGITS.fullmatch(number) else None
 
 
+class InvalidNumber(str):
+    """A number that cannot be sent, as given (stripped), with ``reason`` saying why.
+
+    Still equal to the ``str`` it was given as; ``SmsInvalidNumbersError`` puts the reason after it.
+    """
+
+    reason: str
+
+    def __new__(cls, number: str, reason: str) -> InvalidNumber:
+        self = super().__new__(cls, number)
+        self.reason = reason
+        return self
+
+    def __reduce__(self) -> tuple[type[InvalidNumber], tuple[str, str]]:
+        return (InvalidNumber, (str(self), self.reason))
+
+
+def international_mobile(raw: str) -> str | InvalidNumber:
+    """A mobile as intl's wire takes it, country code and number in digits without ``+``
+    (``447400123456``), or an ``InvalidNumber`` saying why it is not one.
+
+    Every number is read as its country code and number, ``+`` and ``00`` optional, as the vendor reads
+    it: ``15012345678`` is +1 501-234-5678. A mainland China mobile (``86``, then ``1[3-9]`` and nine
+    digits) is taken by that rule alone, as the domestic vendors take it, without ``phonenumbers``. Any
+    other number must be, by ``phonenumbers``, a valid number of its country (length and prefix) of a
+    type that receives SMS: mobile, or fixed-line-or-mobile where the numbering plan does not tell them
+    apart (the US and Canada); fixed lines, toll-free, premium-rate, VoIP numbers, pagers... are refused.
+    A valid number is returned in E.164 digits: ``+44 (0)7400 123456`` becomes ``447400123456``.
+    """
+    given = raw.strip()
+    number = normalize_international(given)
+    if number is None:
+        return InvalidNumber(
+            given, "is not a phone number in international form (the country code and number: 7 to 15 digits)"
+        )
+    if _CHINA_MOBILE_INTERNATIONAL.fullmatch(number):
+        return number
+    return _checked_by_phonenumbers(given, number)
+
+
+def _checked_by_phonenumbers(given: str, digits: str) -> str | InvalidNumber:
+    import phonenumbers  # here, not at the top: importing the provider and mainland-only lists never load it
+
+    sms_kinds = (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    # The usual case, a mobile in E.164 digits, without parse() (a third of the cost). number_type() is
+    # MOBILE or FIXED_LINE_OR_MOBILE only for a number that is_valid_number() accepts: the same region
+    # lookup and the same test of its patterns (UNKNOWN is what makes a number invalid), so that would
+    # run them twice for nothing; numbers that are not both go on to parse() and is_valid_number().
+    literal = _as_written(digits)
+    if literal is not None and phonenumbers.number_type(literal) in sms_kinds:
+        return digits
+    try:  # parse() also reads what a person writes: a trunk prefix after the code (+44 (0)7400...), Italy's 0
+        parsed = phonenumbers.parse("+" + digits)
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            return InvalidNumber(given, f"does not start with a country calling code (+{digits[:3]}… is none)")
+        return InvalidNumber(given, f"is not a phone number ({_PARSE_ERROR_CODE.sub('', str(exc))})")
+    if phonenumbers.is_valid_number(parsed):
+        kind = phonenumbers.number_type(parsed)
+        if kind in sms_kinds:
+            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+        what = _NUMBER_KINDS.get(kind, "number of a kind that is not a mobile")
+        return InvalidNumber(
+            given, f"is not a valid mobile number for {_place(parsed)}: it is a {what}, which cannot receive SMS"
+        )
+    return InvalidNumber(given, f"is not a valid mobile number for {_place(parsed)}: {_problem(parsed, digits)}")
+
+
+def _as_written(digits: str) -> Any:
+    """The ``PhoneNumber`` that E.164 digits spell, as the vendor reads them: the country code, then the
+    national number. None for a code no country has, or a national number starting with 0 (for parse())."""
+    import phonenumbers
+
+    codes = _calling_codes()
+    for width in (1, 2, 3):  # calling codes are prefix-free: at most one of the three is one
+        code = int(digits[:width])
+        if code in codes:
+            national = digits[width:]
+            if national[:1] in ("", "0"):
+                return None
+            return phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    return None
+
+
+@functools.cache
+def _calling_codes() -> frozenset[int]:
+    import phonenumbers
+
+    return frozenset(phonenumbers.supported_calling_codes())
+
+
+#: what each ``phonenumbers.PhoneNumberType`` that cannot take an SMS is called in an error
+_NUMBER_KINDS = {
+    0: "fixed-line number",  # FIXED_LINE
+    3: "toll-free number",  # TOLL_FREE
+    4: "premium-rate number",  # PREMIUM_RATE
+    5: "shared-cost number",  # SHARED_COST
+    6: "VoIP number",  # VOIP
+    7: "personal (forwarding) number",  # PERSONAL_NUMBER
+    8: "pager number",  # PAGER
+    9: "company number (UAN)",  # UAN
+    10: "voicemail access number",  # VOICEMAIL
+}
+
+
+def _place(parsed: Any) -> str:
+    """The country a number belongs to, ``United Kingdom (GB)``; for a code shared by several countries
+    and a number none of them has, the code and its countries."""
+    import phonenumbers
+
+    region = phonenumbers.region_code_for_number(parsed)
+    regions = [region] if region else list(phonenumbers.region_codes_for_country_code(parsed.country_code))
+    if regions == ["001"]:  # a code of no country: satellite, international networks...
+        return f"the non-geographic code +{parsed.country_code}"
+    names = [f"{_country_name(code)} ({code})" for code in regions]
+    if len(names) == 1:
+        return names[0]
+    if len(names) > 4:  # +1: the US, Canada and 23 more
+        return f"{names[0]} or another of the {len(names)} countries of +{parsed.country_code}"
+    return f"+{parsed.country_code} ({', '.join(names)})"
+
+
+def _country_name(region: str) -> str:
+    try:
+        from phonenumbers.geocoder import _region_display_name
+    except ImportError:  # pragma: no cover - a phonenumbers without its English names: the code says it
+        return region
+    return _region_display_name(region, "en") or region
+
+
+def _problem(parsed: Any, digits: str) -> str:
+    """Why a number of a known country code is not valid there: its length, or else its prefix."""
+    import phonenumbers
+
+    result = phonenumbers.is_possible_number_for_type_with_reason(parsed, phonenumbers.PhoneNumberType.MOBILE)
+    national = len(digits) - len(str(parsed.country_code))
+    expected = _mobile_lengths(parsed)
+    wanted = f"; mobile numbers there have {expected}" if expected else ""
+    reasons = phonenumbers.ValidationResult
+    if result == reasons.TOO_SHORT:
+        problem = f"too short ({national} digits after +{parsed.country_code}{wanted})"
+    elif result == reasons.TOO_LONG:
+        problem = f"too long ({national} digits after +{parsed.country_code}{wanted})"
+    elif result == reasons.INVALID_LENGTH:
+        problem = f"the wrong length ({national} digits after +{parsed.country_code}{wanted})"
+    else:
+        problem = "the length fits, but no number there begins that way (its prefix is not in use)"
+    if len(digits) == 11 and _CHINA_MOBILE.fullmatch(digits):
+        problem += f"; if it is a mainland China mobile, write it with its country code: 86{digits}"
+    return problem
+
+
+def _mobile_lengths(parsed: Any) -> str:
+    """``10`` or ``9 or 10``: how many digits a mobile of that country has after its code, when known."""
+    import phonenumbers
+
+    region = phonenumbers.region_code_for_country_code(parsed.country_code)
+    if region == "001":
+        metadata = phonenumbers.PhoneMetadata.metadata_for_nongeo_region(parsed.country_code)
+    else:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None:
+        return ""
+    lengths = [n for n in (metadata.mobile.possible_length if metadata.mobile else ()) or () if n > 0]
+    if not lengths and metadata.general_desc is not None:
+        lengths = [n for n in metadata.general_desc.possible_length or () if n > 0]
+    shown = [str(n) for n in sorted(set(lengths))]
+    return " or ".join([", ".join(shown[:-1]), shown[-1]]) if len(shown) > 1 else "".join(shown)
+
+
 def normalize_mobiles(mobiles: str | Iterable[str], *, international: bool) -> tuple[list[str], list[str]]:
     """Normalise and de-duplicate (first occurrence wins); returns (valid, invalid) in input order."""
     numbers = split_mobiles(mobiles)
@@ -81,14 +259,13 @@ def normalize_mobiles(mobiles: str | Iterable[str], *, international: bool) -> t
         if len(set(numbers)) == len(numbers):  # a set, not dict.fromkeys: less peak memory
             return numbers, []
         return list(dict.fromkeys(numbers)), []  # rare: repeats, dropped keeping first occurrences
-    normalize = normalize_international if international else normalize_domestic
     valid: list[str] = []
     invalid: list[str] = []
     seen: set[str] = set()
     for raw in numbers:
-        number = normalize(raw.strip())
-        if number is None:
-            invalid.append(raw.strip())
+        number = international_mobile(raw) if international else normalize_domestic(raw.strip())
+        if number is None or isinstance(number, InvalidNumber):
+            invalid.append(raw.strip() if number is None else number)
         elif number not in seen:
             seen.add(number)
             valid.append(number)
@@ -100,7 +277,7 @@ def _all_in_normal_form(numbers: list[str], *, international: bool) -> bool:
 
     Slices, so that a million numbers are never joined into one string.
     """
-    plain = _ALL_INTERNATIONAL if international else _ALL_DOMESTIC
+    plain = _ALL_CHINA_INTERNATIONAL if international else _ALL_DOMESTIC
     for start in range(0, len(numbers), _PLAIN_CHECK_SLICE):
         part = numbers[start : start + _PLAIN_CHECK_SLICE]
         joined = "\n".join(part)

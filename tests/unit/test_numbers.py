@@ -11,6 +11,7 @@ from airflow_provider_sms.numbers import (
     SINGLE_PART_CHARS,
     china_mobile_forms,
     chunk_mobiles,
+    international_mobile,
     mask_matches,
     message_parts,
     normalize_domestic,
@@ -150,9 +151,10 @@ def test_normalize_mobiles_reports_invalid_numbers_in_input_order() -> None:
 
 def test_normalize_mobiles_international_mode_uses_international_rules() -> None:
     valid, invalid = normalize_mobiles("+8613800138000\n+1 415 555 0100\n13800138000\n12", international=True)
-    # A bare domestic number is taken as digits with a country code ("13800138000" is a valid E.164 shape).
-    assert valid == ["8613800138000", "14155550100", "13800138000"]
-    assert invalid == ["12"]
+    # A bare domestic number is read as digits with a country code, as intl reads it: +1 380 013 8000 is
+    # no number of the US or Canada (tests/unit/test_international_numbers.py has the rules).
+    assert valid == ["8613800138000", "14155550100"]
+    assert invalid == ["13800138000", "12"]
     valid, invalid = normalize_mobiles("+1 415 555 0100", international=False)
     assert (valid, invalid) == ([], ["+1 415 555 0100"])
 
@@ -165,12 +167,11 @@ def test_normalize_mobiles_of_chinese_comma_string() -> None:
 
 def _one_by_one(numbers: list[str], *, international: bool) -> tuple[list[str], list[str]]:
     """The rule spelled out a number at a time: what the whole-list fast path must agree with."""
-    normalize = normalize_international if international else normalize_domestic
     valid: dict[str, None] = {}
     invalid = []
     for raw in numbers:
-        number = normalize(raw.strip())
-        if number is None:
+        number = international_mobile(raw) if international else normalize_domestic(raw.strip())
+        if number is None or getattr(number, "reason", None):
             invalid.append(raw.strip())
         else:
             valid.setdefault(number)
