@@ -188,20 +188,16 @@ _NUMBER_KINDS = {
 
 
 def _place(parsed: Any) -> str:
-    """The country a number belongs to, ``United Kingdom (GB)``; for a code shared by several countries
-    and a number none of them has, the code and its countries."""
+    """The country a number belongs to, ``United Kingdom (GB)``; for a code several countries share
+    (+1, +7, +44) and a number of none of them, the main one and how many share it."""
     import phonenumbers
 
     region = phonenumbers.region_code_for_number(parsed)
     regions = [region] if region else list(phonenumbers.region_codes_for_country_code(parsed.country_code))
     if regions == ["001"]:  # a code of no country: satellite, international networks...
         return f"the non-geographic code +{parsed.country_code}"
-    names = [f"{_country_name(code)} ({code})" for code in regions]
-    if len(names) == 1:
-        return names[0]
-    if len(names) > 4:  # +1: the US, Canada and 23 more
-        return f"{names[0]} or another of the {len(names)} countries of +{parsed.country_code}"
-    return f"+{parsed.country_code} ({', '.join(names)})"
+    main = f"{_country_name(regions[0])} ({regions[0]})"
+    return main if len(regions) == 1 else f"{main} or another of the {len(regions)} countries of +{parsed.country_code}"
 
 
 def _country_name(region: str) -> str:

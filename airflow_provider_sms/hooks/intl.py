@@ -110,8 +110,12 @@ class IntlPush(VendorPush):
 class IntlSmsHook(SmsHook):
     """Hook for the ``sms_intl`` connection: login is the appKey, password the app secret.
 
-    Numbers carry their country code without ``+`` (``8613800138000``). Extras: ``sender_id``
-    (default sender ID), ``sign`` (put in 【】 at the start of content that has none).
+    Numbers carry their country code without ``+`` (``8613800138000``), as the vendor reads them:
+    every number is checked before anything is sent (``numbers.international_mobile``, through
+    ``international = True``): a mainland mobile by the domestic rule, any other number by
+    ``phonenumbers`` (a valid mobile of its country; fixed lines and the like are refused, naming the
+    country), and sent as E.164 digits. Extras: ``sender_id`` (default sender ID), ``sign`` (put in
+    【】 at the start of content that has none).
     """
 
     vendor = "intl"
