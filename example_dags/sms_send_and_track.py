@@ -36,8 +36,12 @@ with DAG(
 
     @task
     def recipients(params: dict[str, Any]) -> list[str]:
-        """Demo numbers; in a real DAG they come from a query or an upstream task."""
-        return [f"138{i:08d}" for i in range(int(params["recipients"]))]
+        """Demo numbers; in a real DAG they come from a query or an upstream task.
+
+        Written with +86, which every connection reads: the domestic vendors drop it, intl reads every
+        number as its country code and number (a bare 13800000000 would be +1 380 000 0000 there).
+        """
+        return [f"+86 138{i:08d}" for i in range(int(params["recipients"]))]
 
     send = SmsSendOperator(
         task_id="send",

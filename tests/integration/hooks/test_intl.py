@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from airflow_provider_sms.errors import (
+    SmsInvalidNumbersError,
     SmsInvalidRequestError,
     SmsNotSupportedError,
     SmsOutcomeUnknownError,
@@ -19,8 +20,10 @@ from airflow_provider_sms.errors import (
     SmsVendorError,
 )
 from airflow_provider_sms.hooks.intl import IntlSmsHook
+from airflow_provider_sms.operators import SmsSendOperator
 from airflow_provider_sms.simulator import Fault, GatewaySimulator
 from airflow_provider_sms.simulator.core import md5_hex
+from airflow_provider_sms.testing import task_context
 
 pytestmark = pytest.mark.integration
 
@@ -340,3 +343,48 @@ def test_send_read_timeout_is_outcome_unknown_and_no_double_send(
     stats = sms_simulator.gateway.stats()
     assert stats["accepted_requests"] == {"intl": 1}  # the vendor did act: exactly once
     assert stats["accepted_messages"] == {"intl": 1}
+
+
+# ---------------------------------------------------------------------- numbers (phonenumbers)
+
+
+def test_numbers_of_several_countries_reach_the_gateway_as_e164_digits(
+    hook: IntlSmsHook, sms_simulator: GatewaySimulator
+) -> None:
+    given = ["+44 (0)7400 123456", "+1 415 555 0100", "0049 151 23456789", "+91 98765 43210", "+86 138 0013 8000"]
+    (receipt,) = hook.send(given, "hi", signature="Acme")
+    wire = ["447400123456", "14155550100", "4915123456789", "919876543210", "8613800138000"]
+    assert receipt.mobiles == tuple(wire)
+    accepted = sms_simulator.gateway.ledger.summary("intl", numbers=True)["intl"]["accepted"]["counts"]
+    assert accepted == dict.fromkeys(wire, 1)
+
+
+def test_a_bad_international_number_is_refused_before_any_request(
+    hook: IntlSmsHook, sms_simulator: GatewaySimulator
+) -> None:
+    good = [f"86138{i:08d}" for i in range(1500)] + ["447400123456"]
+    with pytest.raises(SmsInvalidNumbersError) as info:  # the fixed line comes last: after two requests' worth
+        hook.send([*good, "+44 20 7946 0958"], "hi", signature="Acme")
+    assert str(info.value) == (
+        "intl: 1 of 1502 mobile numbers are invalid: '+44 20 7946 0958' is not a valid mobile number for "
+        "United Kingdom (GB): it is a fixed-line number, which cannot receive SMS; nothing was sent"
+    )
+    assert sms_simulator.gateway.stats()["requests"] == {}  # counted at the simulator: no request at all
+    assert sms_simulator.gateway.ledger.summary("intl")["intl"]["accepted"]["numbers"] == 0
+
+
+def test_the_send_operator_refuses_a_bad_international_number_before_any_request(sim: GatewaySimulator) -> None:
+    operator = SmsSendOperator(
+        task_id="send",
+        sms_conn_id="sms_intl",
+        mobiles=[f"86138{i:08d}" for i in range(1500)] + ["13800138000", "+65 6123 456"],
+        content="hi",
+        signature="Acme",
+    )
+    with pytest.raises(SmsInvalidNumbersError) as info:
+        operator.execute(task_context())
+    message = str(info.value)
+    assert "'13800138000' is not a valid mobile number for United States (US) or another of the 25" in message
+    assert "write it with its country code: 8613800138000" in message
+    assert "'+65 6123 456' is not a valid mobile number for Singapore (SG): too short" in message
+    assert sim.gateway.stats()["requests"] == {}
