@@ -7,19 +7,12 @@ cd "$(dirname "$0")/.."
 bash scripts/venv.sh
 export PATH="$PWD/.venv/bin:$PATH"
 ROOT="$PWD/.quickstart"
-rm -rf "$ROOT" && mkdir -p "$ROOT/airflow"
-export AIRFLOW_HOME="$ROOT/airflow"
-export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__DAGS_FOLDER="$PWD/example_dags"
-export AIRFLOW_CONN_SMS_WAREHOUSE="{\"conn_type\": \"sqlite\", \"host\": \"$ROOT/warehouse.db\"}"
-
-python -m airflow_provider_sms.simulator --http-port 0 --https-port 0 --report-delay 1 --failure-rate 0.05 \
-    --env-file "$ROOT/simulator.env" > "$ROOT/simulator.log" 2>&1 &
-SIMULATOR_PID=$!
+rm -rf "$ROOT"
+# shellcheck source=scripts/lib/airflow-env.sh
+source scripts/lib/airflow-env.sh
+sms_airflow_env "$ROOT"
+sms_start_simulator "$ROOT" --report-delay 1 --failure-rate 0.05
 trap 'kill $SIMULATOR_PID 2>/dev/null || true' EXIT
-for _ in $(seq 100); do [ -s "$ROOT/simulator.env" ] && break; sleep 0.1; done
-# shellcheck disable=SC1091
-source "$ROOT/simulator.env"
 
 echo "== airflow db migrate"
 airflow db migrate > "$ROOT/db-migrate.log" 2>&1 || { cat "$ROOT/db-migrate.log"; exit 1; }
