@@ -160,6 +160,7 @@ export AIRFLOW__API_AUTH__JWT_SECRET='$(python -c "import secrets; print(secrets
 export AIRFLOW__API__SECRET_KEY='$(python -c "import secrets; print(secrets.token_hex(32))")'
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
 export AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL=30
+export SMS_LOCAL_COMPONENTS='${SMS_LOCAL_COMPONENTS:-api-server scheduler dag-processor triggerer}'
 export SMS_LOCAL_URL=http://localhost:$port
 export SMS_LOCAL_USER=admin
 export SMS_LOCAL_PASSWORD='$password'
@@ -180,7 +181,7 @@ ENV
         || { cat "$ROOT/logs/connections.log"; exit 1; }
 
     local component
-    for component in ${SMS_LOCAL_COMPONENTS:-api-server scheduler dag-processor triggerer}; do
+    for component in $SMS_LOCAL_COMPONENTS; do
         spawn "$component" airflow "$component"
     done
     echo "== waiting for the api-server and the example DAGs"
