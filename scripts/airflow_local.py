@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -104,6 +105,9 @@ def connections(out: str) -> None:
         conn = json.loads(env(f"AIRFLOW_CONN_SMS_{vendor.upper()}"))
         if f"sms_{vendor}" == PUSH_CONN:
             conn.setdefault("extra", {})["callback_secret"] = env("SMS_CALLBACK_SECRET")
+        # the Base URL's port in Port, so that the UI's Test button works (README, Troubleshooting)
+        url = urlsplit(conn["host"])
+        conn["port"] = url.port or (443 if url.scheme == "https" else 80)
         conn["extra"] = json.dumps(conn.get("extra") or {})
         result[f"sms_{vendor}"] = conn
     result["sms_warehouse"] = json.loads(env("AIRFLOW_CONN_SMS_WAREHOUSE"))

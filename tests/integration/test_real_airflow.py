@@ -233,7 +233,6 @@ def _typed_values(conn_type: str) -> dict[str, Any]:
 def test_connection_form_in_a_browser(conn_type: str, browser: Any, local_airflow: LocalAirflow) -> None:
     page = browser
     form = FORMS[conn_type]
-    behaviour = form["ui-field-behaviour"]
     fields: dict[str, dict[str, Any]] = form["conn-fields"]
     conn_id = f"form_{conn_type}"
 
@@ -246,31 +245,8 @@ def test_connection_form_in_a_browser(conn_type: str, browser: Any, local_airflo
     picked = _field_root(dialog, "[role=combobox]").first.inner_text()
     assert f"option {form['hook-name']}, selected." in picked, picked
 
-    # --- the standard fields: hidden where ours hide them, relabelled, with our placeholders
-    standard: dict[str, Any] = {
-        "host": "https://gateway.example.com:8443",
-        "login": f"login-{conn_type}",
-        "password": f"secret-{conn_type}-0123456789",
-        "port": 8443,
-    }
-    for name in STANDARD_FIELDS:
-        field = dialog.locator(f"[name={name}]")
-        if name in behaviour["hidden-fields"]:
-            assert field.count() == 0 or not field.is_visible(), f"{name} is shown but should be hidden"
-            continue
-        assert field.is_visible(), f"{name} is not shown"
-        label = _field_root(dialog, f"[name={name}]").locator("label").inner_text().strip()
-        assert label == behaviour["relabeling"].get(name, label), f"{name} labelled {label!r}"
-        assert (field.get_attribute("placeholder") or "") == behaviour["placeholders"].get(name, ""), name
-        assert field.evaluate("e => e.tagName") == "INPUT", f"{name} is not a one-line input"
-        if name == "port":
-            assert field.get_attribute("type") == "number"
-        if name == "password":
-            assert field.get_attribute("type") == "password"
-        field.fill(str(standard[name]))
-    assert "port" not in behaviour["hidden-fields"], "every form shows Port (the Test button needs it)"
+    standard = _fill_standard_fields(dialog, form["ui-field-behaviour"], conn_type)
 
-    # --- the extras
     dialog.get_by_role("button", name="Extra Fields", exact=True).click()
     shown = sorted(
         name.removeprefix("element_")
@@ -280,59 +256,90 @@ def test_connection_form_in_a_browser(conn_type: str, browser: Any, local_airflo
     assert dialog.locator("textarea[name^=element_]").count() == 0, "an extra rendered as a multi-line text area"
     typed = _typed_values(conn_type)
     for name, field in fields.items():
-        schema = field["schema"]
-        root = _field_root(dialog, f"[name=element_{name}]")
-        assert root.count() == 1, name
-        assert root.locator("label").inner_text().strip() == field["label"], name
-        assert field["description"] in root.inner_text(), f"{name}: no description"
-        default = schema.get("default")
-        if name in NUMBER_FIELDS:
-            box = dialog.locator(f"[id='number-input:element_{name}'] input[role=spinbutton]")
-            assert box.count() == 1, f"{name} is not a number input"
-            assert box.evaluate("e => e.tagName") == "INPUT", f"{name} is not single-line"
-            assert float(box.get_attribute("aria-valuemin") or "nan") == schema["minimum"], name
-            assert box.input_value() == ("" if default is None else str(default)), f"{name}: default"
-            if typed[name] is not None:
-                box.fill(str(typed[name]))
-                box.press("Tab")
-        elif name in SELECT_FIELDS:
-            combobox = dialog.locator(f"#element_{name} [role=combobox]")
-            assert combobox.count() == 1, f"{name} is not a select"
-            stored = dialog.locator(f"input[type=hidden][name=element_{name}]")
-            # the UI's own marker for the empty choice, which it saves as null
-            assert stored.input_value() == (default or "__null__"), f"{name}: default"
-            combobox.click()
-            options = page.get_by_role("option").all_inner_texts()
-            assert options == [*schema["values_display"].values(), "null"], f"{name}: options {options}"
-            page.get_by_role("option", name=schema["values_display"][typed[name]], exact=True).click()
-            assert stored.input_value() == typed[name], name
-        else:
-            box = dialog.locator(f"input[name=element_{name}]")
-            assert box.count() == 1, f"{name} is not a one-line input"
-            expected_type = "password" if name in PASSWORD_FIELDS else "text"
-            assert (box.get_attribute("type") or "text") == expected_type, f"{name}: type"
-            suggestions = box.get_attribute("list")
-            if name in SUGGESTION_FIELDS:
-                listed = dialog.locator(f"datalist#{suggestions} option").evaluate_all("os => os.map(o => o.value)")
-                assert listed == schema["examples"], f"{name}: suggestions {listed}"
-            else:
-                assert suggestions is None, f"{name}: unexpected suggestions"
-            assert box.input_value() == (default or ""), f"{name}: default"
-            if typed[name] is not None:
-                box.fill(typed[name])
+        _check_and_fill_extra(dialog, name, field, typed[name])
 
     dialog.get_by_role("button", name="Save").click()
     dialog.wait_for(state="detached")
 
     saved = _stored_connection(local_airflow, conn_id)
     assert saved["conn_type"] == conn_type
-    for name in ("host", "login", "password", "port"):
-        assert saved[name] == standard[name], f"{name}: saved {saved[name]!r}"
+    for name, value in standard.items():
+        assert saved[name] == value, f"{name}: saved {saved[name]!r}"
     extra = json.loads(saved["extra"])
     assert extra == typed, "saved extras differ from what was typed"
     for name in NUMBER_FIELDS & set(typed):
         if typed[name] is not None:
             assert isinstance(extra[name], int if name in INTEGER_FIELDS else float), f"{name} saved as {extra[name]!r}"
+
+
+def _fill_standard_fields(dialog: Any, behaviour: dict[str, Any], conn_type: str) -> dict[str, Any]:
+    """Host, login, password, port: hidden where ours hide them, relabelled, with our placeholders; filled."""
+    values: dict[str, Any] = {
+        "host": "https://gateway.example.com:8443",
+        "login": f"login-{conn_type}",
+        "password": f"secret-{conn_type}-0123456789",
+        "port": 8443,
+    }
+    assert "port" not in behaviour["hidden-fields"], "every form shows Port (the Test button needs it)"
+    for name in STANDARD_FIELDS:
+        field = dialog.locator(f"[name={name}]")
+        if name in behaviour["hidden-fields"]:
+            assert field.count() == 0 or not field.is_visible(), f"{name} is shown but should be hidden"
+            continue
+        assert field.is_visible(), f"{name} is not shown"
+        label = _field_root(dialog, f"[name={name}]").locator("label").inner_text().strip()
+        assert label == behaviour["relabeling"][name], f"{name} labelled {label!r}"
+        assert (field.get_attribute("placeholder") or "") == behaviour["placeholders"].get(name, ""), name
+        assert field.evaluate("e => e.tagName") == "INPUT", f"{name} is not a one-line input"
+        expected_type = {"port": "number", "password": "password"}.get(name, "text")
+        assert field.get_attribute("type") == expected_type, f"{name}: type"
+        field.fill(str(values[name]))
+    return values
+
+
+def _check_and_fill_extra(dialog: Any, name: str, field: dict[str, Any], value: Any) -> None:
+    """One extra: its label, description, input kind and default; then ``value`` typed or picked (None: left empty)."""
+    page = dialog.page
+    schema = field["schema"]
+    default = schema.get("default")
+    root = _field_root(dialog, f"[name=element_{name}]")
+    assert root.count() == 1, name
+    assert root.locator("label").inner_text().strip() == field["label"], name
+    assert field["description"] in root.inner_text(), f"{name}: no description"
+    if name in NUMBER_FIELDS:
+        box = dialog.locator(f"[id='number-input:element_{name}'] input[role=spinbutton]")
+        assert box.count() == 1, f"{name} is not a number input"
+        assert box.evaluate("e => e.tagName") == "INPUT", f"{name} is not single-line"
+        assert float(box.get_attribute("aria-valuemin") or "nan") == schema["minimum"], name
+        assert box.input_value() == ("" if default is None else str(default)), f"{name}: default"
+        if value is not None:
+            box.fill(str(value))
+            box.press("Tab")
+    elif name in SELECT_FIELDS:
+        combobox = dialog.locator(f"#element_{name} [role=combobox]")
+        assert combobox.count() == 1, f"{name} is not a select"
+        stored = dialog.locator(f"input[type=hidden][name=element_{name}]")
+        # "__null__" is the UI's own marker for the empty choice, which it saves as null
+        assert stored.input_value() == (default or "__null__"), f"{name}: default"
+        combobox.click()
+        options = page.get_by_role("option").all_inner_texts()
+        assert options == [*schema["values_display"].values(), "null"], f"{name}: options {options}"
+        page.get_by_role("option", name=schema["values_display"][value], exact=True).click()
+        assert stored.input_value() == value, name
+    else:
+        box = dialog.locator(f"input[name=element_{name}]")
+        assert box.count() == 1, f"{name} is not a one-line input"
+        expected_type = "password" if name in PASSWORD_FIELDS else "text"
+        assert (box.get_attribute("type") or "text") == expected_type, f"{name}: type"
+        suggestions = box.get_attribute("list")
+        if name in SUGGESTION_FIELDS:
+            listed = dialog.locator(f"datalist#{suggestions} option").evaluate_all("os => os.map(o => o.value)")
+            assert listed == schema["examples"], f"{name}: suggestions {listed}"
+        else:
+            assert suggestions is None, f"{name}: unexpected suggestions"
+        assert box.input_value() == (default or ""), f"{name}: default"
+        if value is not None:
+            box.fill(value)
 
 
 def _stored_connection(local_airflow: LocalAirflow, conn_id: str) -> dict[str, Any]:
