@@ -17,6 +17,7 @@ Run alone: ``.venv/bin/python -m pytest -q tests/integration/test_real_airflow.p
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shutil
@@ -343,11 +344,21 @@ def _check_and_fill_extra(dialog: Any, name: str, field: dict[str, Any], value: 
 
 
 def _stored_connection(local_airflow: LocalAirflow, conn_id: str) -> dict[str, Any]:
-    """The connection as stored in the metadata database (SQLite; no Fernet key, so unencrypted)."""
-    database = Path(local_airflow.settings["AIRFLOW_HOME"]) / "airflow.db"
-    with sqlite3.connect(database) as db:
+    """The connection as stored in the metadata database, decrypted with the Fernet key of its airflow.cfg."""
+    home = Path(local_airflow.settings["AIRFLOW_HOME"])
+    with sqlite3.connect(home / "airflow.db") as db:
         db.row_factory = sqlite3.Row
         row = db.execute("SELECT * FROM connection WHERE conn_id = ?", (conn_id,)).fetchone()
     assert row is not None, f"{conn_id} was not saved"
-    assert not row["is_encrypted"] and not row["is_extra_encrypted"], "encrypted: read it through Airflow instead"
-    return dict(row)
+    stored = dict(row)
+    if row["is_encrypted"] or row["is_extra_encrypted"]:
+        from cryptography.fernet import Fernet, MultiFernet
+
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(home / "airflow.cfg")
+        keys = config.get("core", "fernet_key")
+        fernet = MultiFernet([Fernet(key.strip().encode()) for key in keys.split(",") if key.strip()])
+        for field, encrypted in (("password", "is_encrypted"), ("extra", "is_extra_encrypted")):
+            if row[encrypted] and stored[field] is not None:
+                stored[field] = fernet.decrypt(stored[field].encode()).decode()
+    return stored
