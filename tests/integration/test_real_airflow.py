@@ -20,6 +20,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -362,3 +363,23 @@ def _stored_connection(local_airflow: LocalAirflow, conn_id: str) -> dict[str, A
             if row[encrypted] and stored[field] is not None:
                 stored[field] = fernet.decrypt(stored[field].encode()).decode()
     return stored
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("conn_type", sorted(FORMS))
+def test_the_test_button_on_the_example_connections(conn_type: str, browser: Any, local_airflow: LocalAirflow) -> None:
+    """The example connections (Base URL's port stored) pass the connection list's Test button against the
+    simulator: the UI posts the stored port, so Airflow 3.3's API does not refuse the test (README, Troubleshooting)."""
+    page = browser
+    page.goto(f"{local_airflow.settings['SMS_LOCAL_URL']}/connections")
+    # the row whose Connection ID (second column, after the checkbox) is conn_type; form_<conn_type> has that type
+    row = page.locator("tbody tr").filter(has=page.locator("td:nth-child(2)", has_text=re.compile(f"^{conn_type}$")))
+    row.first.wait_for()
+    assert row.count() == 1, f"{conn_type}: {row.count()} rows"
+    with page.expect_response("**/api/v2/connections/test") as answer:
+        row.locator("button").first.click()
+    posted = json.loads(answer.value.request.post_data or "{}")
+    assert posted["connection_id"] == conn_type and posted["port"], posted
+    assert answer.value.status == 200, answer.value.text()
+    result = answer.value.json()
+    assert result["status"] is True, result["message"]
