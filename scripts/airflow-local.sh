@@ -122,6 +122,10 @@ start() {
         echo "port $port is taken; set SMS_LOCAL_PORT" >&2
         exit 1
     fi
+    if [ -d "$ROOT" ] && [ -n "$(ls -A "$ROOT")" ] && [ ! -f "$ROOT/run-id" ]; then
+        echo "$ROOT is not empty and not made by this script: not removing it (set SMS_LOCAL_DIR)" >&2
+        exit 1
+    fi
     venv
     rm -rf "$ROOT"
     mkdir -p "$ROOT/logs"

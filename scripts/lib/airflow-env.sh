@@ -24,11 +24,11 @@ sms_start_simulator() {
         > "$root/simulator.log" 2>&1 &
     SIMULATOR_PID=$!
     for _ in $(seq 300); do
-        [ -s "$root/simulator.env" ] && break
+        [ -s "$root/simulator.env" ] && grep -q "^serving on" "$root/simulator.log" && break
         kill -0 "$SIMULATOR_PID" 2>/dev/null || { cat "$root/simulator.log" >&2; return 1; }
         sleep 0.1
     done
-    [ -s "$root/simulator.env" ] || { echo "the simulator did not start; see $root/simulator.log" >&2; return 1; }
+    grep -q "^serving on" "$root/simulator.log" || { echo "the simulator did not start; see $root/simulator.log" >&2; return 1; }
     # shellcheck disable=SC1091
     source "$root/simulator.env"
     SIMULATOR_URL=$(grep -oE "serving on http://[^ ]+" "$root/simulator.log" | head -n 1 | sed 's/serving on //')
