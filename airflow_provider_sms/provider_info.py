@@ -21,7 +21,7 @@ _SECRET = {"type": ["string", "null"], "format": "password"}
 # two non-null types becomes a multi-line JSON box, so each field has exactly one non-null type.
 # Numbers: a one-line number input bounded by minimum/maximum. Enums: a select (null clears it).
 # Strings with examples: a one-line input that suggests them. Defaults prefill the form and must
-# equal the hooks' own defaults (tests/unit/test_connection_forms.py keeps them in step).
+# equal the hooks' own defaults (tests/unit/test_provider_info.py keeps them in step).
 
 
 def _number(default: float | None, minimum: float, *, integer: bool = False) -> dict[str, Any]:
