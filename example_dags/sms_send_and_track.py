@@ -11,7 +11,7 @@ start points ``sms_paasw_v2`` at the bundled simulator.
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Param, task
@@ -58,6 +58,11 @@ with DAG(
         poke_interval=2,
         timeout=600,
         deferrable=True,
+        # Waiting is safe to repeat (a retry only checks the store and the vendor again), so one retry
+        # rides out a worker lost mid-wait, and Airflow 3.3's race where a trigger that fires within
+        # seconds of the deferral fails the resumed sensor (apache/airflow#72716).
+        retries=1,
+        retry_delay=timedelta(seconds=5),
     )
 
     @task
