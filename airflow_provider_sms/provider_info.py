@@ -44,7 +44,7 @@ _MESSAGE_KINDS = {"1": "1 verification", "2": "2 notification", "3": "3 marketin
 _COMMON_FIELDS: dict[str, Any] = {
     "timezone": {
         "label": "Vendor time zone",
-        "description": "Zone of the vendor's naive timestamps (IANA name).",
+        "description": "Zone of the vendor's naive timestamps, and domestic recipients' clock for quiet hours (IANA).",
         "schema": {"type": ["string", "null"], "default": "Asia/Shanghai"},
     },
     "timeout": {
@@ -76,6 +76,12 @@ _COMMON_FIELDS: dict[str, Any] = {
         "label": "Max SMS parts per message",
         "description": "A longer text is refused before sending, so one typo cannot cost many parts per number.",
         "schema": _number(10, 1, integer=True),
+    },
+    "quiet_hours": {
+        "label": "Quiet hours",
+        "description": "HH:MM-HH:MM (e.g. 21:00-08:00) on the recipients' clock: SmsSendOperator sends nothing then "
+        "(domestic: the time zone above; intl: each number's country). Empty: none.",
+        "schema": dict(_STRING),
     },
 }
 

@@ -51,6 +51,7 @@ from airflow_provider_sms.records import (
 
 if TYPE_CHECKING:
     from airflow_provider_sms.hooks.base import SendOptions, SendRequest, SmsHook
+    from airflow_provider_sms.quiet_hours import Admission, QuietHoursGate
     from airflow_provider_sms.store import SmsStore, TaskIdentity
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,7 @@ class PlannedSend:
     :param task: the task instance; every try of it executes one plan.
     :param namespace: keeps plans of different senders (operator, notifier) apart.
     :param policy: concurrency, unknown outcomes, plan changes and opt-outs (``SendPolicy``; default: its defaults).
+    :param gate: quiet hours (``quiet_hours.QuietHoursGate``): which requests may go out now; the others wait.
     """
 
     def __init__(
@@ -248,6 +250,7 @@ class PlannedSend:
         namespace: str = "send",
         policy: SendPolicy | None = None,
         logger: Any = None,
+        gate: QuietHoursGate | None = None,
     ) -> None:
         hook.pace_with(store)  # the account's request rate, kept with every other task on this store
         self.hook = hook
@@ -256,6 +259,8 @@ class PlannedSend:
         self.namespace = namespace
         self.policy = policy or SendPolicy()
         self.log = logger or log
+        self.gate = gate
+        self._holding: QuietHoursGate | None = None  # the gate, unless the vendor sends at scheduled_at
         self._evidence_seq = 0  # delivery reports up to this seq were already looked at for evidence
         self._parts: int | None = None  # SMS parts per number of a text send (templates: the vendor knows)
 
@@ -288,6 +293,8 @@ class PlannedSend:
         if not valid:
             raise SmsInvalidRequestError(f"{hook.vendor}: no mobile numbers to send to")
         inputs = plan_inputs(valid, spec, options)
+        # a scheduled send is delivered at its time, whenever it is handed over: its time is checked instead
+        self._holding = self.gate if options.scheduled_at is None else None
         tally = SendTally.carried_over(carried or {})
         key = task_key(self.namespace, self.conn_id, self.task)
         plan = self.store.find_plan(key)
@@ -309,6 +316,8 @@ class PlannedSend:
         intents: frozenset[str] = frozenset()
         if plan is None or plan.inputs != inputs:
             hook.check_schedule(options)
+            if self.gate is not None and options.scheduled_at is not None:
+                self.gate.check_schedule(valid, options.scheduled_at)
             plan, intents, requests = self._new_plan(key, plan, valid, inputs, spec, options)
         else:
             plan = self._resume(plan)
@@ -343,7 +352,7 @@ class PlannedSend:
         plan_key = f"{key}-{generation}"
         stored = tuple(
             PlanRequest(key=request_key(plan_key, index), index=index, state=PLANNED, mobiles=chunk)
-            for index, chunk in enumerate(hook.chunk(valid))
+            for index, chunk in enumerate(self.gate.chunk(valid) if self.gate is not None else hook.chunk(valid))
         )
         plan = StoredPlan(
             task_key=key,
@@ -355,7 +364,8 @@ class PlannedSend:
             requests=stored,
         )
         requests = self._requests(plan, spec, options)
-        intents = frozenset(r.key for r in stored[: self.policy.max_concurrency])
+        first = self._admit(stored).now  # never the intent of a request quiet hours hold
+        intents = frozenset(r.key for r in first[: self.policy.max_concurrency])
         saved = self.store.save_plan(
             plan,
             vendor=hook.vendor,
@@ -463,8 +473,7 @@ class PlannedSend:
             unknown = self._resolve(unknown, batch_by_index, tally, wire)
         queue.extend(r for r in plan.requests if r.state == PLANNED and r.index in requests)
         sender = _Sender(self, plan, requests, batch_by_index, tally, wire)
-        if queue:
-            sender.send(queue, intents_stored=intents)
+        admission = self._send_admitted(sender, queue, intents)
         while unknown:
             deadline = self._deadline(unknown)
             now = datetime.now(timezone.utc)
@@ -483,7 +492,8 @@ class PlannedSend:
                 len(unknown),
                 self.policy.unknown_grace_period,
             )
-            sender.send(unknown, intents_stored=frozenset())
+            # judged afresh: the grace period has passed since the first part of this try
+            admission = admission.joined(self._send_admitted(sender, unknown, frozenset(), fresh=True))
             unknown = []
         summary = self._summary(plan, batch_by_index, tally)
         if unknown:
@@ -498,7 +508,32 @@ class PlannedSend:
                 f"{self._no_evidence_reason()}; "
                 "set on_unknown='resend' to resend them (a double send if the vendor had accepted them)",
             )
+        if admission.held:
+            return self._held(admission, summary, tally, wait=wait)
         return SendResult(summary)
+
+    def _admit(self, rows: Sequence[PlanRequest], *, fresh: bool = False) -> Admission:
+        """Quiet hours: the requests that may go out now and those held, and until when."""
+        from airflow_provider_sms.quiet_hours import Admission
+
+        if self._holding is None or not rows:
+            return Admission(list(rows), [], None)
+        return self._holding.admit(rows, fresh=fresh)
+
+    def _send_admitted(
+        self, sender: _Sender, rows: Sequence[PlanRequest], intents: frozenset[str], *, fresh: bool = False
+    ) -> Admission:
+        """Send the rows quiet hours let go now; the admission says what waits."""
+        admission = self._admit(rows, fresh=fresh)
+        if admission.now:
+            sender.send(admission.now, intents_stored=intents)
+        return admission
+
+    def _held(self, admission: Admission, summary: dict[str, Any], tally: SendTally, *, wait: bool) -> SendResult:
+        """Requests quiet hours hold: a deferrable send comes back when the first may go; any other fails now."""
+        if wait:
+            raise admission.error(self.hook.vendor)
+        return SendResult(summary, check_again_at=admission.opens_at, carried=tally.carry())
 
     def _resolve(
         self, unknown: list[PlanRequest], batch_by_index: dict[int, str], tally: SendTally, wire: WireCounts

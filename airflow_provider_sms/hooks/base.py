@@ -707,6 +707,13 @@ class SmsHook(BaseHook):
             )
         return int(value)
 
+    @property
+    def quiet_hours(self) -> str | None:
+        """The connection's ``quiet_hours`` extra (``"21:00-08:00"``): ``SmsSendOperator``'s default window
+        (``quiet_hours.py``); None when unset."""
+        value = self.config.extra("quiet_hours")
+        return None if value is None else str(value)
+
     def check_schedule(self, options: SendOptions) -> None:
         """A ``scheduled_at`` already past is refused: vendors either refuse it or send at once, unscheduled."""
         when = options.scheduled_at

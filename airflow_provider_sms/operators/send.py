@@ -16,6 +16,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_provider_sms.identifiers import check_table_prefix
 from airflow_provider_sms.numbers import parse_mobiles
+from airflow_provider_sms.quiet_hours import parse_quiet_hours
 
 if TYPE_CHECKING:
     from airflow.providers.openlineage.extractors import OperatorLineage
@@ -65,6 +66,12 @@ class SmsSendOperator(BaseOperator):
     :param max_parts: the most SMS parts (70 characters for one, 67 each beyond, the signature
         included) one message may cost; a longer text is refused before anything is sent. Default: the
         connection's ``max_parts`` extra, else 10. The summary's ``parts`` says what the text costs.
+    :param quiet_hours: ``"21:00-08:00"``: no number gets a message in that window of its own clock (the
+        connection's ``timezone`` for domestic vendors, the number's country for intl, every zone of a
+        country with several). A send that would start in it, or run into it, waits for it to end: in the
+        triggerer with ``deferrable=True``, else the task fails at once (no retries) saying when it may
+        run. Intl numbers go out zone group by zone group, each in its own window. Default: the
+        connection's ``quiet_hours`` extra; ``""``: none. Checked here, at DAG parse time.
     :param resend_unknown: deprecated; ``True`` means ``on_unknown="resend"``.
     """
 
@@ -106,6 +113,7 @@ class SmsSendOperator(BaseOperator):
         on_plan_change: str = "fail",
         deferrable: bool = False,
         max_parts: int | None = None,
+        quiet_hours: str | None = None,
         resend_unknown: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -143,6 +151,8 @@ class SmsSendOperator(BaseOperator):
         self.store_table_prefix = check_table_prefix(store_table_prefix)
         self.deferrable = deferrable
         self.max_parts = max_parts
+        parse_quiet_hours(quiet_hours)  # a bad window fails at DAG parse time
+        self.quiet_hours = quiet_hours
         self._vendor_endpoint: VendorEndpoint | None = None
 
     def _options(self) -> dict[str, Any]:
@@ -191,12 +201,14 @@ class SmsSendOperator(BaseOperator):
         return OperatorLineage(inputs=inputs, outputs=outputs)
 
     def execute_complete(self, context: Context, event: Any = None, carried: dict[str, int] | None = None) -> Any:
-        """Back from waiting for evidence of unknown outcomes: look again, send or fail."""
+        """Back from waiting (for evidence of unknown outcomes, or for quiet hours to end): the same stored
+        plan again, sending only what it has not had accepted."""
         return self._send(context, carried=carried)
 
     def _send(self, context: Context, carried: dict[str, int] | None) -> dict[str, Any]:
         from airflow_provider_sms.hooks import get_sms_hook
         from airflow_provider_sms.lineage import VendorEndpoint
+        from airflow_provider_sms.quiet_hours import gate_for
         from airflow_provider_sms.sending import PlannedSend, SendSpec
         from airflow_provider_sms.store import SmsStore, TaskIdentity
 
@@ -210,6 +222,7 @@ class SmsSendOperator(BaseOperator):
                     namespace="operator",
                     policy=self.policy,
                     logger=self.log,
+                    gate=gate_for(hook, self.quiet_hours, max_concurrency=self.policy.max_concurrency, logger=self.log),
                 )
                 spec = SendSpec(
                     self._mobiles(),
@@ -227,7 +240,8 @@ class SmsSendOperator(BaseOperator):
             from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
             self.log.info(
-                "%s: waiting for evidence of unknown outcomes until %s; the worker slot is free meanwhile",
+                "%s: waiting (for evidence of unknown outcomes, or for quiet hours to end) until %s; "
+                "the worker slot is free meanwhile",
                 hook.vendor,
                 result.check_again_at.isoformat(timespec="seconds"),
             )
