@@ -364,8 +364,21 @@ class QuietHoursGate:
                 self._zones_by_chunk[c] = self.home_zone()
             return chunks
         groups: dict[tuple[str, ...], list[str]] = {}
+        unknown = 0
         for number in valid:
-            groups.setdefault(self.zones_of(number), []).append(number)
+            zones = tuple(z for z in number_zones(number) if _loadable(z))
+            if not zones:
+                unknown += 1
+                zones = self.home_zone()
+            groups.setdefault(zones, []).append(number)
+        if unknown:
+            self.log.warning(
+                "%s: quiet hours: no time zone is known for %d numbers (not a valid number of any country's plan, "
+                "or a non-geographic one); they keep quiet hours on the connection's clock, %s",
+                self.hook.vendor,
+                unknown,
+                self.home_zone()[0],
+            )
         chunks = []
         for zones in sorted(groups):
             for c in self.hook.chunk(groups[zones]):
