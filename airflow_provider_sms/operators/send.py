@@ -62,7 +62,8 @@ class SmsSendOperator(BaseOperator):
         or seconds, default 10 minutes.
     :param on_plan_change: a retry given other numbers, text or options than its first try planned
         fails (``"fail"``, the default) or plans the new input anew (``"new_plan"``).
-    :param deferrable: while a retry waits for evidence, give the worker slot back to the triggerer.
+    :param deferrable: while a retry waits for evidence, or the send waits for quiet hours to end, give the
+        worker slot back to the triggerer.
     :param max_parts: the most SMS parts (70 characters for one, 67 each beyond, the signature
         included) one message may cost; a longer text is refused before anything is sent. Default: the
         connection's ``max_parts`` extra, else 10. The summary's ``parts`` says what the text costs.
