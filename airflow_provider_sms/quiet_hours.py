@@ -54,6 +54,8 @@ HORIZON: Final = timedelta(days=8)
 #: what ``phonenumbers`` answers for a number it knows no zone of
 UNKNOWN_ZONE: Final = "Etc/Unknown"
 
+_MAINLAND_MOBILE = re.compile(r"861[3-9]\d{9}", re.ASCII)
+_CHINA_ZONE: Final = ("Asia/Shanghai",)
 _WINDOW = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", re.ASCII)
 _DAY = timedelta(days=1)
 
@@ -203,7 +205,13 @@ def send_duration(requests: int, *, requests_per_second: float, max_concurrency:
 
 
 def number_zones(number: str) -> tuple[str, ...]:
-    """The IANA zones of an intl number (country code and number, digits only); () when none is known."""
+    """The IANA zones of an intl number (country code and number, digits only); () when none is known.
+
+    A mainland China mobile is ``Asia/Shanghai`` without asking ``phonenumbers`` (as its answer is), so that a
+    list of them neither loads it nor pays ~30 µs a number.
+    """
+    if _MAINLAND_MOBILE.fullmatch(number):
+        return _CHINA_ZONE
     import phonenumbers
     from phonenumbers import timezone as phone_zones
 

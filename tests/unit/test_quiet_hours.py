@@ -1,7 +1,7 @@
 """Quiet hours arithmetic: parsing, windows that wrap midnight, DST and DST-free zones, numbers of several
 zones, the duration estimate, and the gate's decisions on a plan's requests (no sockets, a fixed clock).
 
-The end-to-end behaviour against the simulator is in ``tests/integration/test_quiet_hours_simulator.py``.
+The end-to-end behaviour against the simulator is in ``tests/integration/test_quiet_hours.py``.
 """
 
 from __future__ import annotations
@@ -182,6 +182,32 @@ def test_numbers_of_a_country_with_several_zones_keep_the_window_in_each() -> No
     assert number_zones("8613800138000") == ("Asia/Shanghai",)
     assert number_zones("12025550123") == ("America/New_York",)
     assert number_zones("97312345678") == ()  # unknown: the gate falls back to the connection's zone
+
+
+def test_mainland_mobiles_are_asia_shanghai_without_asking_phonenumbers_as_it_would_answer() -> None:
+    import phonenumbers
+    from phonenumbers import timezone as phone_zones
+
+    for prefix in range(130, 200):
+        number = f"86{prefix}12345678"
+        assert number_zones(number) == ("Asia/Shanghai",)
+        parsed = phonenumbers.parse("+" + number)
+        if phonenumbers.is_valid_number(parsed):
+            assert phone_zones.time_zones_for_number(parsed) == ("Asia/Shanghai",), number
+
+
+def test_quiet_hours_on_mainland_mobiles_do_not_load_phonenumbers() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from airflow_provider_sms.quiet_hours import number_zones\n"
+        "assert number_zones('8613800138000') == ('Asia/Shanghai',)\n"
+        "print('phonenumbers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
 
 
 def _brute_force_open(window: QuietHours, zones: list[ZoneInfo], start: datetime, duration: timedelta) -> bool:
