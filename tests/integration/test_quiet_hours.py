@@ -78,6 +78,8 @@ def resume(op_kwargs: dict[str, Any], deferred: TaskDeferred) -> Any:
     ``resume_execution`` with the deferral's method, its kwargs and the trigger's event."""
     trigger = deferred.trigger
     assert isinstance(trigger, DateTimeTrigger)
+    classpath, trigger_kwargs = trigger.serialize()  # the triggerer builds it again from these
+    assert classpath.endswith("DateTimeTrigger") and DateTimeTrigger(**trigger_kwargs).moment == trigger.moment
     json.dumps(deferred.kwargs)  # the kwargs travel through the metadata database
     return send_op(**op_kwargs).resume_execution(
         deferred.method_name, {**(deferred.kwargs or {}), "event": trigger.moment.isoformat()}, task_context()
@@ -149,6 +151,24 @@ def test_a_deferrable_send_waits_in_the_triggerer_and_sends_once_when_the_window
     # a second resume (Airflow retrying the task instance after it succeeded, say) resends nothing
     again = resume(op_kwargs, deferred.value)
     assert again["sent_requests"] == 0 and again["skipped_requests"] == 2
+    assert set(ledger(sim, "paasw_v2").values()) == {1}
+
+
+def test_a_resume_before_the_window_opens_defers_again_and_sends_nothing(
+    sim: GatewaySimulator, clock: Callable[[datetime], None]
+) -> None:
+    """A task resumed early (a clock a little behind, a race in the scheduler) looks again, as it must."""
+    op_kwargs = {"mobiles": numbers(3), "deferrable": True}
+    clock(SHANGHAI_NIGHT)
+    with pytest.raises(TaskDeferred) as first:
+        send_op(**op_kwargs).execute(task_context())
+    clock(SHANGHAI_MORNING - timedelta(seconds=1))
+    with pytest.raises(TaskDeferred) as second:
+        resume(op_kwargs, first.value)
+    assert second.value.trigger.moment == SHANGHAI_MORNING  # type: ignore[attr-defined]
+    assert ledger(sim, "paasw_v2") == {}
+    clock(SHANGHAI_MORNING)
+    assert resume(op_kwargs, second.value)["accepted_numbers"] == 3
     assert set(ledger(sim, "paasw_v2").values()) == {1}
 
 
