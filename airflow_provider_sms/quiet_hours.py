@@ -224,8 +224,8 @@ def number_zones(number: str) -> tuple[str, ...]:
 
 def parse_quiet_hours(value: object) -> QuietHours | None:
     """The operator's ``quiet_hours`` argument, checked at DAG parse time: None (the connection's extra
-    decides) and ``""`` (none, whatever the connection says) give None."""
-    if value is None or value == "":
+    decides) and ``""`` (none, whatever the connection says; blanks alike) give None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return None
     return QuietHours.parse(value)
 
@@ -242,7 +242,7 @@ def gate_for(
     None when neither sets a window (``""`` turns the connection's off)."""
     if quiet_hours is None:
         text = hook.quiet_hours
-        if not text:
+        if not text or not text.strip():  # a form field left blank
             return None
         try:
             window = QuietHours.parse(text)

@@ -92,7 +92,7 @@ def test_the_operator_takes_a_window_none_or_empty() -> None:
     for value in ("21:00-08:00", None, ""):
         op = SmsSendOperator(task_id="t", sms_conn_id="sms_x", mobiles="13800138000", content="hi", quiet_hours=value)
         assert op.quiet_hours == value
-    assert parse_quiet_hours(None) is None and parse_quiet_hours("") is None
+    assert parse_quiet_hours(None) is None and parse_quiet_hours("") is None and parse_quiet_hours("  ") is None
 
 
 # ------------------------------------------------------------------------------------ windows in a zone
@@ -395,5 +395,6 @@ def test_the_connection_extra_is_the_default_and_an_empty_argument_turns_it_off(
     assert given is not None and str(given.window) == "21:00-08:00"
     assert gate_for(hook, "") is None
     assert gate_for(FakeHook(), None) is None  # type: ignore[arg-type]
+    assert gate_for(FakeHook(extra=" "), None) is None  # type: ignore[arg-type]
     with pytest.raises(SmsConfigurationError, match=r"extra 'quiet_hours'.*same time"):
         gate_for(FakeHook(extra="08:00-08:00"), None)  # type: ignore[arg-type]
