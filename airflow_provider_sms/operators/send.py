@@ -10,10 +10,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_sms.cost import parse_amount
 from airflow_provider_sms.identifiers import check_table_prefix
 from airflow_provider_sms.numbers import parse_mobiles
 
@@ -65,6 +67,12 @@ class SmsSendOperator(BaseOperator):
     :param max_parts: the most SMS parts (70 characters for one, 67 each beyond, the signature
         included) one message may cost; a longer text is refused before anything is sent. Default: the
         connection's ``max_parts`` extra, else 10. The summary's ``parts`` says what the text costs.
+    :param dry_run: plan everything (numbers, opt-outs, requests, parts, ``estimated_cost`` from the
+        connection's ``price_per_part``) and return the summary; no request to the vendor, no plan stored.
+    :param check_balance: read the balance before anything goes out; fail naming both figures when the send
+        costs more (vendors with a balance API).
+    :param max_cost: fail before anything goes out when the estimated cost is above it (a ``Decimal``, text
+        or number; needs the connection's ``price_per_part``).
     :param resend_unknown: deprecated; ``True`` means ``on_unknown="resend"``.
     """
 
@@ -107,6 +115,9 @@ class SmsSendOperator(BaseOperator):
         deferrable: bool = False,
         max_parts: int | None = None,
         resend_unknown: bool | None = None,
+        dry_run: bool = False,
+        check_balance: bool = False,
+        max_cost: Decimal | str | float | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_provider_sms.sending import SendPolicy
@@ -128,6 +139,9 @@ class SmsSendOperator(BaseOperator):
             unknown_grace_period=_seconds(unknown_grace_period, "unknown_grace_period"),
             on_plan_change=on_plan_change,
             skip_opted_out=skip_opted_out,
+            dry_run=dry_run,
+            check_balance=check_balance,
+            max_cost=None if max_cost is None else parse_amount(max_cost, "max_cost"),
         )
         self.sms_conn_id = sms_conn_id
         self.mobiles = mobiles
