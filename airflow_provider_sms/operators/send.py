@@ -234,7 +234,8 @@ class SmsSendOperator(BaseOperator):
                     max_parts=self.max_parts,
                 )
                 result = sender.run(spec, wait=not self.deferrable, carried=carried)
-            self._vendor_endpoint = VendorEndpoint.of(hook, "send")
+            if not self.policy.dry_run:  # a dry run sends nothing: no vendor endpoint in its lineage
+                self._vendor_endpoint = VendorEndpoint.of(hook, "send")
         finally:
             hook.close()
         if result.check_again_at is not None:
