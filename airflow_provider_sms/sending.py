@@ -291,6 +291,7 @@ class PlannedSend:
         from airflow_provider_sms.numbers import message_parts, normalize_mobiles
 
         hook = self.hook
+        hook.price_per_part  # noqa: B018  (a malformed extra fails here, not in the summary after sending)
         # the schedule is checked below for a new plan only: a stored plan's retry may come after its time
         options = hook.prepare_send(
             spec.content, template_id=spec.template_id, check_schedule=False, max_parts=spec.max_parts, **spec.options
@@ -676,8 +677,9 @@ class PlannedSend:
             cost = estimate(total_parts(numbers, per_number), price)
             if cost > policy.max_cost:
                 raise SmsCostLimitError(
-                    f"{hook.vendor}: the send would cost {render(cost)}{unit} ({numbers} numbers × {per_number} "
-                    f"parts × {render(price)}), above max_cost={render(policy.max_cost)}{unit}; nothing was sent"
+                    f"{hook.vendor}: the send would cost {render(cost)}{unit} ({numbers} numbers × "
+                    f"{_count(per_number, 'part')} × {render(price)}), above max_cost={render(policy.max_cost)}{unit}; "
+                    "nothing was sent"
                 )
         if not policy.check_balance or policy.dry_run or left <= 0:
             return
@@ -705,14 +707,15 @@ class PlannedSend:
             need = estimate(parts, price)
             if need > balance.amount:
                 raise SmsInsufficientBalanceError(
-                    f"{hook.vendor}: the send needs {render(need)} {currency} ({left} numbers × {per_number} parts "
-                    f"× {render(price)}), the balance is {render(balance.amount)} {currency}; nothing was sent"
+                    f"{hook.vendor}: the send needs {render(need)} {currency} ({left} numbers × "
+                    f"{_count(per_number, 'part')} × {render(price)}), the balance is {render(balance.amount)} "
+                    f"{currency}; nothing was sent"
                 )
             self.log.info("%s: balance %s %s covers the send's %s", hook.vendor, balance.amount, currency, need)
         elif parts > balance.amount:
             raise SmsInsufficientBalanceError(
-                f"{hook.vendor}: the send needs {parts} SMS parts ({left} numbers × {per_number} parts), the balance "
-                f"is {render(balance.amount)}; nothing was sent"
+                f"{hook.vendor}: the send needs {parts} SMS parts ({left} numbers × {_count(per_number, 'part')}), "
+                f"the balance is {render(balance.amount)}; nothing was sent"
             )
         else:
             self.log.info("%s: balance %s covers the send's %d SMS parts", hook.vendor, balance.amount, parts)
@@ -744,7 +747,7 @@ class PlannedSend:
             raise SmsInsufficientBalanceError(
                 f"{hook.vendor}: the account's balance ran out mid-send ({error}). "
                 f"{tally.accepted_numbers} numbers were accepted and are recorded; {summary['not_sent_numbers']} "
-                f"numbers in {len(not_sent)} requests were not sent. Top up the account and retry the task: "
+                f"numbers in {_count(len(not_sent), 'request')} were not sent. Top up the account and retry the task: "
                 "the retry sends exactly the numbers not sent, none twice",
                 summary,
             ) from error
@@ -757,6 +760,10 @@ class PlannedSend:
         for start in range(0, len(valid), OPT_OUT_LOOKUP_CHUNK):
             opted |= self.store.opted_out(valid[start : start + OPT_OUT_LOOKUP_CHUNK])
         return opted
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @dataclass(eq=False)

@@ -209,15 +209,21 @@ def test_insufficient_balance_mid_send_stops_and_a_retry_after_top_up_sends_the_
 
 
 def test_a_refusal_without_a_documented_balance_code_stops_the_same_way(sim: GatewaySimulator) -> None:
-    """paasw_v2's document lists no codes: the simulator's 40004 is a plain refusal, and the rest still waits."""
+    """paasw_v2's document lists no codes: the simulator's 40004 is a plain refusal, and the rest still waits.
+    A retry with check_balance counts only the numbers still to send."""
     set_balance(sim, "paasw_v2", "1000")
-    op = send_op(mobiles=numbers(2500), max_concurrency=2)
+    ask: dict[str, Any] = {"mobiles": numbers(2500), "max_concurrency": 2}
     with pytest.raises(SmsVendorError, match="40004"):
-        op.execute(task_context())
+        send_op(**ask).execute(task_context())
     first = accepted(sim, "paasw_v2")
     assert len(first) == 1000 and set(first.values()) == {1}
-    set_balance(sim, "paasw_v2", "100000")
-    again = op.execute(task_context())
-    assert again["skipped_requests"] == 1 and again["accepted_numbers"] == 2500
+    sends = vendor_requests(sim, "paasw_v2")["/message/send"]
+    set_balance(sim, "paasw_v2", "1499")  # not enough for the 1,500 left
+    with pytest.raises(SmsInsufficientBalanceError, match=r"needs 1500 SMS parts \(1500 numbers × 1 part\)"):
+        send_op(check_balance=True, **ask).execute(task_context())
+    assert vendor_requests(sim, "paasw_v2")["/message/send"] == sends  # refused before any request
+    set_balance(sim, "paasw_v2", "1500")
+    again = send_op(check_balance=True, **ask).execute(task_context())
+    assert (again["skipped_requests"], again["unknown_requests"], again["accepted_numbers"]) == (1, 0, 2500)
     counts = accepted(sim, "paasw_v2")
     assert len(counts) == 2500 and set(counts.values()) == {1}
