@@ -91,6 +91,20 @@ class SmsVendorError(SmsError):
         super().__init__(" ".join(parts))
 
 
+class SmsInsufficientBalanceError(SmsError):
+    """The account's balance cannot pay for the send: found before anything went out (``check_balance``), or
+    the vendor refused a request mid-send for it. ``summary`` is the send's summary where requests were
+    sent (what was accepted, how many numbers were not sent); a retry after a top-up sends the rest."""
+
+    def __init__(self, message: str, summary: dict[str, object] | None = None) -> None:
+        self.summary = summary
+        super().__init__(message)
+
+
+class SmsCostLimitError(SmsInvalidRequestError):
+    """The send's estimated cost is above the author's ``max_cost``; nothing was sent."""
+
+
 class SmsResponseError(SmsError):
     """The reply was not what the vendor's document promises (HTML, not JSON, a missing field, ...)."""
 

@@ -77,6 +77,17 @@ _COMMON_FIELDS: dict[str, Any] = {
         "description": "A longer text is refused before sending, so one typo cannot cost many parts per number.",
         "schema": _number(10, 1, integer=True),
     },
+    "price_per_part": {
+        "label": "Price per SMS part",
+        "description": "What the account pays for one SMS part (0.045): dry runs estimate the cost, max_cost and "
+        "check_balance compare with it. Empty: unknown.",
+        "schema": _number(None, 0),
+    },
+    "currency": {
+        "label": "Currency",
+        "description": "Currency of the price per part (CNY, USD); checked against a balance that names one (intl).",
+        "schema": _STRING,
+    },
     "quiet_hours": {
         "label": "Quiet hours",
         "description": "HH:MM-HH:MM (e.g. 21:00-08:00) on the recipients' clock: SmsSendOperator sends nothing then "

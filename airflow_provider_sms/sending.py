@@ -29,10 +29,15 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from airflow_provider_sms import metrics
+from airflow_provider_sms.cost import estimate, parse_amount, render, total_parts
 from airflow_provider_sms.errors import (
+    SmsConfigurationError,
+    SmsCostLimitError,
+    SmsInsufficientBalanceError,
     SmsInvalidNumbersError,
     SmsInvalidRequestError,
     SmsOutcomeUnknownError,
@@ -96,6 +101,12 @@ class SendPolicy:
     :param on_plan_change: ``"fail"`` when a retry is given other input than its stored plan, or
         ``"new_plan"`` to plan that input anew (requests of the old plan not yet sent are cancelled).
     :param skip_opted_out: leave out numbers in the store's opt-out table.
+    :param dry_run: plan everything (numbers, opt-outs, requests, parts, cost) and return the summary, with
+        no request to the vendor and no plan stored.
+    :param check_balance: read the account's balance before anything goes out, and fail naming both
+        figures when the send (what is left of it, on a retry) costs more.
+    :param max_cost: fail before anything goes out when the send's estimated cost (parts × the
+        connection's ``price_per_part``) is above it.
     """
 
     max_concurrency: int = 1
@@ -103,8 +114,13 @@ class SendPolicy:
     unknown_grace_period: float = DEFAULT_UNKNOWN_GRACE_PERIOD
     on_plan_change: str = FAIL
     skip_opted_out: bool = True
+    dry_run: bool = False
+    check_balance: bool = False
+    max_cost: Decimal | None = None
 
     def __post_init__(self) -> None:
+        if self.max_cost is not None:
+            object.__setattr__(self, "max_cost", parse_amount(self.max_cost, "max_cost"))
         limit = self.max_concurrency
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"max_concurrency must be a whole number of at least 1, got {limit!r}")
@@ -280,6 +296,7 @@ class PlannedSend:
         from airflow_provider_sms.numbers import message_parts, normalize_mobiles
 
         hook = self.hook
+        hook.price_per_part  # noqa: B018  (a malformed extra fails here, not in the summary after sending)
         # the schedule is checked below for a new plan only: a stored plan's retry may come after its time
         options = hook.prepare_send(
             spec.content, template_id=spec.template_id, check_schedule=False, max_parts=spec.max_parts, **spec.options
@@ -292,6 +309,9 @@ class PlannedSend:
             raise SmsInvalidNumbersError(hook.vendor, invalid, len(valid) + len(invalid))
         if not valid:
             raise SmsInvalidRequestError(f"{hook.vendor}: no mobile numbers to send to")
+        if self.policy.dry_run:
+            hook.check_schedule(options)
+            return SendResult(self._dry_run(valid, spec, options))
         inputs = plan_inputs(valid, spec, options)
         # a scheduled send is delivered at its time, whenever it is handed over: its time is checked instead
         self._holding = self.gate if options.scheduled_at is None else None
@@ -322,6 +342,9 @@ class PlannedSend:
         else:
             plan = self._resume(plan)
             requests = self._requests(plan, spec, options)
+            if carried is None:  # not after a deferral: that part of the try was guarded already
+                left = sum(len(r.mobiles) for r in plan.requests if r.state == PLANNED)
+                self._guard(plan.numbers - plan.opted_out, left)
         del valid
         wire = WireCounts()
         try:
@@ -364,6 +387,7 @@ class PlannedSend:
             requests=stored,
         )
         requests = self._requests(plan, spec, options)
+        self._guard(len(valid), len(valid))  # before the plan (and its first intents) is stored
         first = self._admit(stored).now  # never the intent of a request quiet hours hold
         intents = frozenset(r.key for r in first[: self.policy.max_concurrency])
         saved = self.store.save_plan(
@@ -473,7 +497,11 @@ class PlannedSend:
             unknown = self._resolve(unknown, batch_by_index, tally, wire)
         queue.extend(r for r in plan.requests if r.state == PLANNED and r.index in requests)
         sender = _Sender(self, plan, requests, batch_by_index, tally, wire)
-        admission = self._send_admitted(sender, queue, intents)
+        try:
+            admission = self._send_admitted(sender, queue, intents)
+        except Exception as exc:
+            self._stopped(exc, plan, batch_by_index, tally, sender, unknown)
+            raise
         while unknown:
             deadline = self._deadline(unknown)
             now = datetime.now(timezone.utc)
@@ -626,7 +654,140 @@ class PlannedSend:
             "resent_requests": tally.resent,
             "plan": plan.generation,
             "parts": self._parts,
+            **self._cost_fields(tally.numbers),
         }
+
+    # ------------------------------------------------------------------ dry run, cost and balance
+
+    def _dry_run(self, valid: list[str], spec: SendSpec, options: SendOptions) -> dict[str, Any]:
+        """Everything a send would plan (opt-outs, requests, each checked as the vendor takes it, parts,
+        cost), with no request to the vendor and nothing stored: a later real run plans afresh."""
+        hook = self.hook
+        opted: set[str] = self.opted_out_numbers(valid) if self.policy.skip_opted_out else set()
+        kept = [m for m in valid if m not in opted] if opted else valid
+        if self.gate is not None and options.scheduled_at is not None:
+            self.gate.check_schedule(kept, options.scheduled_at)
+        chunks = self.gate.chunk(kept) if self.gate is not None else hook.chunk(kept)  # as the plan would be
+        for index, chunk in enumerate(chunks):  # the checks a planned request gets (lengths, caps)
+            hook.stored_request(index, chunk, spec.content, options, template_id=spec.template_id, params=spec.params)
+        self._guard(len(kept), 0)
+        if self.policy.check_balance:
+            self.log.info("%s: dry run: the balance is not read (no request goes to the vendor)", hook.vendor)
+        summary = {
+            "conn_id": self.conn_id,
+            "vendor": hook.vendor,
+            "dry_run": True,
+            "requests": len(chunks),
+            "numbers": len(kept),
+            "opted_out": len(opted),
+            "parts": self._parts,
+            **self._cost_fields(len(kept)),
+        }
+        self.log.info("%s: dry run, nothing sent: %s", hook.vendor, summary)
+        return summary
+
+    def _cost_fields(self, numbers: int) -> dict[str, Any]:
+        """``total_parts``, ``estimated_cost`` (exact, as text; None without ``price_per_part``) and ``currency``.
+
+        A template's text is the vendor's: its parts are unknown, and so are its total and cost.
+        """
+        hook = self.hook
+        parts = None if self._parts is None else total_parts(numbers, self._parts)
+        price = hook.price_per_part
+        cost = None if parts is None or price is None else render(estimate(parts, price))
+        return {"total_parts": parts, "estimated_cost": cost, "currency": hook.currency or None}
+
+    def _guard(self, numbers: int, left: int) -> None:
+        """Refuse before anything goes out: the whole send's cost above ``max_cost``; with ``check_balance``,
+        the ``left`` numbers still to send costing more than the balance."""
+        hook, policy = self.hook, self.policy
+        # a template's text is the vendor's: one part per number, the least it can cost
+        per_number = self._parts or 1
+        price = hook.price_per_part
+        unit = f" {hook.currency}" if hook.currency else ""
+        if policy.max_cost is not None:
+            if price is None:
+                raise SmsConfigurationError(
+                    f"{hook.vendor}: max_cost needs the cost of a part: set the extra 'price_per_part' of "
+                    f"connection {self.conn_id!r}; nothing was sent"
+                )
+            cost = estimate(total_parts(numbers, per_number), price)
+            if cost > policy.max_cost:
+                raise SmsCostLimitError(
+                    f"{hook.vendor}: the send would cost {render(cost)}{unit} ({numbers} numbers × "
+                    f"{_count(per_number, 'part')} × {render(price)}), above max_cost={render(policy.max_cost)}{unit}; "
+                    "nothing was sent"
+                )
+        if not policy.check_balance or policy.dry_run or left <= 0:
+            return
+        from airflow_provider_sms.hooks.base import BALANCE
+
+        if not hook.supports(BALANCE):
+            raise SmsConfigurationError(
+                f"{hook.vendor} has no balance API, so check_balance=True cannot be honoured; leave it off "
+                "(max_cost with the connection's price_per_part still limits the cost); nothing was sent"
+            )
+        balance = hook.get_balance()
+        parts = total_parts(left, per_number)
+        if hook.balance_is_money or price is not None:
+            currency = balance.currency.upper() or hook.currency
+            if price is None:
+                raise SmsConfigurationError(
+                    f"{hook.vendor}: the balance is money ({render(balance.amount)} {currency}); check_balance "
+                    f"needs the connection's extra 'price_per_part' to compare a send with it; nothing was sent"
+                )
+            if balance.currency and hook.currency and balance.currency.upper() != hook.currency:
+                raise SmsConfigurationError(
+                    f"{hook.vendor}: the balance is in {balance.currency}, the connection's price_per_part in "
+                    f"{hook.currency}; nothing was sent"
+                )
+            need = estimate(parts, price)
+            if need > balance.amount:
+                raise SmsInsufficientBalanceError(
+                    f"{hook.vendor}: the send needs {render(need)} {currency} ({left} numbers × "
+                    f"{_count(per_number, 'part')} × {render(price)}), the balance is {render(balance.amount)} "
+                    f"{currency}; nothing was sent"
+                )
+            self.log.info("%s: balance %s %s covers the send's %s", hook.vendor, balance.amount, currency, need)
+        elif parts > balance.amount:
+            raise SmsInsufficientBalanceError(
+                f"{hook.vendor}: the send needs {parts} SMS parts ({left} numbers × {_count(per_number, 'part')}), "
+                f"the balance is {render(balance.amount)}; nothing was sent"
+            )
+        else:
+            self.log.info("%s: balance %s covers the send's %d SMS parts", hook.vendor, balance.amount, parts)
+
+    def _stopped(
+        self,
+        error: Exception,
+        plan: StoredPlan,
+        batch_by_index: Mapping[int, str],
+        tally: SendTally,
+        sender: _Sender,
+        unknown: Sequence[PlanRequest],
+    ) -> None:
+        """A send that stopped at a failure: log what was accepted and what was not sent, and why. An
+        insufficient balance becomes ``SmsInsufficientBalanceError``; any other failure is raised as it is."""
+        hook = self.hook
+        left_unknown = {r.index for r in unknown} | sender.unknown_indexes
+        not_sent = [
+            r for r in plan.requests if r.mobiles and r.index not in batch_by_index and r.index not in left_unknown
+        ]
+        summary = self._summary(plan, batch_by_index, tally)
+        summary.update(
+            not_sent_requests=len(not_sent),
+            not_sent_numbers=sum(len(r.mobiles) for r in not_sent),
+            not_sent_reason=str(error),
+        )
+        self.log.error("%s: the send stopped; summary %s", hook.vendor, summary)
+        if hook.is_insufficient_balance(error):
+            raise SmsInsufficientBalanceError(
+                f"{hook.vendor}: the account's balance ran out mid-send ({error}). "
+                f"{tally.accepted_numbers} numbers were accepted and are recorded; {summary['not_sent_numbers']} "
+                f"numbers in {_count(len(not_sent), 'request')} were not sent. Top up the account and retry the task: "
+                "the retry sends exactly the numbers not sent, none twice",
+                summary,
+            ) from error
 
     # ------------------------------------------------------------------ opt-outs
 
@@ -636,6 +797,10 @@ class PlannedSend:
         for start in range(0, len(valid), OPT_OUT_LOOKUP_CHUNK):
             opted |= self.store.opted_out(valid[start : start + OPT_OUT_LOOKUP_CHUNK])
         return opted
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @dataclass(eq=False)
@@ -658,6 +823,8 @@ class _Sender:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _stopped: threading.Event = field(default_factory=threading.Event, init=False)
     _failure: BaseException | None = field(default=None, init=False)
+    #: requests of this try whose outcome became unknown
+    unknown_indexes: set[int] = field(default_factory=set, init=False)
 
     def __post_init__(self) -> None:
         self._progress = _Progress(self.owner.log, self.owner.hook.vendor, len(self.plan.requests), self.tally)
@@ -746,6 +913,8 @@ class _Sender:
             receipt = hook.submit(request)
         except SmsOutcomeUnknownError as exc:
             self._count_failed(row, unknown=True)
+            with self._lock:
+                self.unknown_indexes.add(row.index)
             store.record_unknown(
                 row.key,
                 vendor=hook.vendor,

@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Mapping
 from decimal import Decimal
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
@@ -87,6 +87,9 @@ class AccountMd5Hook(SmsHook):
     push = AccountMd5Push(vendor)
     max_numbers_per_request = 3000
     features = frozenset({SEND, REPORTS, INBOUND, BALANCE})
+    #: the document lists no error codes: none is known to mean an insufficient balance (a refusal mid-send
+    #: stops the send like any refusal; the error shows the code and the vendor's message)
+    insufficient_balance_codes: ClassVar[frozenset[str]] = frozenset()
     supported_options = frozenset({"signature", "ext_no", "client_ref"})
     report_mode = QUEUE
     #: taskId is "全局唯一": the vendor refuses a repeat instead of sending it twice

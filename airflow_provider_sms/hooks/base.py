@@ -406,6 +406,15 @@ class SmsHook(BaseHook):
     #: the vendor refuses a repeated client reference instead of sending it again, so a request whose
     #: outcome is unknown can be resent safely under the same reference (``client_ref_for``)
     idempotent_client_ref: ClassVar[bool] = False
+    #: the vendor's send-reply codes (as text) that mean the account's balance cannot pay for the request,
+    #: from its document; a send stopped by one fails with ``SmsInsufficientBalanceError``
+    insufficient_balance_codes: ClassVar[frozenset[str]] = frozenset()
+    #: the vendor's send-reply codes that mean it surely did not accept the request for a reason of the
+    #: account, not of the message (balance, account stopped, credentials): another account could send it
+    not_accepted_codes: ClassVar[frozenset[str]] = frozenset()
+    #: the balance query counts money (``check_balance`` needs ``price_per_part``); False: the document does
+    #: not say, and the balance reads as money with ``price_per_part``, as SMS parts without it
+    balance_is_money: ClassVar[bool] = False
     #: what the vendor pushes and how (``hooks/push.py``); None: it pushes nothing, or not to us
     push: ClassVar[VendorPush | None] = None
     #: how the retry loop waits; tests replace it to observe waits without spending them
@@ -540,6 +549,28 @@ class SmsHook(BaseHook):
                 f"connection {self.sms_conn_id!r}: extra {RATE_EXTRA!r} must be a positive number, got {rate!r}"
             )
         return rate
+
+    @cached_property
+    def price_per_part(self) -> Decimal | None:
+        """The ``price_per_part`` extra, exact (``0.045`` is ``Decimal("0.045")``); None: not set."""
+        from airflow_provider_sms.cost import parse_amount
+
+        value = self.config.extra("price_per_part")
+        if value is None:
+            return None
+        try:
+            return parse_amount(value, "extra 'price_per_part'")
+        except ValueError as exc:
+            raise SmsConfigurationError(f"connection {self.sms_conn_id!r}: {exc}") from None
+
+    @cached_property
+    def currency(self) -> str:
+        """The ``currency`` extra (``CNY``): what ``price_per_part`` is in; empty: not set."""
+        return str(self.config.extra("currency", "")).strip().upper()
+
+    def is_insufficient_balance(self, error: BaseException) -> bool:
+        """Whether a send failed because the account's balance could not pay for it (the vendor's own code)."""
+        return isinstance(error, SmsVendorError) and error.code in self.insufficient_balance_codes
 
     @cached_property
     def session(self) -> requests.Session:

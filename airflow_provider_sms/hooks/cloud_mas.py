@@ -129,6 +129,9 @@ class CloudMasHook(SmsHook):
     default_scheme = "https"
     max_numbers_per_request = 5000
     features = frozenset({SEND, SEND_TEMPLATE, REPORTS, INBOUND})
+    #: rspcod InvalidUsrOrPwd (wrong ecName, apId or secretKey) is the account's problem, not the message's;
+    #: there is no balance, so no code means an insufficient one
+    not_accepted_codes: ClassVar[frozenset[str]] = frozenset({"InvalidUsrOrPwd"})
     supported_options = frozenset({"signature", "ext_no"})
     report_mode = QUEUE
 

@@ -128,6 +128,11 @@ class IntlSmsHook(SmsHook):
     report_query_limit = 500
     #: "只能查询30天内的状态报告" (code 1010 TimeSuperRange past it): older pairs expire instead
     report_window = timedelta(days=30)
+    #: 1009 AmountNotEnough (额度不足); the balance query states a currency, so the balance is money
+    insufficient_balance_codes = frozenset({"1009"})
+    #: AppKeyError, PasswordError, BindIpError, AccountStop and AmountNotEnough: the account's, not the message's
+    not_accepted_codes = frozenset({"1002", "1003", "1004", "1005", "1009"})
+    balance_is_money = True
 
     # ------------------------------------------------------------------ wire
 

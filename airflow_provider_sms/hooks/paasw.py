@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import requests
 
@@ -29,6 +29,9 @@ class PaaswHook(SmsHook):
 
     max_numbers_per_request = 1000
     features = frozenset(FEATURE_LABELS)  # every one: send, templates, both queues, balance
+    #: neither document lists error codes (v1's says 待更新): none is known to mean an insufficient balance, so
+    #: a refusal mid-send stops the send like any refusal (the error shows the code and the vendor's message)
+    insufficient_balance_codes: ClassVar[frozenset[str]] = frozenset()
 
     def _call(
         self,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_sms.cost import parse_amount
 from airflow_provider_sms.identifiers import check_table_prefix
 from airflow_provider_sms.numbers import parse_mobiles
 from airflow_provider_sms.quiet_hours import parse_quiet_hours
@@ -67,6 +69,12 @@ class SmsSendOperator(BaseOperator):
     :param max_parts: the most SMS parts (70 characters for one, 67 each beyond, the signature
         included) one message may cost; a longer text is refused before anything is sent. Default: the
         connection's ``max_parts`` extra, else 10. The summary's ``parts`` says what the text costs.
+    :param dry_run: plan everything (numbers, opt-outs, requests, parts, ``estimated_cost`` from the
+        connection's ``price_per_part``) and return the summary; no request to the vendor, no plan stored.
+    :param check_balance: read the balance before anything goes out; fail naming both figures when the send
+        costs more (vendors with a balance API).
+    :param max_cost: fail before anything goes out when the estimated cost is above it (a ``Decimal``, text
+        or number; needs the connection's ``price_per_part``).
     :param quiet_hours: ``"21:00-08:00"``: no number gets a message in that window of its own clock (the
         connection's ``timezone`` for domestic vendors, the number's country for intl, every zone of a
         country with several). A send that would start in it, or run into it, waits for it to end: in the
@@ -116,6 +124,9 @@ class SmsSendOperator(BaseOperator):
         max_parts: int | None = None,
         quiet_hours: str | None = None,
         resend_unknown: bool | None = None,
+        dry_run: bool = False,
+        check_balance: bool = False,
+        max_cost: Decimal | str | float | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_provider_sms.sending import SendPolicy
@@ -137,6 +148,9 @@ class SmsSendOperator(BaseOperator):
             unknown_grace_period=_seconds(unknown_grace_period, "unknown_grace_period"),
             on_plan_change=on_plan_change,
             skip_opted_out=skip_opted_out,
+            dry_run=dry_run,
+            check_balance=check_balance,
+            max_cost=None if max_cost is None else parse_amount(max_cost, "max_cost"),
         )
         self.sms_conn_id = sms_conn_id
         self.mobiles = mobiles
@@ -234,7 +248,8 @@ class SmsSendOperator(BaseOperator):
                     max_parts=self.max_parts,
                 )
                 result = sender.run(spec, wait=not self.deferrable, carried=carried)
-            self._vendor_endpoint = VendorEndpoint.of(hook, "send")
+            if not self.policy.dry_run:  # a dry run sends nothing: no vendor endpoint in its lineage
+                self._vendor_endpoint = VendorEndpoint.of(hook, "send")
         finally:
             hook.close()
         if result.check_again_at is not None:

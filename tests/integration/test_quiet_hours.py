@@ -251,3 +251,18 @@ def test_a_plain_intl_send_sends_the_open_zone_and_says_when_the_rest_may_go(
     assert summary["sent_requests"] == 1 and summary["skipped_requests"] == 1
     counts = ledger(sim, "intl")
     assert set(counts) == {*CHINA[:5], *NIGERIA[:5]} and set(counts.values()) == {1}
+
+
+def test_a_dry_run_plans_intl_requests_by_zone_and_refuses_a_quiet_schedule(
+    sim: GatewaySimulator, clock: Callable[[datetime], None]
+) -> None:
+    clock(INTL_START)
+    mixed = [*CHINA[:500], *NIGERIA[:400]]  # one request without quiet hours; one per zone with them
+    summary = send_op(sms_conn_id="sms_intl", mobiles=mixed, dry_run=True).execute(task_context())
+    assert summary["dry_run"] is True and summary["requests"] == 2
+    plain = send_op(sms_conn_id="sms_intl", mobiles=mixed, dry_run=True, quiet_hours="").execute(task_context())
+    assert plain["requests"] == 1
+    lagos_night = datetime.now(UTC).astimezone(ZoneInfo("Africa/Lagos")).replace(hour=23, minute=0) + timedelta(days=1)
+    with pytest.raises(SmsScheduledInQuietHoursError):
+        send_op(sms_conn_id="sms_intl", mobiles=mixed, dry_run=True, scheduled_at=lagos_night).execute(task_context())
+    assert ledger(sim, "intl") == {}

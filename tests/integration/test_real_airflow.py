@@ -47,7 +47,15 @@ STANDARD_FIELDS = ("host", "login", "password", "port", "schema")
 
 # What each extra must render as, stated here rather than derived from the schemas: a schema that changes
 # (a union type, a lost enum) must fail this test, not change its expectation.
-NUMBER_FIELDS = {"timeout", "retries", "retry_wait", "report_deadline_hours", "max_requests_per_second", "max_parts"}
+NUMBER_FIELDS = {
+    "timeout",
+    "retries",
+    "retry_wait",
+    "report_deadline_hours",
+    "max_requests_per_second",
+    "max_parts",
+    "price_per_part",
+}
 INTEGER_FIELDS = {"retries", "max_parts"}
 SELECT_FIELDS = {"format", "product_id", "kind", "pwd_case"}
 PASSWORD_FIELDS = {"callback_secret"}

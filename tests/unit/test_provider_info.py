@@ -65,7 +65,15 @@ def rendered_input(schema: dict[str, Any]) -> str:
     return kind
 
 
-NUMBER_FIELDS = {"timeout", "retries", "retry_wait", "report_deadline_hours", "max_requests_per_second", "max_parts"}
+NUMBER_FIELDS = {
+    "timeout",
+    "retries",
+    "retry_wait",
+    "report_deadline_hours",
+    "max_requests_per_second",
+    "max_parts",
+    "price_per_part",
+}
 SELECT_FIELDS = {"format", "product_id", "kind", "pwd_case"}
 
 
