@@ -473,11 +473,14 @@ class PlannedSend:
         tally.opted_out = plan.opted_out
         batch_by_index = {r.index: r.batch_id for r in plan.requests if r.state == ACCEPTED and r.batch_id}
         done = [r for r in plan.requests if r.state == ACCEPTED]
-        tally.skipped = len(done)
         tally.accepted_numbers = sum(len(r.mobiles) for r in done)
-        if done:
+        # accepted before this try began: not what an earlier part of it (before a deferral) sent or resolved
+        tally.skipped = max(0, len(done) - tally.sent - tally.resolved)
+        if tally.skipped:
             self.log.info(
-                "%s: %d requests were already accepted in an earlier try and were not resent", hook.vendor, len(done)
+                "%s: %d requests were already accepted in an earlier try and were not resent",
+                hook.vendor,
+                tally.skipped,
             )
         unknown = [r for r in plan.requests if r.state in (SENDING, UNKNOWN)]
         if unknown and not tally.unknown:
@@ -709,7 +712,7 @@ class PlannedSend:
             if price is None:
                 raise SmsConfigurationError(
                     f"{hook.vendor}: max_cost needs the cost of a part: set the extra 'price_per_part' of "
-                    f"connection {self.conn_id!r}; nothing was sent"
+                    f"connection {self.conn_id!r}; nothing was sent in this try"
                 )
             cost = estimate(total_parts(numbers, per_number), price)
             if cost > policy.max_cost:
@@ -725,7 +728,7 @@ class PlannedSend:
         if not hook.supports(BALANCE):
             raise SmsConfigurationError(
                 f"{hook.vendor} has no balance API, so check_balance=True cannot be honoured; leave it off "
-                "(max_cost with the connection's price_per_part still limits the cost); nothing was sent"
+                "(max_cost with the connection's price_per_part still limits the cost); nothing was sent in this try"
             )
         balance = hook.get_balance()
         parts = total_parts(left, per_number)
@@ -734,25 +737,26 @@ class PlannedSend:
             if price is None:
                 raise SmsConfigurationError(
                     f"{hook.vendor}: the balance is money ({render(balance.amount)} {currency}); check_balance "
-                    f"needs the connection's extra 'price_per_part' to compare a send with it; nothing was sent"
+                    "needs the connection's extra 'price_per_part' to compare a send with it; "
+                    "nothing was sent in this try"
                 )
             if balance.currency and hook.currency and balance.currency.upper() != hook.currency:
                 raise SmsConfigurationError(
                     f"{hook.vendor}: the balance is in {balance.currency}, the connection's price_per_part in "
-                    f"{hook.currency}; nothing was sent"
+                    f"{hook.currency}; nothing was sent in this try"
                 )
             need = estimate(parts, price)
             if need > balance.amount:
                 raise SmsInsufficientBalanceError(
                     f"{hook.vendor}: the send needs {render(need)} {currency} ({left} numbers × "
                     f"{_count(per_number, 'part')} × {render(price)}), the balance is {render(balance.amount)} "
-                    f"{currency}; nothing was sent"
+                    f"{currency}; nothing was sent in this try"
                 )
             self.log.info("%s: balance %s %s covers the send's %s", hook.vendor, balance.amount, currency, need)
         elif parts > balance.amount:
             raise SmsInsufficientBalanceError(
                 f"{hook.vendor}: the send needs {parts} SMS parts ({left} numbers × {_count(per_number, 'part')}), "
-                f"the balance is {render(balance.amount)}; nothing was sent"
+                f"the balance is {render(balance.amount)}; nothing was sent in this try"
             )
         else:
             self.log.info("%s: balance %s covers the send's %d SMS parts", hook.vendor, balance.amount, parts)

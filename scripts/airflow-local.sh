@@ -128,6 +128,8 @@ start() {
     fi
     venv
     rm -rf "$ROOT"
+    # Its files hold the demo's secrets (the JWT and API keys, the admin password): readable by this user only.
+    umask 077
     mkdir -p "$ROOT/logs"
     : > "$PIDS"
     RUN_ID=$(date +%s)-$$

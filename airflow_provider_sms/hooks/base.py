@@ -421,17 +421,21 @@ class SmsHook(BaseHook):
     retry_sleep: ClassVar[staticmethod[[float], None]] = staticmethod(time.sleep)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """A vendor hook takes its connection type, name and default host from its one declaration."""
+        """A vendor hook takes its connection type, name and default host from its one declaration.
+
+        A hook of a vendor this provider does not declare (a user's own subclass) keeps what it sets itself,
+        and so does a subclass that sets one of these attributes in its own body.
+        """
         super().__init_subclass__(**kwargs)
         if "vendor" in cls.__dict__:
             from airflow_provider_sms.provider_info import VENDORS
 
-            declared = VENDORS[cls.vendor]
-            cls.conn_type, cls.hook_name, cls.default_host = (
-                declared.conn_type,
-                declared.hook_name,
-                declared.default_host,
-            )
+            declared = VENDORS.get(cls.vendor)
+            if declared is None:
+                return
+            for name in ("conn_type", "hook_name", "default_host"):
+                if name not in cls.__dict__:
+                    setattr(cls, name, getattr(declared, name))
 
     def __init__(
         self,

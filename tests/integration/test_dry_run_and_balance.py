@@ -17,6 +17,7 @@ from airflow_provider_sms.errors import (
     SmsConfigurationError,
     SmsCostLimitError,
     SmsInsufficientBalanceError,
+    SmsInvalidNumbersError,
     SmsVendorError,
 )
 from airflow_provider_sms.operators import SmsSendOperator
@@ -104,7 +105,7 @@ def test_a_dry_run_plans_everything_sends_nothing_and_leaves_the_real_run_its_ow
 
 
 def test_a_dry_run_refuses_what_the_real_run_would_refuse(sim: GatewaySimulator) -> None:
-    with pytest.raises(Exception, match="invalid"):
+    with pytest.raises(SmsInvalidNumbersError, match="12345"):
         send_op(dry_run=True, mobiles=["13800000000", "12345"]).execute(task_context())
     with pytest.raises(SmsConfigurationError, match="price_per_part"):
         send_op(dry_run=True, max_cost="10", mobiles=numbers(10)).execute(task_context())

@@ -232,6 +232,7 @@ def test_intl_numbers_of_two_zones_go_out_in_two_windows_each_exactly_once(
     summary = resume(op_kwargs, first.value)
     assert summary["accepted_numbers"] == 2400 and summary["requests"] == 4
     assert summary["sent_requests"] == 4  # two before the wait (carried over), two after it
+    assert summary["skipped_requests"] == 0  # nothing was accepted by an earlier try
     counts = ledger(sim, "intl")
     assert set(counts) == set(CHINA) | set(NIGERIA) and set(counts.values()) == {1}
 

@@ -58,7 +58,9 @@ def _code_strings(path: Path) -> set[str]:
 def test_the_receiver_names_no_vendor() -> None:
     """Which vendor pushes what, in which shape, and how it proves who it is, is its hook's ``push``."""
     names = set(VENDORS) | {v.conn_type for v in VENDORS.values()}
-    for path in (PACKAGE / "receiver").glob("*.py"):
+    paths = sorted((PACKAGE / "receiver").glob("*.py"))
+    assert len(paths) >= 3, paths  # the receiver's modules were found (an empty glob would pass vacuously)
+    for path in paths:
         assert not names & _code_strings(path), path.name
 
 
@@ -71,3 +73,15 @@ def test_the_simulator_imports_no_hook_code() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_hook_of_an_undeclared_vendor_keeps_its_own_attributes() -> None:
+    """A user's own SmsHook subclass for another gateway: no KeyError, and what it sets stays."""
+    from airflow_provider_sms.hooks.base import SmsHook
+
+    class AcmeHook(SmsHook):
+        vendor = "acme"
+        conn_type = "acme_sms"
+        hook_name = "Acme SMS"
+
+    assert (AcmeHook.conn_type, AcmeHook.hook_name) == ("acme_sms", "Acme SMS")
