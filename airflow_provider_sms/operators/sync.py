@@ -180,7 +180,7 @@ class _PullSyncOperator(_StoreOperator):
                 pulled.updated,
             )
             watermark = self._watermark(self.feature)
-            pages = self.stored_pages(store, hook.vendor, store.get_watermark(watermark) or 0)
+            pages = self.stored_pages(store, hook.vendor, store.get_watermark(watermark))
             copied, sample = self._copy_new_rows(store, pages, self.columns, self.key, watermark)
         result: dict[str, Any] = {
             "conn_id": self.sms_conn_id,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
+from typing import overload
 
 from airflow_provider_sms.numbers import china_mobile_forms
 from airflow_provider_sms.records import Balance
@@ -19,12 +21,26 @@ class Positions(StoreSection):
 
     # ---------------------------------------------------------------------------- copy watermarks
 
-    def get_watermark(self, name: str) -> int | None:
-        """The last ``seq`` an incremental copy named ``name`` has taken; None before its first run."""
+    @overload
+    def get_watermark(self, name: str) -> int: ...
+    @overload
+    def get_watermark(self, name: str, default: None) -> int | None: ...
+    def get_watermark(self, name: str, default: int | None = 0) -> int | None:
+        """The last ``seq`` an incremental copy named ``name`` has taken; ``default`` (0) before its first
+        run (``default=None`` tells a first run apart)."""
         with self._db.transaction(write=False) as cur:
             cur.execute(self._db.sql("SELECT seq FROM {p}watermarks WHERE name = ?"), (name,))
             row = cur.fetchone()
-        return int(row[0]) if row else None
+        return int(row[0]) if row else default
+
+    def find_watermark(self, name: str) -> int | None:
+        """Deprecated: ``get_watermark(name, default=None)``."""
+        warnings.warn(
+            "SmsStore.find_watermark is deprecated; use get_watermark(name, default=None)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.get_watermark(name, default=None)
 
     def set_watermark(self, name: str, seq: int) -> None:
         """Remember how far the copy ``name`` got, once its rows are safely in the target."""

@@ -9,6 +9,7 @@ that asks for ``seq > last seen`` misses nothing. Each page adjusts the sending 
 from __future__ import annotations
 
 import re
+import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -503,12 +504,16 @@ class DeliveryReports(StoreSection):
         since_seq: int = 0,
         page_size: int = PAGE_SIZE,
         conn_id: str | None = None,
+        since_id: int | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of stored reports with ``seq > since_seq``, in seq order, for incremental copies.
 
         An updated report gets a new, larger ``seq``, so copying from the last seq seen picks up
         updates as well as new reports. ``conn_id`` keeps only reports pulled through that connection.
-        Times are the stored ISO text, ``raw`` the stored JSON text.
+        Times are the stored ISO text, ``raw`` the stored JSON text. ``since_id``: deprecated ``since_seq``.
         """
+        if since_id is not None:
+            warnings.warn("iter_reports(since_id=) is deprecated; use since_seq=", DeprecationWarning, stacklevel=2)
+            since_seq = since_id
         filters = {"vendor": vendor, "conn_id": conn_id}
         return self._db.rows_after("delivery_reports", REPORT_COLUMNS, filters, since_seq, page_size)

@@ -139,7 +139,7 @@ class SmsInboundTrigger(BaseEventTrigger):
 
     def _initial_position(self, store: SmsStore, asset_position: int | None) -> tuple[int, bool]:
         """(position, whether it is new and must be saved at once)."""
-        saved = store.get_watermark(self.position_key)
+        saved = store.get_watermark(self.position_key, default=None)
         known = [p for p in (saved, asset_position) if p is not None]
         if known:
             return max(known), saved is None or max(known) != saved

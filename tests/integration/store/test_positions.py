@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_watermarks(store: SmsStore) -> None:
-    assert store.get_watermark("reports:sms_x:xcom") is None
+    assert store.get_watermark("reports:sms_x:xcom") == 0
+    assert store.get_watermark("reports:sms_x:xcom", default=None) is None  # a first run, told apart
     store.set_watermark("reports:sms_x:xcom", 42)
     store.set_watermark("inbound:sms_x:xcom", 7)
     store.set_watermark("reports:sms_x:xcom", 50)
@@ -75,3 +76,11 @@ def test_opt_outs(store: SmsStore) -> None:
         "8613900000009",
     }
     assert store.opted_out(many[:1200]) == set(many[:1200:3])  # more than one IN list on SQLite
+
+
+def test_the_old_names_still_answer_with_a_deprecation_warning(store: SmsStore) -> None:
+    store.set_watermark("w", 3)
+    with pytest.warns(DeprecationWarning, match="get_watermark"):
+        assert store.find_watermark("w") == 3
+    with pytest.warns(DeprecationWarning, match="since_seq"):
+        assert list(store.iter_reports(since_id=0)) == []
