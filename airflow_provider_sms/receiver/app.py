@@ -213,12 +213,12 @@ class _Push:
 
 
 class _GroupCommit:
-    """Pushes of one account and kind that arrive together are journaled in one commit and stored in
-    one more, and each is answered only once both are done.
+    """Pushes of one account and kind that arrive together are stored in one commit, and each is
+    answered only once it is done.
 
-    A vendor pushes one record per request, thousands a second after a large send; two commits per
-    push (journal, then store) made the database the bottleneck. The first push to arrive leads: it
-    commits everything waiting, then hands the lead to the next push still waiting, if any.
+    A vendor pushes one record per request, thousands a second after a large send; a commit per push
+    made the database the bottleneck. The first push to arrive leads: it commits everything waiting,
+    then hands the lead to the next push still waiting, if any.
     """
 
     MAX_GROUP: Final = 500
@@ -500,7 +500,9 @@ async def _receive(
         return _counted(push.refused(exc.status, exc.problem), tags, "rejected")
 
     try:
-        saved = await run_in_threadpool(_parse_and_store, conn, kind, items, extras, settings, stores, connections)
+        saved = await run_in_threadpool(
+            _parse_and_store, conn, kind, items, extras, settings, stores, connections, push.repushes
+        )
     except PushRejected as exc:
         log.warning("SMS push to %s/%s from %s rejected (%d): %s", conn_id, kind, client, exc.status, exc.problem)
         return _counted(push.refused(exc.status, exc.problem), tags, "rejected")
@@ -664,12 +666,16 @@ def _parse_and_store(
     settings: ReceiverSettings,
     stores: _Stores,
     connections: _Connections,
+    repushes: bool = True,
 ) -> StoredPage | None:
-    """Journal the pushed records (a commit), then parse and store them; runs in a worker thread.
+    """Parse the pushed records and store them, with the pushes that arrived beside them; runs in a worker thread.
 
     A record that cannot be parsed or stored is quarantined (kept raw, with the reason) and the others
     are stored: the push is acknowledged, since a vendor pushing it again could never make it parse. A
-    page left journaled by a crash is stored by the next push or pull of the same account and kind.
+    page left journaled (by a crash, or by a store failure) is stored by a later push or pull of the
+    same account and kind. ``repushes``: whether the vendor pushes again after a failure; when it does
+    not, a group the store failed to take is journaled, if the store still takes that, so that it is
+    stored later instead of living only in the error log.
     """
     from airflow_provider_sms.pulling import process_entry
 
@@ -685,8 +691,7 @@ def _parse_and_store(
         raise _StoreFailed(f"the store cannot be opened: {exc}") from None
 
     def commit(group: list[_Push]) -> None:
-        ids = store.journal_pages([push.items for push in group], conn_id=conn_id, vendor=hook.vendor, kind=kind)
-        _store_group(hook, store, kind, group, ids)
+        _store_group(hook, store, kind, group, journal_on_failure=not repushes)
 
     try:
         stored = stores.group(store, conn_id, kind).store(items, commit)
@@ -700,11 +705,20 @@ def _parse_and_store(
     return stored
 
 
-def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], ids: Sequence[int]) -> None:
-    """Store the journaled pages of a group in one commit that also drops their journal entries.
+def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], *, journal_on_failure: bool) -> None:
+    """Store the records of a group of pushes in one commit, and nothing else: no journal row.
 
-    A group with a record that will not parse, or a value the store cannot hold, is stored push by
-    push instead, so that each bad record is quarantined under its own page and the rest stored.
+    The journal is what a pull needs: a vendor hands a pulled page out once, and the page is in hand
+    before anything stores it. A push is answered only after this commit, so a crash before it leaves
+    the vendor without an answer: a vendor that pushes again on that does, and one that never pushes
+    again (account_md5) has lost the push to a crash before the first commit whether that commit is a
+    journal row's or the records' own (journaling first only moved it a few milliseconds earlier).
+    Journaling the pushes first would cost a commit more per group and save nothing the answer does not.
+
+    A group with a record that will not parse, or a value the store cannot hold, or more records than
+    one transaction of the store takes, is journaled in one commit and then stored push by push
+    instead, so that each bad record is quarantined under its own page and the rest stored. Any other
+    failure is the store's: it propagates, and every push of the group is answered "not stored".
     """
     from airflow_provider_sms.errors import SmsPartialResponseError
     from airflow_provider_sms.hooks.base import REPORTS
@@ -712,24 +726,40 @@ def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], 
 
     parsed: list[Any] = []
     try:
-        for push in group:
-            parsed.extend(hook.parse_pulled(kind, push.items, pushed=True))
-    except SmsPartialResponseError:
-        parsed = []
-    else:
-        save = store.save_reports if kind == REPORTS else store.save_inbound
         try:
-            saved = save(parsed, conn_id=hook.sms_conn_id, journal_id=ids)
-        except Exception as exc:
-            if not is_data_error(exc):
-                raise
-        else:
             for push in group:
-                push.stored = StoredPage(len(push.items), saved, 0)
-            count_page(hook, kind, "push", StoredPage(len(parsed), saved, 0))  # once: the group's statuses
-            return
+                parsed.extend(hook.parse_pulled(kind, push.items, pushed=True))
+            clean = len(parsed) <= store.page_size  # one page of the store: one transaction
+        except SmsPartialResponseError:
+            clean = False
+        if clean:
+            save = store.save_reports if kind == REPORTS else store.save_inbound
+            try:
+                saved = save(parsed, conn_id=hook.sms_conn_id)
+            except Exception as exc:
+                if not is_data_error(exc):
+                    raise
+            else:
+                for push in group:
+                    push.stored = StoredPage(len(push.items), saved, 0)
+                count_page(hook, kind, "push", StoredPage(len(parsed), saved, 0))  # once: the group's statuses
+                return
+    except Exception:
+        if journal_on_failure:
+            _journal_quietly(hook, store, kind, group)
+        raise
+    ids = store.journal_pages([push.items for push in group], conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind)
     for push, journal_id in zip(group, ids, strict=True):
         push.stored = process_journaled(hook, store, kind, push.items, journal_id, source="push")
+
+
+def _journal_quietly(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push]) -> None:
+    """Journal a group that the store failed to take, if it still takes that: a later push or pull
+    stores it (for a vendor that does not push again). A second failure changes nothing."""
+    try:
+        store.journal_pages([push.items for push in group], conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind)
+    except Exception:
+        log.debug("SMS receiver: journaling a group the store failed to take failed too", exc_info=True)
 
 
 __all__ = [

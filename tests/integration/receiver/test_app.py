@@ -741,6 +741,23 @@ def test_a_failing_store_gets_each_vendors_push_again_answer(
     assert stored_rows(sqlite_home, "delivery_reports") == 0
 
 
+def test_a_push_the_store_failed_to_take_is_journaled_when_the_vendor_will_not_push_it_again(
+    receiver: Receiver,
+    sms_simulator: GatewaySimulator,
+    plain_conns: dict[str, str],
+    sqlite_home: Path,
+    failing_store: list[int],
+) -> None:
+    """A clean push is stored without a journal row; when the store fails, account_md5 (which never pushes
+    again) gets its page journaled, for a later push or pull to store; a vendor that pushes again does not."""
+    for vendor, journaled in (("account_md5", 1), ("paasw_v2", 0)):
+        [body] = report_bodies(vendor, "1", MOBILES[vendor][:1])
+        response = post(receiver, plain_conns[vendor], "reports", body, **auth_for(vendor, sms_simulator))
+        assert response.status_code == 503, vendor
+        with SmsStore() as store:
+            assert len(store.open_journal(plain_conns[vendor], "reports")) == journaled, vendor
+
+
 def test_a_store_that_cannot_be_opened_is_a_store_failure(
     receiver: Receiver, sms_simulator: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -1450,18 +1467,26 @@ def test_pushes_that_arrive_together_are_committed_together_and_each_answered_on
     receiver: Receiver, plain_conns: dict[str, str], sqlite_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Eight pushes at once: the first commits alone (slowly), the seven that queued behind it go in one
-    group; every push is answered 200 only once its record is stored."""
+    group; every push is answered 200 only once its record is stored, and none is journaled."""
     from concurrent.futures import ThreadPoolExecutor
 
     groups: list[int] = []
-    real = SmsStore.journal_pages
+    real = SmsStore.save_reports
+    journaled: list[int] = []
+    real_journal = SmsStore.journal_pages
 
-    def slow(self: SmsStore, pages: Any, **kwargs: Any) -> list[int]:
-        groups.append(len(pages))
+    def slow(self: SmsStore, reports: Any, **kwargs: Any) -> Any:
+        reports = list(reports)
+        groups.append(len(reports))
         time.sleep(0.3)  # a slow disk: the others arrive meanwhile
-        return real(self, pages, **kwargs)
+        return real(self, reports, **kwargs)
 
-    monkeypatch.setattr(SmsStore, "journal_pages", slow)
+    def journal(self: SmsStore, pages: Any, **kwargs: Any) -> list[int]:
+        journaled.append(len(pages))
+        return real_journal(self, pages, **kwargs)
+
+    monkeypatch.setattr(SmsStore, "save_reports", slow)
+    monkeypatch.setattr(SmsStore, "journal_pages", journal)
     conn_id = plain_conns["paasw_v2"]
     mobiles = [f"1380013800{i}" for i in range(8)]
 
@@ -1477,5 +1502,6 @@ def test_pushes_that_arrive_together_are_committed_together_and_each_answered_on
         statuses = list(pool.map(push, mobiles))
     assert statuses == [200] * 8
     assert sum(groups) == 8 and max(groups) > 1 and len(groups) < 8
+    assert journaled == []  # stored cleanly: the answer after the commit is all a push needs
     with SmsStore() as store:
         assert store.open_journal(conn_id, "reports") == []
