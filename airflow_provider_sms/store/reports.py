@@ -250,9 +250,12 @@ class DeliveryReports(StoreSection):
         inserted = updated = unchanged = 0
         rows: list[tuple[Any, ...]] = []
         deltas: dict[str, list[int]] = {}
-        with db.transaction(write=True) as cur:
-            seq = db.read_counter(cur, "delivery_reports", lock=True)
+        # In a pipeline (psycopg 3), the lock travels with the lookups, and the writes with the commit: the
+        # counter's row, which every writer of reports waits for, is held for about two round trips.
+        with db.pipeline(), db.transaction(write=True) as cur:
+            next_seq = db.read_counter_later(cur, "delivery_reports", lock=True)
             stored, sent = self._stored_reports(cur, list(first))
+            seq = next_seq()
             for key, candidate in first.items():
                 old = stored.get(key)
                 row: _Row | None = candidate
