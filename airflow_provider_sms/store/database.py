@@ -283,25 +283,39 @@ class Database:
             cur.execute(self.sql(self._dialect.schema_lock), (zlib.crc32(self.table_prefix.encode()),))
 
     def insert_many(
-        self, cur: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], suffix: str = ""
-    ) -> None:
-        """INSERT many rows in the current transaction, with the driver's fastest batch call."""
+        self,
+        cur: Any,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        suffix: str = "",
+        *,
+        counted: bool = False,
+    ) -> int | None:
+        """INSERT many rows in the current transaction, with the driver's fastest batch call.
+
+        ``counted``: return how many rows went in (an ``ON CONFLICT DO NOTHING`` suffix skips some), read
+        from the statement's ``RETURNING`` where the dialect has it; None otherwise (count them yourself).
+        """
         if not rows:
-            return
+            return 0 if counted else None
+        returning = counted and self._dialect.returning
         head = f"INSERT INTO {self.table_prefix}{table} ({', '.join(columns)}) VALUES "
-        tail = " " + self.sql(suffix) if suffix else ""
+        tail = (" " + self.sql(suffix) if suffix else "") + (" RETURNING 1" if returning else "")
         if self._psycopg2:
             from psycopg2.extras import execute_values
 
-            execute_values(cur, head + "%s" + tail, rows, page_size=1000)
-        elif self._dialect.array_params:
+            found = execute_values(cur, head + "%s" + tail, rows, page_size=1000, fetch=returning)
+            return len(found) if returning else None
+        if self._dialect.array_params:
             # psycopg 3 and other PostgreSQL drivers: one statement per page, each column one array
             # parameter, costs far less per row than executemany's statement per row.
             arrays = ", ".join(f"{{a}}::{self._array_types.get(c, 'text')}[]" for c in columns)
             select = f"SELECT * FROM unnest({arrays})"
             cur.execute(head[: -len("VALUES ")] + self.sql(select) + tail, [list(c) for c in zip(*rows, strict=True)])
-        else:
-            cur.executemany(head + "(" + ", ".join([self._dialect.param] * len(columns)) + ")" + tail, rows)
+            return len(cur.fetchall()) if returning else None
+        cur.executemany(head + "(" + ", ".join([self._dialect.param] * len(columns)) + ")" + tail, rows)
+        return None
 
     def execute_many(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run ``sql`` once per row of parameters, batched where the driver can."""
@@ -321,6 +335,39 @@ class Database:
         for chunk in chunks(values, _IN_CHUNK):
             cur.execute(self.sql(sql.replace("{in}", ", ".join("?" * len(chunk)))), (*head_params, *chunk))
             yield from cur.fetchall()
+
+    def select_in_later(
+        self, cur: Any, sql: str, head_params: Sequence[Any], values: Sequence[Any]
+    ) -> Callable[[], list[tuple[Any, ...]]]:
+        """:meth:`select_in`, its statements sent now and their rows read when the returned function is
+        called: in a :meth:`pipeline`, the statements sent in between travel with them."""
+        if not self._pipelines:
+            rows = list(self.select_in(cur, sql, head_params, values))
+            return lambda: rows
+        statements = [
+            (self.sql(sql.replace("{in}", ", ".join("?" * len(chunk)))), (*head_params, *chunk))
+            for chunk in chunks(values, _IN_CHUNK)
+        ]
+        return self._later(cur, statements)
+
+    def _later(self, cur: Any, statements: Sequence[tuple[str, Sequence[Any]]]) -> Callable[[], list[tuple[Any, ...]]]:
+        """Send each statement on a cursor of its own (which keeps its rows while ``cur`` runs others)."""
+        cursors = []
+        for sql, params in statements:
+            own = cur.connection.cursor()
+            own.execute(sql, params)
+            cursors.append(own)
+
+        def read() -> list[tuple[Any, ...]]:
+            rows: list[tuple[Any, ...]] = []
+            for own in cursors:
+                try:
+                    rows.extend(own.fetchall())
+                finally:
+                    own.close()
+            return rows
+
+        return read
 
     def insert_returning_ids(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
         """INSERT one row per parameter set (``sql`` without RETURNING); the new rows' ids, in order."""
@@ -350,16 +397,8 @@ class Database:
             cur.execute(sql, (name,))
             value = int(cur.fetchone()[0])
             return lambda: value
-        own = cur.connection.cursor()  # a cursor of its own keeps this result while ``cur`` runs others
-        own.execute(sql, (name,))
-
-        def read() -> int:
-            try:
-                return int(own.fetchone()[0])
-            finally:
-                own.close()
-
-        return read
+        rows = self._later(cur, [(sql, (name,))])
+        return lambda: int(rows()[0][0])
 
     def set_counter(self, cur: Any, name: str, value: int) -> None:
         cur.execute(self.sql("UPDATE {p}counters SET value = ? WHERE name = ?"), (value, name))

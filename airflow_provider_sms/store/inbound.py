@@ -71,16 +71,20 @@ class InboundMessages(StoreSection):
                         conn_id,
                         fetched_at,
                     )
-            with db.transaction(write=True) as cur:
+            # In a pipeline (psycopg 3), the counter and the commit ride with the statements before them.
+            with db.pipeline(), db.transaction(write=True) as cur:
                 base = db.read_counter(cur, "inbound_messages", lock=True)
                 rows = [(*row, base + i) for i, row in enumerate(unique.values(), start=1)]
-                db.insert_many(cur, "inbound_messages", INBOUND_COLUMNS, rows, "ON CONFLICT (dedupe_key) DO NOTHING")
                 top = base + len(rows)
-                cur.execute(
-                    db.sql("SELECT COUNT(*) FROM {p}inbound_messages WHERE seq > ? AND seq <= ?"),
-                    (base, top),
+                added = db.insert_many(
+                    cur, "inbound_messages", INBOUND_COLUMNS, rows, "ON CONFLICT (dedupe_key) DO NOTHING", counted=True
                 )
-                added = int(cur.fetchone()[0])
+                if added is None:  # no RETURNING (SQLite): the rows of this commit's seq range
+                    cur.execute(
+                        db.sql("SELECT COUNT(*) FROM {p}inbound_messages WHERE seq > ? AND seq <= ?"),
+                        (base, top),
+                    )
+                    added = int(cur.fetchone()[0])
                 db.set_counter(cur, "inbound_messages", top)
                 if last:
                     close_pages(db, cur, journal_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -136,17 +136,30 @@ def sent_numbers(db: Database, vendor: str, batch_id: str) -> list[str]:
 
 def sent_batches(db: Database, cur: Any, batches: Sequence[tuple[str, str]]) -> dict[tuple[str, str], SentBatch]:
     """The accepted requests of each (vendor, batch_id) that has any."""
+    return sent_batches_later(db, cur, batches)()
+
+
+def sent_batches_later(
+    db: Database, cur: Any, batches: Sequence[tuple[str, str]]
+) -> Callable[[], dict[tuple[str, str], SentBatch]]:
+    """:func:`sent_batches`, its queries sent now and read when the returned function is called (in a
+    pipeline, with the statements sent in between)."""
     by_vendor: dict[str, list[str]] = {}
     for vendor, batch_id in batches:
         by_vendor.setdefault(vendor, []).append(batch_id)
-    found: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
     sql = f"""SELECT r.batch_id, r.idempotency_key, {numbers_of("r")} FROM {{p}}requests r
         WHERE r.vendor = ? AND r.state = 'accepted' AND r.batch_id IN ({{in}})
         ORDER BY r.created_at, r.idempotency_key"""
-    for vendor, batch_ids in by_vendor.items():
-        for batch_id, request_key, mobiles in db.select_in(cur, sql, (vendor,), batch_ids):
-            found.setdefault((vendor, batch_id), []).append((request_key, mobiles))
-    return {batch: SentBatch(requests) for batch, requests in found.items()}
+    pending = [(vendor, db.select_in_later(cur, sql, (vendor,), batch_ids)) for vendor, batch_ids in by_vendor.items()]
+
+    def read() -> dict[tuple[str, str], SentBatch]:
+        found: dict[tuple[str, str], list[tuple[str, str | None]]] = {}
+        for vendor, rows in pending:
+            for batch_id, request_key, mobiles in rows():
+                found.setdefault((vendor, batch_id), []).append((request_key, mobiles))
+        return {batch: SentBatch(requests) for batch, requests in found.items()}
+
+    return read
 
 
 def mobiles_json(mobiles: Sequence[str]) -> str:

@@ -38,7 +38,7 @@ from airflow_provider_sms.store.database import (
     utc_text,
 )
 from airflow_provider_sms.store.journal import close_pages
-from airflow_provider_sms.store.ledger import ACCEPTED_IN_BATCH, SentBatch, sent_batches, sent_numbers
+from airflow_provider_sms.store.ledger import ACCEPTED_IN_BATCH, SentBatch, sent_batches_later, sent_numbers
 
 _SCAN_MIN_KEYS = 32  # a batch with this many keys in a page is read whole ...
 _SCAN_FACTOR = 4  # ... unless it holds more than this many rows per key of the page
@@ -349,6 +349,7 @@ class DeliveryReports(StoreSection):
         by_batch: dict[tuple[str, str], list[str]] = {}
         for vendor, batch_id, mobile in keys:
             by_batch.setdefault((vendor, batch_id), []).append(mobile)
+        sent_requests = sent_batches_later(db, cur, list(by_batch))  # in a pipeline, sent with the next query
         reports: dict[_Key, _ReportState] = {}
         seek: list[_Key] = []
         scan = db.sql(
@@ -389,7 +390,7 @@ class DeliveryReports(StoreSection):
             for vendor, batch_id, mobile, *state in cur.fetchall():
                 reports[(vendor, batch_id, mobile)] = tuple(state)
         sent: dict[_Key, str] = {}
-        for (vendor, batch_id), batch in sent_batches(db, cur, list(by_batch)).items():
+        for (vendor, batch_id), batch in sent_requests().items():
             mobiles = by_batch[(vendor, batch_id)]
             decode = len(mobiles) >= _SCAN_MIN_KEYS
             for mobile in mobiles:
