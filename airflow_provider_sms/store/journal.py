@@ -1,9 +1,11 @@
 """The journal and the quarantine: what a vendor handed out, kept before anything parses it.
 
 Vendors hand out each report and inbound message once. A pulled reply is committed here as the bytes
-that came, a push as its decoded records, before either is parsed; the commit that stores a page's
-records deletes its journal row. What a crash interrupted stays open for the next run. Records (or
-whole replies) that cannot be parsed or stored go to the quarantine, raw, with the reason.
+that came, before it is parsed; a push, as its decoded records, only when it takes more than one
+clean commit (a record that will not parse or store; the push receiver stores clean pushes at once,
+and answers only after that commit). The commit that stores a page's records deletes its journal
+row. What a crash interrupted stays open for the next run. Records (or whole replies) that cannot be
+parsed or stored go to the quarantine, raw, with the reason.
 """
 
 from __future__ import annotations
