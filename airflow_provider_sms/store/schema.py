@@ -268,25 +268,39 @@ def ensure_schema(db: Database) -> None:
     if version is None:
         with db.transaction(write=True) as cur:
             db.lock_schema(cur)
-            for ddl in (*CREATE_STATEMENTS, _sent_view(db)):
-                cur.execute(db.sql(ddl))
-            cur.execute(
-                db.sql(
-                    "INSERT INTO {p}schema_version (id, version, created_at) VALUES (1, ?, ?) "
-                    "ON CONFLICT (id) DO NOTHING"
-                ),
-                (SCHEMA_VERSION, now_text()),
-            )
-            for name in COUNTERS:
-                cur.execute(
-                    db.sql("INSERT INTO {p}counters (name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING"),
-                    (name,),
-                )
+            if not _made_meanwhile(db, cur):
+                _create(db, cur)
         version = _version(db)
     if version != SCHEMA_VERSION:
         raise SmsConfigurationError(
             f"SMS store tables {db.table_prefix}* ({db.describe()}) have schema version {version}; "
             f"this provider reads version {SCHEMA_VERSION}: upgrade airflow-provider-sms"
+        )
+
+
+def _made_meanwhile(db: Database, cur: Any) -> bool:
+    """Whether another connection made the tables while this one waited for the schema lock (PostgreSQL).
+
+    It may be writing to them already, and CREATE INDEX IF NOT EXISTS still locks an index's table
+    before it finds the index there: run again, the creation would deadlock with those writers.
+    """
+    if not db.dialect.schema_lock:  # SQLite: BEGIN IMMEDIATE already excludes every other writer
+        return False
+    cur.execute(db.sql("SELECT to_regclass(?)"), (f"{db.table_prefix}schema_version",))
+    return cur.fetchone()[0] is not None
+
+
+def _create(db: Database, cur: Any) -> None:
+    for ddl in (*CREATE_STATEMENTS, _sent_view(db)):
+        cur.execute(db.sql(ddl))
+    cur.execute(
+        db.sql("INSERT INTO {p}schema_version (id, version, created_at) VALUES (1, ?, ?) ON CONFLICT (id) DO NOTHING"),
+        (SCHEMA_VERSION, now_text()),
+    )
+    for name in COUNTERS:
+        cur.execute(
+            db.sql("INSERT INTO {p}counters (name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING"),
+            (name,),
         )
 
 
