@@ -748,16 +748,21 @@ def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], 
         if journal_on_failure:
             _journal_quietly(hook, store, kind, group)
         raise
-    ids = store.journal_pages([push.items for push in group], conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind)
+    ids = _journal_group(hook, store, kind, group)
     for push, journal_id in zip(group, ids, strict=True):
         push.stored = process_journaled(hook, store, kind, push.items, journal_id, source="push")
+
+
+def _journal_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push]) -> list[int]:
+    """Journal each push of a group as its own page, in one commit; the pages' ids, in order."""
+    return store.journal_pages([push.items for push in group], conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind)
 
 
 def _journal_quietly(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push]) -> None:
     """Journal a group that the store failed to take, if it still takes that: a later push or pull
     stores it (for a vendor that does not push again). A second failure changes nothing."""
     try:
-        store.journal_pages([push.items for push in group], conn_id=hook.sms_conn_id, vendor=hook.vendor, kind=kind)
+        _journal_group(hook, store, kind, group)
     except Exception:
         log.debug("SMS receiver: journaling a group the store failed to take failed too", exc_info=True)
 
