@@ -3,8 +3,8 @@ vendor hands out into the store, then read the batches' counters."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from airflow_provider_sms.pulling import pull_reports
 from airflow_provider_sms.store import SmsStore
@@ -20,6 +20,8 @@ class DeliveryCheck:
     pulled: int
     #: the connection's vendor, learnt by the check, so that the sensor need not build a hook to name it
     vendor: str = ""
+    #: every connection's vendor, for batches on several connections (``check_deliveries``)
+    vendors: dict[str, str] = field(default_factory=dict)
 
     @property
     def pending(self) -> int:
@@ -58,3 +60,31 @@ def check_delivery(
     finally:
         hook.close()
     return DeliveryCheck(progress.total, progress.delivered, progress.failed, pulled.fetched, hook.vendor)
+
+
+def check_deliveries(
+    batches: Mapping[str, Sequence[str]],
+    *,
+    store_conn_id: str | None = None,
+    store_table_prefix: str = "sms_",
+    max_pulls: int = 20,
+) -> DeliveryCheck:
+    """``check_delivery`` of batches on several connections (a send that failed over), summed; ``vendor``
+    is the first connection's, ``vendors`` every connection's that was checked."""
+    with_batches = {conn_id: ids for conn_id, ids in batches.items() if ids}
+    if with_batches:  # a connection that sent nothing is not asked (it may be the one that was down)
+        batches = with_batches
+    checks = {
+        conn_id: check_delivery(
+            conn_id, ids, store_conn_id=store_conn_id, store_table_prefix=store_table_prefix, max_pulls=max_pulls
+        )
+        for conn_id, ids in batches.items()
+    }
+    return DeliveryCheck(
+        total=sum(c.total for c in checks.values()),
+        delivered=sum(c.delivered for c in checks.values()),
+        failed=sum(c.failed for c in checks.values()),
+        pulled=sum(c.pulled for c in checks.values()),
+        vendor=next(iter(checks.values())).vendor if checks else "",
+        vendors={conn_id: c.vendor for conn_id, c in checks.items()},
+    )

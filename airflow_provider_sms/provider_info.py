@@ -88,6 +88,13 @@ _COMMON_FIELDS: dict[str, Any] = {
         "description": "Currency of the price per part (CNY, USD); checked against a balance that names one (intl).",
         "schema": _STRING,
     },
+    "not_accepted_codes": {
+        "label": "Codes that mean not accepted",
+        "description": "Comma list of this account's send-reply codes that surely mean the vendor did not accept a "
+        "request (balance, account stopped), beyond those its document names: SmsSendOperator's fallback_conn_ids "
+        "moves such requests to the next connection.",
+        "schema": dict(_STRING),
+    },
     "quiet_hours": {
         "label": "Quiet hours",
         "description": "HH:MM-HH:MM (e.g. 21:00-08:00) on the recipients' clock: SmsSendOperator sends nothing then "

@@ -177,6 +177,7 @@ ACCEPTED: Final = "accepted"
 UNKNOWN: Final = "unknown"
 SKIPPED: Final = "skipped"  # every number of a not-yet-sent request opted out
 CANCELLED: Final = "cancelled"  # a not-yet-sent request of a plan that a new plan replaced
+MOVED: Final = "moved"  # a request its connection surely did not accept, handed to the next (fallback_conn_ids)
 
 
 @dataclass(frozen=True)

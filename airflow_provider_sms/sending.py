@@ -45,6 +45,7 @@ from airflow_provider_sms.errors import (
 )
 from airflow_provider_sms.records import (
     ACCEPTED,
+    MOVED,
     PLANNED,
     SENDING,
     SKIPPED,
@@ -70,6 +71,8 @@ NEW_PLAN: Final = "new_plan"
 PLAN_CHANGE_POLICIES: Final = (FAIL, NEW_PLAN)
 
 DEFAULT_UNKNOWN_GRACE_PERIOD: Final = 600.0
+#: the key, in a plan's stored inputs, of the plan that handed its requests to it (``failover``)
+HANDED_OVER_FROM: Final = "handed_over_from"
 #: numbers per opt-out lookup: bounds the lookup's own memory on very large lists
 OPT_OUT_LOOKUP_CHUNK: Final = 50_000
 _DIGEST_SLICE = 10_000  # numbers hashed per update: no joined copy of a million-number list
@@ -244,7 +247,7 @@ class SendResult:
     #: unknown outcomes still wait for evidence: call ``run`` again at this time (deferrable sends),
     #: handing it ``carried``, the counters of this part
     check_again_at: datetime | None = None
-    carried: dict[str, int] = field(default_factory=dict)
+    carried: dict[str, Any] = field(default_factory=dict)
 
 
 class PlannedSend:
@@ -279,6 +282,10 @@ class PlannedSend:
         self._holding: QuietHoursGate | None = None  # the gate, unless the vendor sends at scheduled_at
         self._evidence_seq = 0  # delivery reports up to this seq were already looked at for evidence
         self._parts: int | None = None  # SMS parts per number of a text send (templates: the vendor knows)
+        #: after ``run`` raised at a failure mid-send: the summary of what it did, and how many requests of
+        #: it were left unknown (``failover`` reads both)
+        self.stopped_summary: dict[str, Any] | None = None
+        self.unknown_left = 0
 
     @property
     def conn_id(self) -> str:
@@ -293,17 +300,10 @@ class PlannedSend:
         sleeping (a deferrable operator hands its worker slot back meanwhile). ``carried``: the counters
         of earlier parts of the same try (after a deferral).
         """
-        from airflow_provider_sms.numbers import message_parts, normalize_mobiles
+        from airflow_provider_sms.numbers import normalize_mobiles
 
         hook = self.hook
-        hook.price_per_part  # noqa: B018  (a malformed extra fails here, not in the summary after sending)
-        # the schedule is checked below for a new plan only: a stored plan's retry may come after its time
-        options = hook.prepare_send(
-            spec.content, template_id=spec.template_id, check_schedule=False, max_parts=spec.max_parts, **spec.options
-        )
-        self._parts = (
-            None if spec.template_id else message_parts(hook.signed_content(spec.content or "", options.signature))
-        )
+        options = self.prepare(spec)
         valid, invalid = normalize_mobiles(spec.mobiles, international=hook.international)
         if invalid:
             raise SmsInvalidNumbersError(hook.vendor, invalid, len(valid) + len(invalid))
@@ -351,6 +351,57 @@ class PlannedSend:
             return self._execute(plan, requests, intents, tally, wire, wait=wait)
         finally:
             wire.emit(hook.vendor, self.conn_id)
+
+    def prepare(self, spec: SendSpec) -> SendOptions:
+        """Check the text, template and options as this connection's vendor takes them; nothing is sent."""
+        from airflow_provider_sms.numbers import message_parts
+
+        hook = self.hook
+        hook.price_per_part  # noqa: B018  (a malformed extra fails here, not in the summary after sending)
+        # the schedule is checked for a new plan only: a stored plan's retry may come after its time
+        options = hook.prepare_send(
+            spec.content, template_id=spec.template_id, check_schedule=False, max_parts=spec.max_parts, **spec.options
+        )
+        self._parts = (
+            None if spec.template_id else message_parts(hook.signed_content(spec.content or "", options.signature))
+        )
+        return options
+
+    def follow(
+        self, spec: SendSpec, source_plan_key: str, *, wait: bool = True, carried: Mapping[str, int] | None = None
+    ) -> SendResult | None:
+        """Execute the plan an earlier connection handed its unaccepted requests to (``failover``), exactly
+        as a retry executes a stored plan; None when none was handed to this connection.
+
+        A plan handed over by an earlier plan of the source (one a new plan replaced) is not followed:
+        its requests not yet sent are cancelled.
+        """
+        options = self.prepare(spec)
+        plan = self.store.find_plan(task_key(self.namespace, self.conn_id, self.task))
+        if plan is None:
+            return None
+        if plan.inputs.get(HANDED_OVER_FROM) != source_plan_key:
+            cancelled = self.store.cancel_planned(plan.plan_key)
+            self.log.warning(
+                "%s: the plan handed to %s belongs to an earlier plan of the connection before it; "
+                "%d requests of it not yet sent are cancelled",
+                self.hook.vendor,
+                self.conn_id,
+                cancelled,
+            )
+            return None
+        self._holding = self.gate if options.scheduled_at is None else None
+        tally = SendTally.carried_over(carried or {})
+        plan = self._resume(plan)
+        requests = self._requests(plan, spec, options)
+        if carried is None:
+            left = sum(len(r.mobiles) for r in plan.requests if r.state == PLANNED)
+            self._guard(plan.numbers - plan.opted_out, left)
+        wire = WireCounts()
+        try:
+            return self._execute(plan, requests, frozenset(), tally, wire, wait=wait)
+        finally:
+            wire.emit(self.hook.vendor, self.conn_id)
 
     def _new_plan(
         self,
@@ -524,7 +575,7 @@ class PlannedSend:
                 self.policy.unknown_grace_period,
             )
             # judged afresh: the grace period has passed since the first part of this try
-            admission = admission.joined(self._send_admitted(sender, unknown, frozenset(), fresh=True))
+            admission = admission.joined(self._send_admitted(sender, unknown, frozenset(), resend=True))
             unknown = []
         summary = self._summary(plan, batch_by_index, tally)
         if unknown:
@@ -552,10 +603,13 @@ class PlannedSend:
         return self._holding.admit(rows, fresh=fresh)
 
     def _send_admitted(
-        self, sender: _Sender, rows: Sequence[PlanRequest], intents: frozenset[str], *, fresh: bool = False
+        self, sender: _Sender, rows: Sequence[PlanRequest], intents: frozenset[str], *, resend: bool = False
     ) -> Admission:
-        """Send the rows quiet hours let go now; the admission says what waits."""
-        admission = self._admit(rows, fresh=fresh)
+        """Send the rows quiet hours let go now; the admission says what waits. ``resend``: unknown rows resent
+        as the author asked, judged afresh (the grace period has passed since the first part of this try)."""
+        if resend:
+            sender.resending = frozenset(r.key for r in rows)
+        admission = self._admit(rows, fresh=resend)
         if admission.now:
             sender.send(admission.now, intents_stored=intents)
         return admission
@@ -658,6 +712,7 @@ class PlannedSend:
             "plan": plan.generation,
             "parts": self._parts,
             **self._cost_fields(tally.numbers),
+            **moved_numbers(plan),
         }
 
     # ------------------------------------------------------------------ dry run, cost and balance
@@ -783,6 +838,8 @@ class PlannedSend:
             not_sent_numbers=sum(len(r.mobiles) for r in not_sent),
             not_sent_reason=str(error),
         )
+        self.stopped_summary = summary
+        self.unknown_left = len(left_unknown)
         self.log.error("%s: the send stopped; summary %s", hook.vendor, summary)
         if hook.is_insufficient_balance(error):
             raise SmsInsufficientBalanceError(
@@ -801,6 +858,12 @@ class PlannedSend:
         for start in range(0, len(valid), OPT_OUT_LOOKUP_CHUNK):
             opted |= self.store.opted_out(valid[start : start + OPT_OUT_LOOKUP_CHUNK])
         return opted
+
+
+def moved_numbers(plan: StoredPlan) -> dict[str, int]:
+    """``{"moved_numbers": n}`` when requests of the plan moved to the next connection (``failover``), else {}."""
+    moved = sum(len(r.mobiles) for r in plan.requests if r.state == MOVED)
+    return {"moved_numbers": moved} if moved else {}
 
 
 def _count(n: int, word: str) -> str:
@@ -829,6 +892,8 @@ class _Sender:
     _failure: BaseException | None = field(default=None, init=False)
     #: requests of this try whose outcome became unknown
     unknown_indexes: set[int] = field(default_factory=set, init=False)
+    #: keys of unknown requests resent as the author asked, after the grace period (``on_unknown="resend"``)
+    resending: frozenset[str] = field(default=frozenset(), init=False)
 
     def __post_init__(self) -> None:
         self._progress = _Progress(self.owner.log, self.owner.hook.vendor, len(self.plan.requests), self.tally)
@@ -907,8 +972,9 @@ class _Sender:
         """Send one request and record the answer; returns the next request, whose intent is stored now."""
         owner, store = self.owner, self.owner.store
         # A row an earlier try left "sending" or "unknown" may have reached the vendor then: whatever happens
-        # now, it stays so. Only a row this try moved from "planned" may go back to "planned".
-        ours = row.state == PLANNED
+        # now, it stays so. Only a row this try moved from "planned" may go back to "planned", or one resent as
+        # the author asked (on_unknown="resend"): a refused resend may go again, here or on a fallback.
+        ours = row.state == PLANNED or row.key in self.resending
         if self._stopped.is_set():
             if ours:
                 store.release_intent(row.key, "not sent: the send stopped at an earlier failure")

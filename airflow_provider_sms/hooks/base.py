@@ -38,6 +38,7 @@ from airflow_provider_sms import metrics, redaction
 from airflow_provider_sms.errors import (
     SmsConfigurationError,
     SmsError,
+    SmsInsufficientBalanceError,
     SmsInvalidNumbersError,
     SmsInvalidRequestError,
     SmsNotSupportedError,
@@ -575,6 +576,28 @@ class SmsHook(BaseHook):
     def is_insufficient_balance(self, error: BaseException) -> bool:
         """Whether a send failed because the account's balance could not pay for it (the vendor's own code)."""
         return isinstance(error, SmsVendorError) and error.code in self.insufficient_balance_codes
+
+    @cached_property
+    def refusal_codes(self) -> frozenset[str]:
+        """Send-reply codes that surely mean "not accepted, for a reason of the account": the vendor's documented
+        ones (``not_accepted_codes``, ``insufficient_balance_codes``) and the connection's ``not_accepted_codes``
+        extra, for codes an account's vendor uses but its document does not list."""
+        extra = str(self.config.extra("not_accepted_codes", "") or "")
+        listed = {code.strip() for code in extra.split(",") if code.strip()}
+        return self.not_accepted_codes | self.insufficient_balance_codes | listed
+
+    def surely_not_accepted(self, error: BaseException) -> bool:
+        """Whether a send that failed with ``error`` surely was not accepted, so that another account may send
+        it (``fallback_conn_ids``): no connection was made (refused, connect timeout, TLS), the vendor said
+        429 after every retry, or it answered one of ``refusal_codes``. An unknown outcome never is; nor is a
+        refusal of the message itself (another account would refuse it too)."""
+        if isinstance(error, SmsOutcomeUnknownError):
+            return False
+        if isinstance(error, (SmsTransportError, SmsInsufficientBalanceError)):
+            return True
+        if isinstance(error, SmsResponseError):
+            return error.status == 429
+        return isinstance(error, SmsVendorError) and error.code in self.refusal_codes
 
     @cached_property
     def session(self) -> requests.Session:

@@ -81,6 +81,14 @@ class SmsSendOperator(BaseOperator):
         triggerer with ``deferrable=True``, else the task fails at once (no retries) saying when it may
         run. Intl numbers go out zone group by zone group, each in its own window. Default: the
         connection's ``quiet_hours`` extra; ``""``: none. Checked here, at DAG parse time.
+    :param fallback_conn_ids: connections to carry on through, in order, when one surely did not accept a
+        request: it refused the connection or timed out connecting, said 429 after every retry, or answered a
+        code that means "not accepted" for a reason of the account (insufficient balance, account stopped;
+        each hook names its codes, the connection's ``not_accepted_codes`` extra adds more). Its requests not
+        yet accepted move to the next connection in one commit; a request whose outcome is unknown never moves.
+        Opt-outs apply on every connection; the summary's ``connections`` and ``batch_ids_by_conn`` say which
+        connection carried which numbers. Fallbacks take the same kind of numbers (mainland or international);
+        a template send falls back only to connections of the same vendor.
     :param resend_unknown: deprecated; ``True`` means ``on_unknown="resend"``.
     """
 
@@ -95,6 +103,7 @@ class SmsSendOperator(BaseOperator):
         "kind",
         "sender_id",
         "sms_conn_id",
+        "fallback_conn_ids",
         "store_conn_id",
     )
     template_fields_renderers: ClassVar[dict[str, str]] = {"template_params": "json"}
@@ -127,6 +136,7 @@ class SmsSendOperator(BaseOperator):
         dry_run: bool = False,
         check_balance: bool = False,
         max_cost: Decimal | str | float | None = None,
+        fallback_conn_ids: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_provider_sms.sending import SendPolicy
@@ -153,6 +163,13 @@ class SmsSendOperator(BaseOperator):
             max_cost=None if max_cost is None else parse_amount(max_cost, "max_cost"),
         )
         self.sms_conn_id = sms_conn_id
+        if isinstance(fallback_conn_ids, str):
+            raise TypeError("fallback_conn_ids is a list of connection ids, got a string")
+        self.fallback_conn_ids = list(fallback_conn_ids or [])
+        if len({sms_conn_id, *self.fallback_conn_ids}) != len(self.fallback_conn_ids) + 1:
+            raise ValueError(
+                f"fallback_conn_ids must name each connection once, and not sms_conn_id; got {self.fallback_conn_ids}"
+            )
         self.mobiles = mobiles
         self.content = content
         self.template_id = template_id
@@ -215,30 +232,35 @@ class SmsSendOperator(BaseOperator):
         ]
         return OperatorLineage(inputs=inputs, outputs=outputs)
 
-    def execute_complete(self, context: Context, event: Any = None, carried: dict[str, int] | None = None) -> Any:
+    def execute_complete(self, context: Context, event: Any = None, carried: dict[str, Any] | None = None) -> Any:
         """Back from waiting (for evidence of unknown outcomes, or for quiet hours to end): the same stored
         plan again, sending only what it has not had accepted."""
         return self._send(context, carried=carried)
 
-    def _send(self, context: Context, carried: dict[str, int] | None) -> dict[str, Any]:
+    def _send(self, context: Context, carried: dict[str, Any] | None) -> dict[str, Any]:
+        from airflow_provider_sms.failover import FailoverSend
         from airflow_provider_sms.hooks import get_sms_hook
         from airflow_provider_sms.lineage import VendorEndpoint
         from airflow_provider_sms.quiet_hours import gate_for
         from airflow_provider_sms.sending import PlannedSend, SendSpec
         from airflow_provider_sms.store import SmsStore, TaskIdentity
 
-        hook = get_sms_hook(self.sms_conn_id)
+        hooks = [get_sms_hook(conn_id) for conn_id in (self.sms_conn_id, *self.fallback_conn_ids)]
+        hook = hooks[0]
         try:
             with SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix) as store:
-                sender = PlannedSend(
-                    hook,
-                    store,
-                    TaskIdentity.from_context(context),
-                    namespace="operator",
-                    policy=self.policy,
-                    logger=self.log,
-                    gate=gate_for(hook, self.quiet_hours, max_concurrency=self.policy.max_concurrency, logger=self.log),
-                )
+                limit = self.policy.max_concurrency
+                gates = [gate_for(h, self.quiet_hours, max_concurrency=limit, logger=self.log) for h in hooks]
+                task, namespace = TaskIdentity.from_context(context), "operator"
+                sender: PlannedSend | FailoverSend
+                if len(hooks) == 1:
+                    sender = PlannedSend(
+                        hook, store, task, namespace=namespace, policy=self.policy, logger=self.log, gate=gates[0]
+                    )
+                else:
+                    sender = FailoverSend(
+                        hooks, store, task, namespace=namespace, policy=self.policy, logger=self.log, gates=gates
+                    )
                 spec = SendSpec(
                     self._mobiles(),
                     self.content,
@@ -251,7 +273,8 @@ class SmsSendOperator(BaseOperator):
             if not self.policy.dry_run:  # a dry run sends nothing: no vendor endpoint in its lineage
                 self._vendor_endpoint = VendorEndpoint.of(hook, "send")
         finally:
-            hook.close()
+            for each in hooks:
+                each.close()
         if result.check_again_at is not None:
             from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -58,53 +58,67 @@ class SmsDeliverySensor(BaseSensorOperator):
         self.deferrable = deferrable
 
     def resolve_batch_ids(self, context: Context) -> list[str]:
+        """Every batch id to wait for, on whichever connection (``resolve_batches`` says which)."""
+        return [batch for ids in self.resolve_batches(context).values() for batch in ids]
+
+    def resolve_batches(self, context: Context) -> dict[str, list[str]]:
+        """The batch ids to wait for, by connection: ``batch_ids`` are on ``sms_conn_id``; a send task's
+        summaries name their batches by connection (``batch_ids_by_conn``) when the send failed over."""
         if self.batch_ids is not None:
             from airflow_provider_sms.numbers import parse_mobiles
 
             given = parse_mobiles(self.batch_ids)
-            return [i.strip() for i in (given.split(",") if isinstance(given, str) else given) if i.strip()]
+            ids = [i.strip() for i in (given.split(",") if isinstance(given, str) else given) if i.strip()]
+            return {self.sms_conn_id: ids}
         summaries = context["ti"].xcom_pull(task_ids=self.send_task_id)
         if isinstance(summaries, dict):
             summaries = [summaries]
-        batch_ids: list[str] = []
+        batches: dict[str, list[str]] = {self.sms_conn_id: []}
         for summary in summaries or []:
-            if summary:  # mapped send tasks give one summary per map index
-                batch_ids.extend(summary.get("batch_ids", []))
-        return batch_ids
+            if not summary:  # mapped send tasks give one summary per map index
+                continue
+            by_conn = summary.get("batch_ids_by_conn") or {self.sms_conn_id: summary.get("batch_ids", [])}
+            for conn_id, ids in by_conn.items():
+                batches.setdefault(conn_id, []).extend(ids)
+        return batches
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        from airflow_provider_sms.delivery_check import check_delivery
+        from airflow_provider_sms.delivery_check import check_deliveries
 
-        batch_ids = self.resolve_batch_ids(context)
-        check = check_delivery(
-            self.sms_conn_id,
-            batch_ids,
+        batches = self.resolve_batches(context)
+        check = check_deliveries(
+            batches,
             store_conn_id=self.store_conn_id,
             store_table_prefix=self.store_table_prefix,
             max_pulls=self.max_pulls_per_check,
         )
+        count = sum(len(ids) for ids in batches.values())
+        on = f" on {len(batches)} connections" if len(batches) > 1 else ""
         self.log.info(
-            "%d batches: %d/%d numbers final (%d delivered, %d failed); %d reports pulled this check",
-            len(batch_ids),
+            "%d batches%s: %d/%d numbers final (%d delivered, %d failed); %d reports pulled this check",
+            count,
+            on,
             check.total - check.pending,
             check.total,
             check.delivered,
             check.failed,
             check.pulled,
         )
-        if check.pending > 0 or (check.total == 0 and batch_ids):
+        if check.pending > 0 or (check.total == 0 and count):
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self.outcome(batch_ids, vendor=check.vendor))
+        return PokeReturnValue(is_done=True, xcom_value=self.outcome(batches, vendors=check.vendors))
 
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
         from airflow_provider_sms.triggers.delivery import SmsDeliveryTrigger
 
+        batches = self.resolve_batches(context)
         self.defer(
             trigger=SmsDeliveryTrigger(
                 sms_conn_id=self.sms_conn_id,
-                batch_ids=self.resolve_batch_ids(context),
+                batch_ids=batches.pop(self.sms_conn_id, []),
+                other_batches=batches or None,
                 store_conn_id=self.store_conn_id,
                 store_table_prefix=self.store_table_prefix,
                 poll_interval=float(
@@ -123,37 +137,54 @@ class SmsDeliverySensor(BaseSensorOperator):
 
         if not event or event.get("status") != "done":
             raise SmsError(f"delivery trigger ended without a result: {event!r}")
-        return self.outcome(list(event["batch_ids"]), vendor=event.get("vendor"))
+        batches = {self.sms_conn_id: list(event["batch_ids"]), **(event.get("other_batches") or {})}
+        vendors = dict(event.get("vendors") or {})
+        if event.get("vendor"):
+            vendors.setdefault(self.sms_conn_id, event["vendor"])
+        return self.outcome(batches, vendors=vendors)
 
-    def _vendor(self) -> str:
+    @staticmethod
+    def _vendor(conn_id: str) -> str:
         from airflow_provider_sms.hooks import hook_class_for_conn_type
         from airflow_provider_sms.hooks.base import read_connection
 
-        conn, _ = read_connection(self.sms_conn_id)
+        conn, _ = read_connection(conn_id)
         return hook_class_for_conn_type(conn.conn_type or "").vendor
 
-    def outcome(self, batch_ids: list[str], vendor: str | None = None) -> dict[str, Any]:
+    def outcome(
+        self, batches: Mapping[str, list[str]] | list[str], vendors: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         """Counts by status and vendor code; fails the task when the author's delivery bar is not met.
 
-        ``vendor``: as the check learnt it; without it (an event of an older trigger) the connection's type
-        names it, and no hook is built just for its name.
+        ``batches``: batch ids by connection (a list: on ``sms_conn_id``). ``vendors``: as the check learnt
+        them; a connection missing there (an event of an older trigger) is named by its type, and no hook is
+        built just for its name.
         """
         from airflow_provider_sms.errors import SmsError
         from airflow_provider_sms.store import SmsStore
 
-        vendor = vendor or self._vendor()
+        if not isinstance(batches, Mapping):
+            batches = {self.sms_conn_id: list(batches)}
+        vendors = dict(vendors or {})
+        counts: dict[str, dict[str, int]] = {"by_status": {}, "by_code": {}}
         with SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix) as store:
-            counts = store.status_counts(vendor, batch_ids)
+            for conn_id, ids in batches.items():
+                vendor = vendors.get(conn_id) or self._vendor(conn_id)
+                vendors[conn_id] = vendor
+                for kind, found in store.status_counts(vendor, ids).items():
+                    for name, count in found.items():
+                        counts[kind][name] = counts[kind].get(name, 0) + count
         by_status = counts["by_status"]
         total = sum(by_status.values())
         delivered = by_status.get("delivered", 0)
         result = {
             "conn_id": self.sms_conn_id,
-            "vendor": vendor,
-            "batches": len(batch_ids),
+            "vendor": vendors.get(self.sms_conn_id) or next(iter(vendors.values()), ""),
+            "batches": sum(len(ids) for ids in batches.values()),
             "total": total,
             "by_status": by_status,
             "by_code": counts["by_code"],
+            **({"vendors": vendors} if len(batches) > 1 else {}),
         }
         self.log.info("delivery outcome: %s", result)
         if self.fail_on_failure and by_status.get("failed", 0):

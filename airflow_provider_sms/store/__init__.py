@@ -34,6 +34,7 @@ from __future__ import annotations
 from airflow_provider_sms.records import (
     ACCEPTED,
     CANCELLED,
+    MOVED,
     PLANNED,
     SENDING,
     SKIPPED,
@@ -52,6 +53,7 @@ from airflow_provider_sms.store.sms_store import SmsStore
 __all__ = [
     "ACCEPTED",
     "CANCELLED",
+    "MOVED",
     "PAGE_SIZE",
     "PLANNED",
     "SCHEMA_VERSION",

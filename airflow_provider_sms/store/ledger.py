@@ -21,6 +21,7 @@ from airflow_provider_sms.records import (
     DELIVERED,
     EXPIRED,
     FAILED,
+    MOVED,
     PLANNED,
     SENDING,
     SKIPPED,
@@ -441,6 +442,60 @@ class SendLedger(StoreSection):
         the plan key of an earlier plan of the same task instance whose unsent requests are cancelled.
         Returns the plan with the report sequence it starts after (evidence for unknown outcomes).
         """
+        with self._db.transaction(write=True) as cur:
+            report_seq = self._write_plan(cur, plan, plan.requests, vendor, conn_id, task, intents, replaces)
+        return dataclasses.replace(plan, report_seq=report_seq)
+
+    def hand_over(
+        self,
+        source: StoredPlan,
+        moved: Sequence[PlanRequest],
+        target: StoredPlan,
+        added: Sequence[PlanRequest],
+        *,
+        vendor: str,
+        conn_id: str,
+        task: TaskIdentity,
+        reason: str,
+        replaces: str | None = None,
+    ) -> StoredPlan:
+        """Move requests another connection will send, in one commit: the source plan's ``moved`` requests
+        (every planned one: they never reached their vendor) become ``moved``, and the ``target`` plan, of the next
+        connection, is stored with its ``added`` requests for their numbers (appended when the target plan
+        exists already). A crash leaves either both or neither, so no number is in two open requests.
+
+        Raises ``SmsPlanChangedError`` when a moved request is no longer planned (another try of the task
+        instance sent it meanwhile): then nothing moves.
+        """
+        from airflow_provider_sms.errors import SmsPlanChangedError
+
+        db = self._db
+        with db.transaction(write=True) as cur:
+            cur.execute(
+                db.sql("UPDATE {p}requests SET state = ?, reason = ?, updated_at = ? WHERE plan_key = ? AND state = ?"),
+                (MOVED, reason[:500], now_text(), source.plan_key, PLANNED),
+            )
+            if cur.rowcount != len(moved):
+                raise SmsPlanChangedError(
+                    f"the requests of {source.plan_key} to move to {conn_id!r} changed meanwhile ({len(moved)} "
+                    f"planned, {cur.rowcount} now): another try of this task instance is sending; nothing was moved"
+                )
+            report_seq = self._write_plan(cur, target, added, vendor, conn_id, task, (), replaces)
+        return dataclasses.replace(target, report_seq=report_seq)
+
+    def _write_plan(
+        self,
+        cur: Any,
+        plan: StoredPlan,
+        requests: Sequence[PlanRequest],
+        vendor: str,
+        conn_id: str,
+        task: TaskIdentity,
+        intents: Collection[str],
+        replaces: str | None,
+    ) -> int:
+        """The plan's row (new, replacing an earlier plan, or the same plan grown) and ``requests``' rows;
+        returns the report sequence the plan starts after (kept when the same plan grows)."""
         db = self._db
         now = now_text()
         rows = [
@@ -457,53 +512,63 @@ class SendLedger(StoreSection):
                 request.index,
                 now if request.key in intents else None,
             )
-            for request in plan.requests
+            for request in requests
         ]
-        numbers = [(plan.plan_key, request.index, mobiles_json(request.mobiles)) for request in plan.requests]
+        numbers = [(plan.plan_key, request.index, mobiles_json(request.mobiles)) for request in requests]
         # fmt: off
         columns = (
             "idempotency_key", "vendor", "conn_id", "state", "total", "dag_id", "run_id", "task_id", "map_index",
             "created_at", "updated_at", "plan_key", "request_index", "sending_at",
         )
         # fmt: on
-        with db.transaction(write=True) as cur:
-            report_seq = db.read_counter(cur, "delivery_reports")
+        report_seq = db.read_counter(cur, "delivery_reports")
+        cur.execute(
+            db.sql(
+                """INSERT INTO {p}send_plans (task_key, plan_key, generation, vendor, conn_id, dag_id, run_id,
+                    task_id, map_index, inputs, numbers, requests, opted_out, report_seq, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (task_key) DO UPDATE SET plan_key = excluded.plan_key,
+                    generation = excluded.generation, inputs = excluded.inputs, numbers = excluded.numbers,
+                    requests = excluded.requests, opted_out = excluded.opted_out,
+                    report_seq = CASE WHEN {p}send_plans.plan_key = excluded.plan_key
+                        THEN {p}send_plans.report_seq ELSE excluded.report_seq END,
+                    updated_at = excluded.updated_at"""
+            ),
+            (
+                plan.task_key,
+                plan.plan_key,
+                plan.generation,
+                vendor,
+                conn_id,
+                *task.row(),
+                json.dumps(plan.inputs, sort_keys=True),
+                plan.numbers,
+                len(plan.requests),
+                plan.opted_out,
+                report_seq,
+                now,
+                now,
+            ),
+        )
+        cur.execute(db.sql("SELECT report_seq FROM {p}send_plans WHERE task_key = ?"), (plan.task_key,))
+        report_seq = int(cur.fetchone()[0])  # a plan grown by a hand-over keeps its own
+        if replaces is not None:
             cur.execute(
-                db.sql(
-                    """INSERT INTO {p}send_plans (task_key, plan_key, generation, vendor, conn_id, dag_id, run_id,
-                        task_id, map_index, inputs, numbers, requests, opted_out, report_seq, created_at, updated_at)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (task_key) DO UPDATE SET plan_key = excluded.plan_key,
-                        generation = excluded.generation, inputs = excluded.inputs, numbers = excluded.numbers,
-                        requests = excluded.requests, opted_out = excluded.opted_out,
-                        report_seq = excluded.report_seq, updated_at = excluded.updated_at"""
-                ),
-                (
-                    plan.task_key,
-                    plan.plan_key,
-                    plan.generation,
-                    vendor,
-                    conn_id,
-                    *task.row(),
-                    json.dumps(plan.inputs, sort_keys=True),
-                    plan.numbers,
-                    len(plan.requests),
-                    plan.opted_out,
-                    report_seq,
-                    now,
-                    now,
-                ),
+                db.sql("UPDATE {p}requests SET state = ?, updated_at = ? WHERE plan_key = ? AND state = ?"),
+                (CANCELLED, now, replaces, PLANNED),
             )
-            if replaces is not None:
-                cur.execute(
-                    db.sql("UPDATE {p}requests SET state = ?, updated_at = ? WHERE plan_key = ? AND state = ?"),
-                    (CANCELLED, now, replaces, PLANNED),
-                )
-            db.insert_many(
-                cur, "plan_numbers", ("plan_key", "request_index", "mobiles"), numbers, "ON CONFLICT DO NOTHING"
+        db.insert_many(cur, "plan_numbers", ("plan_key", "request_index", "mobiles"), numbers, "ON CONFLICT DO NOTHING")
+        db.insert_many(cur, "requests", columns, rows, "ON CONFLICT (idempotency_key) DO NOTHING")
+        return report_seq
+
+    def cancel_planned(self, plan_key: str) -> int:
+        """Cancel a plan's requests not yet sent (a plan no try will follow); returns how many."""
+        with self._db.transaction(write=True) as cur:
+            cur.execute(
+                self._db.sql("UPDATE {p}requests SET state = ?, updated_at = ? WHERE plan_key = ? AND state = ?"),
+                (CANCELLED, now_text(), plan_key, PLANNED),
             )
-            db.insert_many(cur, "requests", columns, rows, "ON CONFLICT (idempotency_key) DO NOTHING")
-        return dataclasses.replace(plan, report_seq=report_seq)
+            return max(cur.rowcount, 0)
 
     def update_plan(self, plan: StoredPlan, changed: Sequence[PlanRequest], *, opted_out: int = 0) -> None:
         """In one commit at the start of a retry: new number lists for requests not yet sent (opt-outs left

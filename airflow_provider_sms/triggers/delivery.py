@@ -32,10 +32,13 @@ class SmsDeliveryTrigger(BaseTrigger):
         store_table_prefix: str = "sms_",
         poll_interval: float = 30.0,
         max_pulls_per_check: int = 20,
+        other_batches: dict[str, list[str]] | None = None,
     ) -> None:
         super().__init__()
         self.sms_conn_id = sms_conn_id
         self.batch_ids = list(batch_ids)
+        #: batches on other connections (a send that failed over), by connection id
+        self.other_batches = {conn_id: list(ids) for conn_id, ids in (other_batches or {}).items()}
         self.store_conn_id = store_conn_id
         self.store_table_prefix = store_table_prefix
         self.poll_interval = poll_interval
@@ -51,21 +54,25 @@ class SmsDeliveryTrigger(BaseTrigger):
                 "store_table_prefix": self.store_table_prefix,
                 "poll_interval": self.poll_interval,
                 "max_pulls_per_check": self.max_pulls_per_check,
+                **({"other_batches": self.other_batches} if self.other_batches else {}),
             },
         )
 
+    @property
+    def _batch_count(self) -> int:
+        return len(self.batch_ids) + sum(len(ids) for ids in self.other_batches.values())
+
     def _check(self) -> dict[str, Any]:
         """One check's counts, and the vendor, which the event hands to the sensor (it need not look it up)."""
-        from airflow_provider_sms.delivery_check import check_delivery
+        from airflow_provider_sms.delivery_check import check_deliveries
 
-        check = check_delivery(
-            self.sms_conn_id,
-            self.batch_ids,
+        check = check_deliveries(
+            {self.sms_conn_id: self.batch_ids, **self.other_batches},
             store_conn_id=self.store_conn_id,
             store_table_prefix=self.store_table_prefix,
             max_pulls=self.max_pulls_per_check,
         )
-        return {**check.to_dict(), "vendor": check.vendor}
+        return {**check.to_dict(), "vendor": check.vendor, "vendors": check.vendors}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from asgiref.sync import sync_to_async
@@ -80,9 +87,10 @@ class SmsDeliveryTrigger(BaseTrigger):
             # "pulled" counts this check's pulls (other batches' reports too): not a change of these batches
             state = tuple(progress[key] for key in ("total", "delivered", "failed", "pending"))
             if state != logged or now - logged_at >= self.log_heartbeat:
-                self.log.info("delivery progress of %d batches: %s", len(self.batch_ids), progress)
+                self.log.info("delivery progress of %d batches: %s", self._batch_count, progress)
                 logged, logged_at = state, now
-            if progress["pending"] <= 0 and (progress["total"] > 0 or not self.batch_ids):
-                yield TriggerEvent({"status": "done", "batch_ids": self.batch_ids, **progress})
+            if progress["pending"] <= 0 and (progress["total"] > 0 or not self._batch_count):
+                extra = {"other_batches": self.other_batches} if self.other_batches else {}
+                yield TriggerEvent({"status": "done", "batch_ids": self.batch_ids, **extra, **progress})
                 return
             await asyncio.sleep(self.poll_interval)

@@ -12,6 +12,12 @@ every crash point, three draws each) or ``--quick`` (what CI runs). Each scenari
    never accepted is lost, unless the last try failed naming it as an unknown outcome the author
    chose to fail on (``on_unknown="fail"``).
 
+Failover scenarios (``failover/...``) send through a paasw_v2 account whose balance pays for three of its
+eight requests (its ``40004`` named as "not accepted" by the connection's ``not_accepted_codes`` extra),
+with cloud_mas as ``fallback_conn_ids``; they add the points ``mid_hand_over`` (killed inside the commit
+that moves the refused requests) and ``after_hand_over``, and audit both vendors' ledgers together: a
+number accepted once by each is a duplicate too.
+
 Crash points: ``before_request`` (the intent is stored, nothing sent), ``after_accept`` (the vendor
 accepted, nothing recorded), ``mid_commit`` (killed while the record of an acceptance commits),
 ``after_commit`` (recorded, the next request not yet sent), ``random`` (killed from outside at a
@@ -47,6 +53,10 @@ REQUESTS_PER_SEND = 8
 #: intl reports can only be asked for by the batch id a lost reply carried: without push there is no
 #: evidence, so its scenarios fail on unknown outcomes (the error names them) instead of resending
 POLICY = {"intl": "fail"}
+#: failover scenarios: the primary's vendor, the fallback's, and the primary's balance in SMS parts
+FAILOVER = ("paasw_v2", "cloud_mas")
+FAILOVER_BALANCE = 3000
+FAILOVER_POINTS = ("before_request", "after_accept", "mid_commit", "after_commit", "mid_hand_over", "after_hand_over")
 GRACE_SECONDS = 1.5
 MAX_ATTEMPTS = 8
 EXIT_UNKNOWN = 3
@@ -63,8 +73,9 @@ class Scenario:
 
     @property
     def name(self) -> str:
-        what = f"c{self.concurrency}" if self.kind == "send" else "pull"
-        return f"{self.vendor}/{self.store}/{what}/{self.point}#{self.draw}"
+        what = f"c{self.concurrency}" if self.kind != "pull" else "pull"
+        vendor = "failover" if self.kind == "failover" else self.vendor
+        return f"{vendor}/{self.store}/{what}/{self.point}#{self.draw}"
 
 
 @dataclass
@@ -142,6 +153,10 @@ def _install_crash(point: str, nth: int) -> None:
         _kill_at(SmsStore, "record_accepted", "inside_commit", is_nth)
     elif point == "after_commit":
         _kill_at(SmsStore, "record_accepted", "after", is_nth)
+    elif point == "mid_hand_over":
+        _kill_at(SmsStore, "hand_over", "inside_commit", _counter(1))
+    elif point == "after_hand_over":
+        _kill_at(SmsStore, "hand_over", "after", _counter(1))
 
 
 def _kill_inside_commit(store: Any) -> None:
@@ -193,12 +208,15 @@ def _child(
 
         if crash is not None:
             _install_crash(*crash)
+        failover = scenario.kind == "failover"
         operator = SmsSendOperator(
             task_id="send",
             sms_conn_id=f"sms_{scenario.vendor}",
+            fallback_conn_ids=[f"sms_{FAILOVER[1]}"] if failover else None,
             mobiles=mobiles,
             content="crash test",
-            signature="Crash" if scenario.vendor != "cloud_mas" else None,
+            # failover: the primary's signature is its connection's sign extra (cloud_mas takes a code)
+            signature="Crash" if scenario.vendor != "cloud_mas" and not failover else None,
             max_concurrency=scenario.concurrency,
             on_unknown=POLICY.get(scenario.vendor, "resend"),
             unknown_grace_period=GRACE_SECONDS,
@@ -244,6 +262,12 @@ class Simulator:
         reply.raise_for_status()
         return {k: int(v) for k, v in reply.json()[vendor]["accepted"]["counts"].items()}
 
+    def set_balance(self, vendor: str, amount: int) -> None:
+        reply = requests.post(
+            f"{self.info['http_url']}/_sim/balance", json={"vendor": vendor, "amount": amount}, timeout=60
+        )
+        reply.raise_for_status()
+
     def stop(self) -> None:
         if self.process.stdin is not None:
             self.process.stdin.close()
@@ -279,6 +303,9 @@ def _environment(scenario: Scenario, sim: Simulator, home: Path, postgres_uri: s
     for vendor in VENDORS:
         connection = json.loads(sim.info["connections"][vendor])
         connection["extra"] = {**connection.get("extra", {}), "retry_wait": 0.05}
+        if scenario.kind == "failover" and vendor == FAILOVER[0]:
+            # the simulated paasw_v2's "balance insufficient" (its document lists no codes)
+            connection["extra"].update(not_accepted_codes="40004", sign="Crash")
         env[f"AIRFLOW_CONN_SMS_{vendor.upper()}"] = json.dumps(connection)
     if scenario.store == "postgres":
         assert postgres_uri
@@ -297,6 +324,10 @@ def run_scenario(scenario: Scenario, sim: Simulator, workdir: Path, postgres_uri
     rng = random.Random(f"{seed}:{scenario.name}")
     outcome = Outcome(scenario.name)
     sim.reset()
+    failover = scenario.kind == "failover"
+    if failover:
+        sim.set_balance(FAILOVER[0], FAILOVER_BALANCE)
+    timing = "failover" if failover else scenario.vendor
     home = workdir / scenario.name.replace("/", "_").replace("#", "_")
     home.mkdir(parents=True)
     env = _environment(scenario, sim, home, postgres_uri)
@@ -309,12 +340,13 @@ def run_scenario(scenario: Scenario, sim: Simulator, workdir: Path, postgres_uri
             crash = None
             outside_kill = None
             if attempt == 1 and scenario.point != "random":
-                crash = (scenario.point, rng.randint(1, REQUESTS_PER_SEND))
+                # failover: the primary's four send requests (the fourth refused), then the fallback's one
+                crash = (scenario.point, rng.randint(1, 5 if failover else REQUESTS_PER_SEND))
             elif scenario.point == "random" and attempt == 1:
                 # One kill: a second one could land in the retry's pull of reports before that page is
                 # journaled, losing the very reports that are the evidence, after which on_unknown="resend"
                 # sends again (the README's window no client can close); the pull scenarios cover that window.
-                outside_kill = rng.uniform(0.05, 0.95) * TYPICAL_SECONDS.get(scenario.vendor, 0.3)
+                outside_kill = rng.uniform(0.05, 0.95) * TYPICAL_SECONDS.get(timing, 0.3)
             result_file = home / f"try{attempt}.json"
             started = time.monotonic()
             code = _fork_and_wait(scenario, mobiles, env, crash, result_file, outside_kill)
@@ -325,7 +357,7 @@ def run_scenario(scenario: Scenario, sim: Simulator, workdir: Path, postgres_uri
             if code == 0:
                 outcome.final = "sent"
                 if attempt == 1:
-                    TYPICAL_SECONDS[scenario.vendor] = time.monotonic() - started
+                    TYPICAL_SECONDS[timing] = time.monotonic() - started
                 break
             if code == EXIT_UNKNOWN and "no evidence of acceptance" in result.get("error", ""):
                 named = set(result["unknown"])
@@ -337,7 +369,11 @@ def run_scenario(scenario: Scenario, sim: Simulator, workdir: Path, postgres_uri
     finally:
         if "CRASH_TABLE_PREFIX" in env:
             _drop_tables(postgres_uri or "", env["CRASH_TABLE_PREFIX"])
-    _audit(outcome, sim.accepted_counts(scenario.vendor), mobiles, named)
+    counts = sim.accepted_counts(scenario.vendor)
+    if failover:  # a number each account accepted once is sent twice all the same
+        for mobile, times in sim.accepted_counts(FAILOVER[1]).items():
+            counts[mobile] = counts.get(mobile, 0) + times
+    _audit(outcome, counts, mobiles, named)
     return outcome
 
 
@@ -547,12 +583,24 @@ def pull_scenarios(vendors: list[str], stores: list[str], points: list[str], dra
     ]
 
 
+def failover_scenarios(stores: list[str], concurrency: list[int], points: list[str], draws: int) -> list[Scenario]:
+    return [
+        Scenario(FAILOVER[0], store, c, point, draw, kind="failover")
+        for store in stores
+        for c in concurrency
+        for point in points
+        for draw in range(draws)
+    ]
+
+
 def quick_scenarios(postgres: bool) -> list[Scenario]:
     """What CI runs: every vendor, point and concurrency on SQLite, each vendor's two hardest on PostgreSQL;
     every queue vendor's pull at every point on SQLite, two points on PostgreSQL."""
     chosen = scenarios(list(VENDORS), ["sqlite"], [1, 4], list(POINTS), 1)
     chosen += pull_scenarios(list(QUEUE_VENDORS), ["sqlite"], list(PULL_POINTS), 1)
+    chosen += failover_scenarios(["sqlite"], [1], [*FAILOVER_POINTS, "random"], 1)
     if postgres:
+        chosen += failover_scenarios(["postgres"], [4], ["mid_hand_over", "after_accept"], 1)
         chosen += scenarios(list(VENDORS), ["postgres"], [4], ["after_accept", "mid_commit"], 1)
         chosen += pull_scenarios(list(QUEUE_VENDORS), ["postgres"], ["after_journal", "mid_save"], 1)
     return chosen
@@ -564,7 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vendors", default=",".join(VENDORS))
     parser.add_argument("--stores", default="sqlite,postgres")
     parser.add_argument("--concurrency", default="1,4")
-    parser.add_argument("--points", default=",".join(dict.fromkeys((*POINTS, *PULL_POINTS))))
+    parser.add_argument("--points", default=",".join(dict.fromkeys((*POINTS, *PULL_POINTS, *FAILOVER_POINTS))))
+    parser.add_argument("--no-failover", action="store_true", help="leave out the failover scenarios")
     parser.add_argument("--draws", type=int, default=3, help="scenarios per combination (random request, moment)")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--postgres", default=os.environ.get("SMS_TEST_POSTGRES_URI", ""))
@@ -575,16 +624,22 @@ def main(argv: list[str] | None = None) -> int:
         chosen = quick_scenarios(postgres is not None)
     else:
         stores = [s for s in args.stores.split(",") if s and (s != "postgres" or postgres)]
+        vendors = [v for v in args.vendors.split(",") if v in VENDORS]  # none: only the failover scenarios
         chosen = scenarios(
-            args.vendors.split(","),
+            vendors,
             stores,
             [int(c) for c in args.concurrency.split(",")],
             [p for p in args.points.split(",") if p in POINTS],
             args.draws,
         )
-        chosen += pull_scenarios(
-            args.vendors.split(","), stores, [p for p in args.points.split(",") if p in PULL_POINTS], args.draws
-        )
+        chosen += pull_scenarios(vendors, stores, [p for p in args.points.split(",") if p in PULL_POINTS], args.draws)
+        if not args.no_failover:
+            chosen += failover_scenarios(
+                stores,
+                [int(c) for c in args.concurrency.split(",")],
+                [p for p in args.points.split(",") if p in (*FAILOVER_POINTS, "random")],
+                args.draws,
+            )
     # imported before forking, so that every child starts at once
 
     for vendor in VENDORS:
@@ -597,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for scenario in chosen:
                 started = time.monotonic()
-                run = run_scenario if scenario.kind == "send" else run_pull_scenario
+                run = run_pull_scenario if scenario.kind == "pull" else run_scenario
                 outcome = run(scenario, sim, workdir, postgres, args.seed)
                 outcomes.append(outcome)
                 verdict = "ok  " if outcome.ok else "FAIL"
