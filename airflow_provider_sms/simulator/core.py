@@ -226,6 +226,10 @@ class PushOutcome:
 class SimConfig:
     report_delay: float = 0.0
     failure_rate: float = 0.0
+    #: text fragment -> failure share: a message whose text contains the fragment fails at that share instead
+    #: of ``failure_rate`` (the first fragment found wins). A template's text names it (paasw_v2 ``【模板ID】``,
+    #: cloud_mas ``模板ID:``), so one template can fail while others deliver: a carrier blocking a template.
+    content_failure_rates: dict[str, float] = field(default_factory=dict)
     latency: float = 0.0
     seed: str = "sim"
     #: cloud_mas: minimum seconds between two report (or inbound) pulls of one account
@@ -375,18 +379,27 @@ class Gateway:
             accepted = self.ledger.accepted[vendor]
             for mobile, content in messages:
                 accepted[mobile] += 1
-                delivered = self._delivered(batch_id, mobile)
+                delivered = self._delivered(batch_id, mobile, content)
                 parts = message_parts(content)
                 message = Message(vendor, batch_id, mobile, content, ext_no, submitted, due_at, delivered, parts)
                 store[(batch_id, mobile)] = message
                 self.balances[vendor] -= parts
                 heapq.heappush(self._due[vendor], (due_at, next(self._counter), message))
 
-    def _delivered(self, batch_id: str, mobile: str) -> bool:
-        if self.config.failure_rate <= 0:
+    def _delivered(self, batch_id: str, mobile: str, content: str = "") -> bool:
+        rate = self.failure_rate_for(content)
+        if rate <= 0:
             return True
         digest = hashlib.blake2b(f"{self.config.seed}:{batch_id}:{mobile}".encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") / 2**64 >= self.config.failure_rate
+        return int.from_bytes(digest, "big") / 2**64 >= rate
+
+    def failure_rate_for(self, content: str) -> float:
+        """The failure share of a message with this text: its fragment's in ``content_failure_rates``, else the
+        general one."""
+        for fragment, rate in self.config.content_failure_rates.items():
+            if fragment and fragment in content:
+                return float(rate)
+        return self.config.failure_rate
 
     def _release_due(self, vendor: str) -> None:
         now = time.monotonic()
