@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_sms.redaction import redact
 
@@ -99,6 +99,19 @@ class SmsInsufficientBalanceError(SmsError):
     def __init__(self, message: str, summary: dict[str, object] | None = None) -> None:
         self.summary = summary
         super().__init__(message)
+
+
+class SmsCanaryFailedError(SmsError, AirflowFailException):
+    """A canary send's numbers were not delivered enough: the rest of the send was not sent.
+
+    It fails the task **without retries**: a retry would judge the same canary the same way. ``canary``
+    holds the counts (numbers, delivered, failed, pending, share, by vendor code); clearing the task with a
+    lower ``canary_min_delivered`` judges the same canary again, and sends the rest if it passes.
+    """
+
+    def __init__(self, message: str, canary: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.canary = canary or {}
 
 
 class SmsCostLimitError(SmsInvalidRequestError):

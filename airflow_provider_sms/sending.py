@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from airflow_provider_sms import metrics
 from airflow_provider_sms.cost import estimate, parse_amount, render, total_parts
 from airflow_provider_sms.errors import (
+    SmsCanaryFailedError,
     SmsConfigurationError,
     SmsCostLimitError,
     SmsInsufficientBalanceError,
@@ -73,6 +74,10 @@ PLAN_CHANGE_POLICIES: Final = (FAIL, NEW_PLAN)
 DEFAULT_UNKNOWN_GRACE_PERIOD: Final = 600.0
 #: the key, in a plan's stored inputs, of the plan that handed its requests to it (``failover``)
 HANDED_OVER_FROM: Final = "handed_over_from"
+DEFAULT_CANARY_MIN_DELIVERED: Final = 0.9
+DEFAULT_CANARY_TIMEOUT: Final = 3600.0
+#: report pulls per canary check: a check stores what is new, it does not drain a backlog of other sends
+CANARY_MAX_PULLS: Final = 20
 #: numbers per opt-out lookup: bounds the lookup's own memory on very large lists
 OPT_OUT_LOOKUP_CHUNK: Final = 50_000
 _DIGEST_SLICE = 10_000  # numbers hashed per update: no joined copy of a million-number list
@@ -110,6 +115,11 @@ class SendPolicy:
         figures when the send (what is left of it, on a retry) costs more.
     :param max_cost: fail before anything goes out when the send's estimated cost (parts × the
         connection's ``price_per_part``) is above it.
+    :param canary: send this many numbers first (the first ones, after opt-outs), wait for their delivery
+        reports, and send the rest only when enough were delivered. None: no canary.
+    :param canary_min_delivered: the share of the canary's numbers that must be delivered (0 < share ≤ 1).
+    :param canary_timeout: seconds after the canary's last request was accepted to wait for its reports;
+        numbers still pending then count as not delivered.
     """
 
     max_concurrency: int = 1
@@ -120,6 +130,9 @@ class SendPolicy:
     dry_run: bool = False
     check_balance: bool = False
     max_cost: Decimal | None = None
+    canary: int | None = None
+    canary_min_delivered: float = DEFAULT_CANARY_MIN_DELIVERED
+    canary_timeout: float = DEFAULT_CANARY_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.max_cost is not None:
@@ -132,6 +145,22 @@ class SendPolicy:
         if self.on_plan_change not in PLAN_CHANGE_POLICIES:
             raise ValueError(f"on_plan_change must be one of {list(PLAN_CHANGE_POLICIES)}, got {self.on_plan_change!r}")
         object.__setattr__(self, "unknown_grace_period", max(0.0, float(self.unknown_grace_period)))
+        self._check_canary()
+
+    def _check_canary(self) -> None:
+        canary, share, timeout = self.canary, self.canary_min_delivered, self.canary_timeout
+        if canary is not None and (isinstance(canary, bool) or not isinstance(canary, int) or canary < 1):
+            raise ValueError(
+                f"canary must be a whole number of at least 1 (numbers sent first) or None, got {canary!r}"
+            )
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise ValueError(
+                f"canary_min_delivered must be a share above 0 and at most 1 (0.9: 90% delivered), got {share!r}"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < float("inf"):
+            raise ValueError(f"canary_timeout must be a positive number of seconds, got {timeout!r}")
+        object.__setattr__(self, "canary_min_delivered", float(share))
+        object.__setattr__(self, "canary_timeout", float(timeout))
 
 
 def task_key(namespace: str, conn_id: str, task: TaskIdentity) -> str:
@@ -150,8 +179,18 @@ def request_key(plan_key: str, index: int) -> str:
     return hashlib.sha256(f"{plan_key}\x00{index}".encode()).hexdigest()
 
 
-def plan_inputs(valid: Sequence[str], spec: SendSpec, options: SendOptions) -> dict[str, Any]:
-    """Digests of everything a plan is made from, so a retry can say exactly what differs."""
+#: what a plan stores with its inputs that it learnt while planning: not compared with a retry's inputs
+CANARY_REQUESTS: Final = "canary_requests"
+_PLANNED_FACTS: Final = (CANARY_REQUESTS,)
+
+
+def plan_inputs(
+    valid: Sequence[str], spec: SendSpec, options: SendOptions, *, canary: int | None = None
+) -> dict[str, Any]:
+    """Digests of everything a plan is made from, so a retry can say exactly what differs.
+
+    ``canary`` is part of it only when set, so plans without one compare as they always did.
+    """
 
     def digest(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
@@ -160,7 +199,7 @@ def plan_inputs(valid: Sequence[str], spec: SendSpec, options: SendOptions) -> d
     for start in range(0, len(valid), _DIGEST_SLICE):
         numbers.update(",".join(valid[start : start + _DIGEST_SLICE]).encode("ascii", "replace"))
         numbers.update(b",")
-    return {
+    inputs: dict[str, Any] = {
         "numbers": len(valid),
         "numbers_digest": numbers.hexdigest()[:32],
         "content_chars": len(spec.content or ""),
@@ -169,6 +208,15 @@ def plan_inputs(valid: Sequence[str], spec: SendSpec, options: SendOptions) -> d
         "params_digest": digest(json.dumps(spec.params, sort_keys=True, ensure_ascii=False, default=str)),
         "options_digest": digest(repr(options)),
     }
+    if canary is not None:
+        inputs["canary"] = canary
+    return inputs
+
+
+def planned_from(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored plan's inputs without what planning added (which requests are the canary): what a retry's
+    inputs are compared with."""
+    return {k: v for k, v in stored.items() if k not in _PLANNED_FACTS}
 
 
 def plan_changes(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
@@ -186,7 +234,14 @@ def plan_changes(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]
         changes.append("the template parameters")
     if stored.get("options_digest") != now["options_digest"]:
         changes.append("the send options (signature, ext_no, scheduled_at, kind or sender_id)")
+    if stored.get("canary") != now.get("canary"):
+        changes.append(f"the canary ({_canary_words(stored)} planned, {_canary_words(now)} now)")
     return changes
+
+
+def _canary_words(inputs: Mapping[str, Any]) -> str:
+    canary = inputs.get("canary")
+    return f"{canary} numbers" if canary else "none"
 
 
 @dataclass
@@ -240,6 +295,60 @@ class WireCounts:
 
 
 @dataclass
+class CanaryVerdict:
+    """The canary's delivery counts after one check, and whether it passed (None: not decided yet).
+
+    ``pending`` numbers count as not delivered once the timeout has passed.
+    """
+
+    numbers: int
+    delivered: int
+    failed: int
+    min_delivered: float
+    passed: bool | None = None
+    timed_out: bool = False
+    #: final reports by vendor code, once decided
+    by_code: dict[str, int] = field(default_factory=dict)
+    #: undecided, deferrable: when to check again
+    check_again_at: datetime | None = None
+
+    @property
+    def pending(self) -> int:
+        return self.numbers - self.delivered - self.failed
+
+    @property
+    def share(self) -> float:
+        return self.delivered / self.numbers if self.numbers else 1.0
+
+    def decide(self, *, timed_out: bool) -> None:
+        """Decided as soon as more reports cannot change the outcome; at the timeout, pending is not delivered."""
+        if self.share >= self.min_delivered:
+            self.passed = True
+        elif not self.numbers or (self.delivered + self.pending) / self.numbers < self.min_delivered:
+            self.passed = False
+        elif timed_out:
+            self.passed, self.timed_out = False, True
+
+    def describe(self) -> str:
+        late = " at the timeout" if self.timed_out else ""
+        return (
+            f"{self.delivered} of {self.numbers} numbers delivered ({self.share:.1%}), "
+            f"{self.failed} failed, {self.pending} pending{late}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numbers": self.numbers,
+            "delivered": self.delivered,
+            "failed": self.failed,
+            "pending": self.pending,
+            "share": round(self.share, 4),
+            "passed": self.passed,
+            "by_code": dict(self.by_code),
+        }
+
+
+@dataclass
 class SendResult:
     """The outcome of ``PlannedSend.run``: a summary, or a time to look again for evidence."""
 
@@ -286,6 +395,7 @@ class PlannedSend:
         #: it were left unknown (``failover`` reads both)
         self.stopped_summary: dict[str, Any] | None = None
         self.unknown_left = 0
+        self._canary: CanaryVerdict | None = None  # the canary's counts, once judged (for the summary)
 
     @property
     def conn_id(self) -> str:
@@ -312,13 +422,15 @@ class PlannedSend:
         if self.policy.dry_run:
             hook.check_schedule(options)
             return SendResult(self._dry_run(valid, spec, options))
-        inputs = plan_inputs(valid, spec, options)
+        inputs = plan_inputs(valid, spec, options, canary=self.policy.canary)
         # a scheduled send is delivered at its time, whenever it is handed over: its time is checked instead
         self._holding = self.gate if options.scheduled_at is None else None
         tally = SendTally.carried_over(carried or {})
         key = task_key(self.namespace, self.conn_id, self.task)
         plan = self.store.find_plan(key)
-        if plan is not None and plan.inputs != inputs:
+        if self.policy.canary is not None:
+            self._check_canary_reports()
+        if plan is not None and planned_from(plan.inputs) != inputs:
             changes = plan_changes(plan.inputs, inputs)
             if self.policy.on_plan_change == FAIL:
                 raise SmsPlanChangedError(
@@ -334,7 +446,7 @@ class PlannedSend:
                 self.policy.on_plan_change,
             )
         intents: frozenset[str] = frozenset()
-        if plan is None or plan.inputs != inputs:
+        if plan is None or planned_from(plan.inputs) != inputs:
             hook.check_schedule(options)
             if self.gate is not None and options.scheduled_at is not None:
                 self.gate.check_schedule(valid, options.scheduled_at)
@@ -424,22 +536,38 @@ class PlannedSend:
                 opted_out = len(opted)
         generation = 1 if previous is None else previous.generation + 1
         plan_key = f"{key}-{generation}"
+        chunk = self.gate.chunk if self.gate is not None else hook.chunk
+        canary = self.policy.canary
+        if canary is not None and canary >= len(valid):
+            self.log.info(
+                "%s: the canary (%d numbers) is not smaller than the send (%d numbers): sending it all at once",
+                hook.vendor,
+                canary,
+                len(valid),
+            )
+            canary = None
+        # the canary's numbers in requests of their own, first: its requests are a prefix of the plan
+        head = list(chunk(valid[:canary])) if canary else []
+        chunks = [*head, *chunk(valid[canary:])]
+        canary_requests = len(head)
         stored = tuple(
-            PlanRequest(key=request_key(plan_key, index), index=index, state=PLANNED, mobiles=chunk)
-            for index, chunk in enumerate(self.gate.chunk(valid) if self.gate is not None else hook.chunk(valid))
+            PlanRequest(key=request_key(plan_key, index), index=index, state=PLANNED, mobiles=numbers)
+            for index, numbers in enumerate(chunks)
         )
+        facts = {CANARY_REQUESTS: canary_requests} if canary_requests else {}
         plan = StoredPlan(
             task_key=key,
             plan_key=plan_key,
             generation=generation,
-            inputs=dict(inputs),
+            inputs={**inputs, **facts},
             numbers=int(inputs["numbers"]),
             opted_out=opted_out,
             requests=stored,
         )
         requests = self._requests(plan, spec, options)
         self._guard(len(valid), len(valid))  # before the plan (and its first intents) is stored
-        first = self._admit(stored).now  # never the intent of a request quiet hours hold
+        # never the intent of a request quiet hours hold, nor of one after the canary
+        first = self._admit(stored[:canary_requests] if canary_requests else stored).now
         intents = frozenset(r.key for r in first[: self.policy.max_concurrency])
         saved = self.store.save_plan(
             plan,
@@ -450,11 +578,12 @@ class PlannedSend:
             replaces=previous.plan_key if previous is not None else None,
         )
         self.log.info(
-            "%s: planned %d numbers in %d requests (plan %d of this task instance)",
+            "%s: planned %d numbers in %d requests (plan %d of this task instance)%s",
             hook.vendor,
             saved.numbers - opted_out,
             len(stored),
             generation,
+            f"; the canary is the first {canary} numbers, in {_count(canary_requests, 'request')}" if canary else "",
         )
         return saved, intents, requests
 
@@ -519,20 +648,7 @@ class PlannedSend:
     ) -> SendResult:
         """Send what the plan has not had accepted; resolve what an earlier try left unknown."""
         hook = self.hook
-        tally.requests = len(plan.requests)
-        tally.numbers = plan.numbers - plan.opted_out
-        tally.opted_out = plan.opted_out
-        batch_by_index = {r.index: r.batch_id for r in plan.requests if r.state == ACCEPTED and r.batch_id}
-        done = [r for r in plan.requests if r.state == ACCEPTED]
-        tally.accepted_numbers = sum(len(r.mobiles) for r in done)
-        # accepted before this try began: not what an earlier part of it (before a deferral) sent or resolved
-        tally.skipped = max(0, len(done) - tally.sent - tally.resolved)
-        if tally.skipped:
-            self.log.info(
-                "%s: %d requests were already accepted in an earlier try and were not resent",
-                hook.vendor,
-                tally.skipped,
-            )
+        batch_by_index = self._count_accepted(plan, tally)
         unknown = [r for r in plan.requests if r.state in (SENDING, UNKNOWN)]
         if unknown and not tally.unknown:
             tally.unknown = len(unknown)
@@ -549,7 +665,14 @@ class PlannedSend:
         elif unknown:
             self._evidence_seq = plan.report_seq
             unknown = self._resolve(unknown, batch_by_index, tally, wire)
-        queue.extend(r for r in plan.requests if r.state == PLANNED and r.index in requests)
+        canary = self._canary_to_judge(plan, batch_by_index)
+        in_canary = {r.index for r in canary}
+        # while the canary waits for its verdict nothing after it goes out
+        queue.extend(
+            r
+            for r in plan.requests
+            if r.state == PLANNED and r.index in requests and (not canary or r.index in in_canary)
+        )
         sender = _Sender(self, plan, requests, batch_by_index, tally, wire)
         try:
             admission = self._send_admitted(sender, queue, intents)
@@ -592,7 +715,167 @@ class PlannedSend:
             )
         if admission.held:
             return self._held(admission, summary, tally, wait=wait)
+        if not canary:
+            return SendResult(summary)
+        return self._after_canary(plan, canary, requests, sender, wait=wait)
+
+    def _count_accepted(self, plan: StoredPlan, tally: SendTally) -> dict[int, str]:
+        """The tally's plan figures and what was accepted before; returns the batch of each accepted request."""
+        tally.requests = len(plan.requests)
+        tally.numbers = plan.numbers - plan.opted_out
+        tally.opted_out = plan.opted_out
+        batch_by_index = {r.index: r.batch_id for r in plan.requests if r.state == ACCEPTED and r.batch_id}
+        done = [r for r in plan.requests if r.state == ACCEPTED]
+        tally.accepted_numbers = sum(len(r.mobiles) for r in done)
+        # accepted before this try began: not what an earlier part of it (before a deferral) sent or resolved
+        tally.skipped = max(0, len(done) - tally.sent - tally.resolved)
+        if tally.skipped:
+            self.log.info(
+                "%s: %d requests were already accepted in an earlier try and were not resent",
+                self.hook.vendor,
+                tally.skipped,
+            )
+        return batch_by_index
+
+    def _after_canary(
+        self,
+        plan: StoredPlan,
+        canary: Sequence[PlanRequest],
+        requests: Mapping[int, SendRequest],
+        sender: _Sender,
+        *,
+        wait: bool,
+    ) -> SendResult:
+        """The canary is accepted: wait for its verdict, then send the rest, or fail with nothing more sent."""
+        hook, tally, batch_by_index = self.hook, sender.tally, sender.batch_by_index
+        verdict = self._await_canary(canary, batch_by_index, wait=wait)
+        summary = self._summary(plan, batch_by_index, tally)
+        if verdict.passed is None:  # a deferrable send: the triggerer waits for the next check
+            return SendResult(summary, check_again_at=verdict.check_again_at, carried=tally.carry())
+        in_canary = {r.index for r in canary}
+        rest = [r for r in plan.requests if r.state == PLANNED and r.index in requests and r.index not in in_canary]
+        if not verdict.passed:
+            self._canary_failed(verdict, rest, summary)
+        self.log.info(
+            "%s: the canary passed (%s); sending the rest: %d numbers in %s",
+            hook.vendor,
+            verdict.describe(),
+            sum(len(r.mobiles) for r in rest),
+            _count(len(rest), "request"),
+        )
+        try:
+            admission = self._send_admitted(sender, rest, frozenset())
+        except Exception as exc:
+            self._stopped(exc, plan, batch_by_index, tally, sender, [])
+            raise
+        summary = self._summary(plan, batch_by_index, tally)
+        if admission.held:
+            return self._held(admission, summary, tally, wait=wait)
         return SendResult(summary)
+
+    # ------------------------------------------------------------------ canary sends
+
+    def _check_canary_reports(self) -> None:
+        """A canary is judged by its delivery reports: a vendor without them cannot have one."""
+        from airflow_provider_sms.hooks.base import REPORTS
+
+        if not self.hook.supports(REPORTS):
+            raise SmsConfigurationError(
+                f"{self.hook.vendor} has no delivery reports, so a canary cannot be judged: leave canary unset; "
+                "nothing was sent in this try"
+            )
+
+    def _canary_to_judge(self, plan: StoredPlan, batch_by_index: Mapping[int, str]) -> list[PlanRequest]:
+        """The canary's requests while its verdict is still to come; none without a canary, or once a
+        request after it has gone out (it passed in an earlier try: never judged, nor waited for, again)."""
+        canary_requests = int(plan.inputs.get(CANARY_REQUESTS, 0))
+        self._canary = None
+        if not canary_requests:
+            return []
+        canary = [r for r in plan.requests if r.index < canary_requests]
+        if any(r.state in (SENDING, UNKNOWN, ACCEPTED) for r in plan.requests if r.index >= canary_requests):
+            verdict = self._judge_canary(canary, batch_by_index, None, pull=False)
+            verdict.passed = True
+            self._canary = verdict
+            self.log.info(
+                "%s: the canary passed in an earlier try and the rest has started; not judged again", self.hook.vendor
+            )
+            return []
+        return canary
+
+    def _await_canary(
+        self, canary: Sequence[PlanRequest], batch_by_index: Mapping[int, str], *, wait: bool
+    ) -> CanaryVerdict:
+        """Check the canary's reports every few seconds until its verdict cannot change or the timeout (from
+        its last request's acceptance) passes. ``wait=False``: one check, and when undecided the verdict says
+        when to check again (the worker slot is given back meanwhile)."""
+        keys = [r.key for r in canary if r.index in batch_by_index]
+        last = self.store.last_submitted(keys) if keys else None
+        deadline = (last or datetime.now(timezone.utc)) + timedelta(seconds=self.policy.canary_timeout)
+        interval = min(30.0, max(0.2, self.policy.canary_timeout / 60))
+        while True:
+            verdict = self._judge_canary(canary, batch_by_index, deadline, pull=True)
+            self._canary = verdict
+            if verdict.passed is not None:
+                return verdict
+            now = datetime.now(timezone.utc)
+            next_check = min(deadline, now + timedelta(seconds=interval))
+            self.log.info(
+                "%s: canary: %s; waiting for its reports until %s at the latest",
+                self.hook.vendor,
+                verdict.describe(),
+                deadline.isoformat(timespec="seconds"),
+            )
+            if not wait:
+                verdict.check_again_at = next_check
+                return verdict
+            time.sleep(max(0.0, (next_check - now).total_seconds()))
+
+    def _judge_canary(
+        self,
+        canary: Sequence[PlanRequest],
+        batch_by_index: Mapping[int, str],
+        deadline: datetime | None,
+        *,
+        pull: bool,
+    ) -> CanaryVerdict:
+        """One check: store the reports the vendor hands out (as a delivery sensor does), count the canary's
+        batches, and decide where the outcome can no longer change."""
+        from airflow_provider_sms.pulling import pull_reports
+
+        hook = self.hook
+        batches = [batch_by_index[r.index] for r in canary if r.index in batch_by_index]
+        if pull and batches:
+            try:
+                pull_reports(hook, self.store, batch_ids=batches, max_pulls=CANARY_MAX_PULLS)
+            except Exception as exc:  # reports may still reach the store (pushed): count what is there
+                self.log.warning("%s: pulling the canary's delivery reports failed: %s", hook.vendor, exc)
+        progress = self.store.batch_progress(hook.vendor, batches) if batches else None
+        verdict = CanaryVerdict(
+            numbers=progress.total if progress else 0,
+            delivered=progress.delivered if progress else 0,
+            failed=progress.failed if progress else 0,
+            min_delivered=self.policy.canary_min_delivered,
+        )
+        timed_out = deadline is not None and datetime.now(timezone.utc) >= deadline
+        verdict.decide(timed_out=timed_out)
+        if (verdict.passed is not None or not pull) and batches:
+            verdict.by_code = self.store.status_counts(hook.vendor, batches)["by_code"]
+        return verdict
+
+    def _canary_failed(self, verdict: CanaryVerdict, rest: Sequence[PlanRequest], summary: dict[str, Any]) -> None:
+        hook = self.hook
+        by_count = sorted(verdict.by_code.items(), key=lambda item: -item[1])
+        codes = ", ".join(f"{code or '(none)'}: {n}" for code, n in by_count)
+        not_sent = sum(len(r.mobiles) for r in rest)
+        summary.update(not_sent_requests=len(rest), not_sent_numbers=not_sent, not_sent_reason="the canary failed")
+        self.log.error("%s: send summary %s", hook.vendor, summary)
+        raise SmsCanaryFailedError(
+            f"{hook.vendor}: the canary failed: {verdict.describe()}, below canary_min_delivered="
+            f"{verdict.min_delivered:.0%}; reports by vendor code: {codes or 'none'}. The rest of the send "
+            f"({not_sent} numbers in {_count(len(rest), 'request')}) was not sent",
+            verdict.to_dict(),
+        )
 
     def _admit(self, rows: Sequence[PlanRequest], *, fresh: bool = False) -> Admission:
         """Quiet hours: the requests that may go out now and those held, and until when."""
@@ -713,6 +996,7 @@ class PlannedSend:
             "parts": self._parts,
             **self._cost_fields(tally.numbers),
             **moved_numbers(plan),
+            **({"canary": self._canary.to_dict()} if self._canary is not None else {}),
         }
 
     # ------------------------------------------------------------------ dry run, cost and balance
@@ -1075,6 +1359,7 @@ __all__ = [
     "FAIL",
     "NEW_PLAN",
     "RESEND",
+    "CanaryVerdict",
     "PlannedSend",
     "SendPolicy",
     "SendResult",

@@ -64,8 +64,8 @@ class SmsSendOperator(BaseOperator):
         or seconds, default 10 minutes.
     :param on_plan_change: a retry given other numbers, text or options than its first try planned
         fails (``"fail"``, the default) or plans the new input anew (``"new_plan"``).
-    :param deferrable: while a retry waits for evidence, or the send waits for quiet hours to end, give the
-        worker slot back to the triggerer.
+    :param deferrable: while a retry waits for evidence, the send waits for quiet hours to end, or for the
+        canary's reports, give the worker slot back to the triggerer.
     :param max_parts: the most SMS parts (70 characters for one, 67 each beyond, the signature
         included) one message may cost; a longer text is refused before anything is sent. Default: the
         connection's ``max_parts`` extra, else 10. The summary's ``parts`` says what the text costs.
@@ -89,6 +89,18 @@ class SmsSendOperator(BaseOperator):
         Opt-outs apply on every connection; the summary's ``connections`` and ``batch_ids_by_conn`` say which
         connection carried which numbers. Fallbacks take the same kind of numbers (mainland or international);
         a template send falls back only to connections of the same vendor.
+    :param canary: send the first ``canary`` numbers (after opt-outs) first, wait for their delivery reports,
+        and send the rest only when at least ``canary_min_delivered`` of them were delivered; otherwise fail
+        (no retries) with the counts by vendor code, the rest not sent. A template the carriers block then
+        costs the canary, not the whole list. Which numbers are the canary is stored with the plan: a retry
+        never judges nor waits again once the rest has started, and never sends a number twice. A canary
+        not smaller than the list is a plain send. Default: None (no canary).
+    :param canary_min_delivered: the share of the canary's numbers that must be delivered, above 0 and at
+        most 1; default 0.9.
+    :param canary_timeout: how long after the canary's last request was accepted to wait for its reports (a
+        ``timedelta`` or seconds, default 1 hour); numbers still pending then count as not delivered. The
+        verdict is taken earlier as soon as more reports cannot change it. With ``deferrable=True`` the
+        worker slot is given back between checks.
     :param resend_unknown: deprecated; ``True`` means ``on_unknown="resend"``.
     """
 
@@ -137,6 +149,9 @@ class SmsSendOperator(BaseOperator):
         check_balance: bool = False,
         max_cost: Decimal | str | float | None = None,
         fallback_conn_ids: Sequence[str] | None = None,
+        canary: int | None = None,
+        canary_min_delivered: float = 0.9,
+        canary_timeout: timedelta | float = timedelta(hours=1),
         **kwargs: Any,
     ) -> None:
         from airflow_provider_sms.sending import SendPolicy
@@ -161,6 +176,9 @@ class SmsSendOperator(BaseOperator):
             dry_run=dry_run,
             check_balance=check_balance,
             max_cost=None if max_cost is None else parse_amount(max_cost, "max_cost"),
+            canary=canary,
+            canary_min_delivered=canary_min_delivered,
+            canary_timeout=_seconds(canary_timeout, "canary_timeout"),
         )
         self.sms_conn_id = sms_conn_id
         if isinstance(fallback_conn_ids, str):
@@ -233,8 +251,8 @@ class SmsSendOperator(BaseOperator):
         return OperatorLineage(inputs=inputs, outputs=outputs)
 
     def execute_complete(self, context: Context, event: Any = None, carried: dict[str, Any] | None = None) -> Any:
-        """Back from waiting (for evidence of unknown outcomes, or for quiet hours to end): the same stored
-        plan again, sending only what it has not had accepted."""
+        """Back from waiting (for evidence of unknown outcomes, for quiet hours to end, or for the canary's
+        reports): the same stored plan again, sending only what it has not had accepted."""
         return self._send(context, carried=carried)
 
     def _send(self, context: Context, carried: dict[str, Any] | None) -> dict[str, Any]:
@@ -279,7 +297,8 @@ class SmsSendOperator(BaseOperator):
             from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
             self.log.info(
-                "%s: waiting (for evidence of unknown outcomes, or for quiet hours to end) until %s; "
+                "%s: waiting (for evidence of unknown outcomes, for quiet hours to end, or for the canary's "
+                "reports) until %s; "
                 "the worker slot is free meanwhile",
                 hook.vendor,
                 result.check_again_at.isoformat(timespec="seconds"),

@@ -594,6 +594,16 @@ class SendLedger(StoreSection):
                     (opted_out, now, plan.task_key),
                 )
 
+    def last_submitted(self, keys: Sequence[str]) -> datetime | None:
+        """When the last of these accepted requests was accepted (a canary's wait for reports starts then)."""
+        sql = "SELECT MAX(submitted_at) FROM {p}requests WHERE state = 'accepted' AND idempotency_key IN ({in})"
+        latest: str | None = None
+        with self._db.transaction(write=False) as cur:
+            for (value,) in self._db.select_in(cur, sql, (), list(dict.fromkeys(keys))):
+                if value is not None and (latest is None or value > latest):
+                    latest = value
+        return datetime.fromisoformat(latest) if latest else None
+
     def mark_sending(self, keys: Sequence[str]) -> None:
         """Store the intent of requests about to go out (a resend of an unknown one included)."""
         with self._db.transaction(write=True) as cur:

@@ -40,3 +40,42 @@ def test_the_operator_hands_its_settings_over_whole() -> None:
     with pytest.raises(ValueError, match="unknown_grace_period must not be negative"):
         SmsSendOperator(task_id="t", sms_conn_id="x", mobiles="1", content="hi", unknown_grace_period=-1)
     assert SendPolicy(unknown_grace_period=-5).unknown_grace_period == 0.0  # a direct caller's negative: none
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"canary": 0}, "canary must be a whole number of at least 1 .*got 0"),
+        ({"canary": -5}, "canary must be a whole number of at least 1 .*got -5"),
+        ({"canary": True}, "canary must be a whole number of at least 1 .*got True"),
+        ({"canary": 10.5}, "canary must be a whole number of at least 1 .*got 10.5"),
+        ({"canary": "1000"}, "canary must be a whole number of at least 1 .*got '1000'"),
+        ({"canary": 10, "canary_min_delivered": 0}, "canary_min_delivered must be a share above 0 and at most 1"),
+        ({"canary": 10, "canary_min_delivered": 1.2}, "canary_min_delivered must be a share above 0 and at most 1"),
+        ({"canary": 10, "canary_min_delivered": 90}, r"got 90\b"),
+        ({"canary": 10, "canary_min_delivered": "0.9"}, "canary_min_delivered must be a share"),
+        ({"canary": 10, "canary_timeout": 0}, "canary_timeout must be a positive number of seconds, got 0.0"),
+        ({"canary": 10, "canary_timeout": timedelta(0)}, "canary_timeout must be a positive number of seconds"),
+        ({"canary": 10, "canary_timeout": -1}, "canary_timeout must not be negative"),
+        ({"canary": 10, "canary_timeout": float("inf")}, "canary_timeout must be a positive number of seconds"),
+    ],
+)
+def test_the_operator_refuses_a_bad_canary_at_parse_time(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SmsSendOperator(task_id="s", sms_conn_id="sms_x", mobiles="13800138000", content="hi", **settings)  # type: ignore[arg-type]
+
+
+def test_the_operator_hands_its_canary_settings_over() -> None:
+    op = SmsSendOperator(
+        task_id="s",
+        sms_conn_id="sms_x",
+        mobiles="13800138000",
+        content="hi",
+        canary=1000,
+        canary_min_delivered=1,
+        canary_timeout=timedelta(minutes=5),
+    )
+    assert (op.policy.canary, op.policy.canary_min_delivered, op.policy.canary_timeout) == (1000, 1.0, 300.0)
+    plain = SmsSendOperator(task_id="t", sms_conn_id="sms_x", mobiles="13800138000", content="hi")
+    assert (plain.policy.canary, plain.policy.canary_min_delivered, plain.policy.canary_timeout) == (None, 0.9, 3600.0)
+    assert SendPolicy(canary=5, canary_timeout=30).canary_timeout == 30.0
