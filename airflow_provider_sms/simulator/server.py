@@ -407,9 +407,12 @@ class GatewaySimulator:
         if action == "reset":
             gateway.reset()
         elif action == "config":
-            for key, value in payload.items():
+            for key, given in payload.items():
                 if not hasattr(gateway.config, key):
                     return SimResponse.json({"error": f"unknown config key {key!r}"}, 400)
+                value = given
+                if key == "content_failure_rates":  # fragment -> share, checked here rather than at a send
+                    value = {str(fragment): float(rate) for fragment, rate in dict(given).items()}
                 setattr(gateway.config, key, type(getattr(gateway.config, key))(value))
         elif action == "faults":
             gateway.add_fault(

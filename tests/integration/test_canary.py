@@ -253,3 +253,18 @@ def test_changing_the_canary_between_tries_is_a_plan_change(sim: GatewaySimulato
     send_op(mobiles=numbers(10, "139"), canary=None).execute(task_context(other))
     with pytest.raises(SmsPlanChangedError, match=r"the canary \(none planned, 5 numbers now\)"):
         send_op(mobiles=numbers(10, "139"), canary=5).execute(task_context(other))
+
+
+def test_with_several_requests_in_flight_no_intent_is_stored_beyond_the_canary(sim: GatewaySimulator) -> None:
+    """``max_concurrency=4`` would store the first four requests' intents with the plan: only the canary's
+    may be, or a retry would take the rest for started (and the canary for passed)."""
+    block_template(sim)
+    op_kwargs: dict[str, Any] = {"mobiles": numbers(2500), "template_id": BLOCKED, "max_concurrency": 4}
+    with pytest.raises(SmsCanaryFailedError):
+        send_op(**op_kwargs).execute(task_context())
+    with SmsStore() as store, store.database.transaction(write=False) as cur:
+        cur.execute(store.database.sql("SELECT request_index, state FROM {p}requests ORDER BY request_index"))
+        assert cur.fetchall() == [(0, "accepted"), (1, "planned"), (2, "planned"), (3, "planned")]
+    with pytest.raises(SmsCanaryFailedError):  # judged again, not taken for passed
+        send_op(**op_kwargs).execute(task_context())
+    assert set(accepted(sim)) == set(numbers(100))

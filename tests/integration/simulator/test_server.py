@@ -350,6 +350,20 @@ def test_failure_rate_is_the_share_of_failed_numbers() -> None:
         assert abs(failed / 10000 - rate) < 0.02, (rate, failed)
 
 
+def test_a_text_fragment_fails_at_its_own_rate_while_other_texts_deliver(sms_simulator: GatewaySimulator) -> None:
+    reply = admin(sms_simulator, "config", {"content_failure_rates": {"【模板SMS_BLOCKED】": "0.5"}})
+    assert reply.json() == {"ok": True}
+    gateway = sms_simulator.gateway
+    assert gateway.config.content_failure_rates == {"【模板SMS_BLOCKED】": 0.5}
+    numbers = [f"138{i:08d}" for i in range(2000)]
+    gateway.accept(V2, "1", [(m, "【模板SMS_BLOCKED】code=1") for m in numbers])
+    gateway.accept(V2, "2", [(m, "【模板SMS_FINE】code=1") for m in numbers])
+    reports = gateway.take_reports(V2)
+    failed = {batch: sum(not m.delivered for m in reports if m.batch_id == batch) for batch in ("1", "2")}
+    assert abs(failed["1"] / 2000 - 0.5) < 0.05 and failed["2"] == 0, failed
+    assert gateway.failure_rate_for("no fragment") == gateway.config.failure_rate == 0.0
+
+
 def test_failures_are_deterministic_per_seed() -> None:
     def failed(seed: str) -> set[str]:
         gateway = Gateway(SimConfig(failure_rate=0.3, seed=seed))
