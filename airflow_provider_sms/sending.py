@@ -536,20 +536,8 @@ class PlannedSend:
                 opted_out = len(opted)
         generation = 1 if previous is None else previous.generation + 1
         plan_key = f"{key}-{generation}"
-        chunk = self.gate.chunk if self.gate is not None else hook.chunk
-        canary = self.policy.canary
-        if canary is not None and canary >= len(valid):
-            self.log.info(
-                "%s: the canary (%d numbers) is not smaller than the send (%d numbers): sending it all at once",
-                hook.vendor,
-                canary,
-                len(valid),
-            )
-            canary = None
-        # the canary's numbers in requests of their own, first: its requests are a prefix of the plan
-        head = list(chunk(valid[:canary])) if canary else []
-        chunks = [*head, *chunk(valid[canary:])]
-        canary_requests = len(head)
+        chunks, canary_requests = self._chunks(valid)
+        canary = sum(len(c) for c in chunks[:canary_requests])
         stored = tuple(
             PlanRequest(key=request_key(plan_key, index), index=index, state=PLANNED, mobiles=numbers)
             for index, numbers in enumerate(chunks)
@@ -586,6 +574,22 @@ class PlannedSend:
             f"; the canary is the first {canary} numbers, in {_count(canary_requests, 'request')}" if canary else "",
         )
         return saved, intents, requests
+
+    def _chunks(self, valid: Sequence[str]) -> tuple[list[tuple[str, ...]], int]:
+        """The numbers (opted-out ones left out) cut into requests as the vendor's caps and quiet hours cut
+        them, the canary's first and on their own; returns the requests and how many are the canary's."""
+        chunk = self.gate.chunk if self.gate is not None else self.hook.chunk
+        canary = self.policy.canary
+        if canary is not None and canary >= len(valid):
+            self.log.info(
+                "%s: the canary (%d numbers) is not smaller than the send (%d numbers): sending it all at once",
+                self.hook.vendor,
+                canary,
+                len(valid),
+            )
+            canary = None
+        head = chunk(valid[:canary]) if canary else []
+        return [*head, *chunk(valid[canary:])], len(head)
 
     def _requests(self, plan: StoredPlan, spec: SendSpec, options: SendOptions) -> dict[int, SendRequest]:
         """The hook's requests for a stored plan's rows, each carrying its client reference."""
@@ -1009,7 +1013,7 @@ class PlannedSend:
         kept = [m for m in valid if m not in opted] if opted else valid
         if self.gate is not None and options.scheduled_at is not None:
             self.gate.check_schedule(kept, options.scheduled_at)
-        chunks = self.gate.chunk(kept) if self.gate is not None else hook.chunk(kept)  # as the plan would be
+        chunks, canary_requests = self._chunks(kept)  # as the plan would be
         for index, chunk in enumerate(chunks):  # the checks a planned request gets (lengths, caps)
             hook.stored_request(index, chunk, spec.content, options, template_id=spec.template_id, params=spec.params)
         self._guard(len(kept), 0)
@@ -1025,6 +1029,8 @@ class PlannedSend:
             "parts": self._parts,
             **self._cost_fields(len(kept)),
         }
+        if canary_requests:
+            summary["canary"] = {"numbers": sum(len(c) for c in chunks[:canary_requests]), "requests": canary_requests}
         self.log.info("%s: dry run, nothing sent: %s", hook.vendor, summary)
         return summary
 

@@ -268,3 +268,11 @@ def test_with_several_requests_in_flight_no_intent_is_stored_beyond_the_canary(s
     with pytest.raises(SmsCanaryFailedError):  # judged again, not taken for passed
         send_op(**op_kwargs).execute(task_context())
     assert set(accepted(sim)) == set(numbers(100))
+
+
+def test_a_dry_run_counts_the_canarys_requests_as_the_plan_would_and_sends_nothing(sim: GatewaySimulator) -> None:
+    summary = send_op(mobiles=numbers(2500), dry_run=True).execute(task_context())
+    assert summary["requests"] == 4 and summary["canary"] == {"numbers": 100, "requests": 1}
+    plain = send_op(mobiles=numbers(2500), dry_run=True, canary=None).execute(task_context())
+    assert plain["requests"] == 3 and "canary" not in plain
+    assert accepted(sim) == {}
