@@ -14,6 +14,9 @@ it costs is the README's "What exactly once means here"; in short:
   that refuses a repeated client reference is simply asked again; otherwise delivery reports for its
   numbers under a batch the store never recorded show the batch the lost reply named. Without
   evidence after a grace period the author's choice applies: fail (the default) or resend.
+* **A canary is part of the plan.** With ``canary`` set, its numbers are the plan's first requests (how
+  many is stored with the plan); nothing after them goes out until their delivery reports pass the
+  threshold, and once anything after them has gone out a retry never judges (nor waits for) them again.
 """
 
 from __future__ import annotations
