@@ -276,3 +276,23 @@ def test_a_dry_run_counts_the_canarys_requests_as_the_plan_would_and_sends_nothi
     plain = send_op(mobiles=numbers(2500), dry_run=True, canary=None).execute(task_context())
     assert plain["requests"] == 3 and "canary" not in plain
     assert accepted(sim) == {}
+
+
+def test_a_canary_on_a_query_vendor_asks_for_its_reports_and_sends_the_rest_once(sim: GatewaySimulator) -> None:
+    """intl hands out no report queue: each check asks about the canary's pending numbers."""
+    configure(sim, report_delay=0.5)
+    mobiles = [f"86138{i:08d}" for i in range(300)]
+    summary = SmsSendOperator(
+        task_id="send",
+        sms_conn_id="sms_intl",
+        content="hello",
+        signature="S",
+        mobiles=mobiles,
+        canary=50,
+        canary_timeout=30,
+    ).execute(task_context())
+    assert summary["canary"]["numbers"] == 50 and summary["canary"]["delivered"] == 50
+    assert summary["canary"]["passed"] is True and summary["accepted_numbers"] == 300
+    reply = requests.get(f"{sim.http_url}/_sim/ledger", params={"vendor": "intl", "numbers": "1"}, timeout=10)
+    counts = reply.json()["intl"]["accepted"]["counts"]
+    assert len(counts) == 300 and set(counts.values()) == {1}
