@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_sms.errors import SmsConfigurationError, SmsOutcomeUnknownError
 from airflow_provider_sms.records import PLANNED, PlanRequest, StoredPlan
 from airflow_provider_sms.sending import (
+    CANARY_REQUESTS,
     HANDED_OVER_FROM,
     PlannedSend,
     SendPolicy,
@@ -168,7 +169,7 @@ class FailoverSend:
         else:
             generation = existing.generation + 1 if existing is not None else 1
             plan_key, earlier = f"{target_key}-{generation}", ()
-        chunks = following.gate.chunk(valid) if following.gate is not None else hook.chunk(valid)
+        chunks, canary_requests = self._cut(plan, moved, valid, following, grows=grows)
         start = len(earlier)
         added = tuple(
             PlanRequest(key=request_key(plan_key, start + i), index=start + i, state=PLANNED, mobiles=chunk)
@@ -178,7 +179,11 @@ class FailoverSend:
             task_key=target_key,
             plan_key=plan_key,
             generation=generation,
-            inputs={HANDED_OVER_FROM: plan.plan_key, "from_conn_id": sender.conn_id},
+            inputs={
+                HANDED_OVER_FROM: plan.plan_key,
+                "from_conn_id": sender.conn_id,
+                **({CANARY_REQUESTS: canary_requests} if canary_requests else {}),
+            },
             numbers=(existing.numbers if existing is not None and grows else 0) + len(valid),
             opted_out=existing.opted_out if existing is not None and grows else 0,
             requests=(*earlier, *added),
@@ -206,6 +211,20 @@ class FailoverSend:
             hook.vendor,
         )
         return len(valid)
+
+    @staticmethod
+    def _cut(
+        plan: StoredPlan, moved: Sequence[PlanRequest], valid: list[str], following: PlannedSend, *, grows: bool
+    ) -> tuple[list[tuple[str, ...]], int]:
+        """The moved numbers cut into the next connection's requests, and how many of them are a canary: the
+        canary's numbers that move (its verdict was still to come) stay a canary there, first and on their own."""
+        chunk = following.gate.chunk if following.gate is not None else following.hook.chunk
+        canary_requests = int(plan.inputs.get(CANARY_REQUESTS, 0))
+        canary = sum(len(r.mobiles) for r in moved if r.index < canary_requests)
+        if not canary or grows:  # a plan that grows keeps the canary it has
+            return chunk(valid), 0
+        head = chunk(valid[:canary])
+        return [*head, *chunk(valid[canary:])], len(head)
 
     @staticmethod
     def _stopped_part(sender: PlannedSend, moved: int, to: str, error: Exception) -> dict[str, Any]:
@@ -240,6 +259,9 @@ class FailoverSend:
         ]
         for key in ("moved_numbers", "moved_to", "moved_reason"):
             summary.pop(key, None)
+        judged = [part["canary"] for part in parts if part.get("canary")]
+        if judged:  # judged where the canary's numbers went
+            summary["canary"] = judged[-1]
         return summary
 
 

@@ -800,6 +800,13 @@ class PlannedSend:
         if not canary_requests:
             return []
         canary = [r for r in plan.requests if r.index < canary_requests]
+        if any(r.state == MOVED for r in plan.requests if r.index >= canary_requests):
+            self.log.info(
+                "%s: the rest of the send moved to the next connection (failover), which judges the canary's "
+                "numbers it was handed",
+                self.hook.vendor,
+            )
+            return []
         if any(r.state in (SENDING, UNKNOWN, ACCEPTED) for r in plan.requests if r.index >= canary_requests):
             verdict = self._judge_canary(canary, batch_by_index, None, pull=False)
             verdict.passed = True

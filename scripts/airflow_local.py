@@ -28,7 +28,13 @@ from urllib.parse import urlsplit
 import requests
 
 VENDORS = ("paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas")
-EXAMPLE_DAGS = ("sms_send_and_track", "sms_opt_out", "sms_report_sync", "sms_template_mapped")
+EXAMPLE_DAGS = (
+    "sms_send_and_track",
+    "sms_opt_out",
+    "sms_report_sync",
+    "sms_template_mapped",
+    "sms_marketing_campaign",
+)
 PUSH_CONN = "sms_paasw_v2"
 TERMINAL = {"success", "failed"}
 

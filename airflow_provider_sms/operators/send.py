@@ -263,7 +263,12 @@ class SmsSendOperator(BaseOperator):
         from airflow_provider_sms.sending import PlannedSend, SendSpec
         from airflow_provider_sms.store import SmsStore, TaskIdentity
 
-        hooks = [get_sms_hook(conn_id) for conn_id in (self.sms_conn_id, *self.fallback_conn_ids)]
+        conn_ids = [self.sms_conn_id, *self.fallback_conn_ids]
+        if len(set(conn_ids)) != len(conn_ids):  # as rendered: templates may name one connection twice
+            from airflow_provider_sms.errors import SmsConfigurationError
+
+            raise SmsConfigurationError(f"sms_conn_id and fallback_conn_ids name a connection twice: {conn_ids}")
+        hooks = [get_sms_hook(conn_id) for conn_id in conn_ids]
         hook = hooks[0]
         try:
             with SmsStore(self.store_conn_id, table_prefix=self.store_table_prefix) as store:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -50,8 +51,23 @@ CASES = [
         for v in ("paasw_v2", "paasw_v1")
     ),
     *(Case("sms_opt_out", v, env={"SMS_CONN_ID": f"sms_{v}"}) for v in INBOUND_VENDORS),
+    # the campaign on a working primary, and on one that refuses connections (everything fails over)
+    Case("sms_marketing_campaign", "paasw_v1", {"sms_conn_id": "sms_paasw_v1", "fallback_conn_id": "sms_cloud_mas"}),
+    Case(
+        "sms_marketing_campaign", "unreachable", {"sms_conn_id": "sms_unreachable", "fallback_conn_id": "sms_paasw_v2"}
+    ),
     Case("sms_report_sync", "all"),
 ]
+
+
+def quiet_hours_away_from_now() -> str:
+    """A quiet window on the recipients' clock (Asia/Shanghai) that opens 6 hours from now and lasts one: the
+    campaign's gate checks it for real, and no run of the check falls inside it whatever the time of day."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    return f"{(now + timedelta(hours=6)):%H:%M}-{(now + timedelta(hours=7)):%H:%M}"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -92,7 +108,14 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory, simulator: GatewaySimu
     env.pop("SMS_CONN_ID", None)
     env.pop("SMS_CONN_IDS", None)
     for vendor in VENDORS:
-        env[f"AIRFLOW_CONN_SMS_{vendor.upper()}"] = simulator.demo_connection_json(vendor)
+        # priced, so that the campaign's dry run estimates a cost
+        env[f"AIRFLOW_CONN_SMS_{vendor.upper()}"] = simulator.demo_connection_json(
+            vendor, price_per_part="0.045", currency="CNY"
+        )
+    unreachable = json.loads(simulator.demo_connection_json("paasw_v2", retries=0, price_per_part="0.045"))
+    unreachable["host"] = f"http://127.0.0.1:{closed_port()}"
+    env["AIRFLOW_CONN_SMS_UNREACHABLE"] = json.dumps(unreachable)
+    env["SMS_QUIET_HOURS"] = quiet_hours_away_from_now()
     result = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"],
         env=env,
@@ -103,6 +126,12 @@ def airflow_env(tmp_path_factory: pytest.TempPathFactory, simulator: GatewaySimu
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return env
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def dag_runs(env: dict[str, str], dag_id: str) -> list[tuple[int, str]]:
@@ -140,6 +169,16 @@ def test_example_dag_runs_green(case: Case, simulator: GatewaySimulator, airflow
             ).fetchone()
         assert (vendor, int(total), int(pending)) == (case.vendor, 300, 0)
         assert int(delivered) + int(failed) == 300
+    if case.dag_id == "sms_marketing_campaign":
+        summary = xcom(home, "sms_marketing_campaign", "send")
+        assert summary["accepted_numbers"] == 3000 and summary["canary"]["passed"] is True
+        carried = {c["conn_id"]: c["accepted_numbers"] for c in summary["connections"]}
+        if case.vendor == "unreachable":  # everything moved on, once
+            assert carried == {"sms_unreachable": 0, "sms_paasw_v2": 3000}
+        else:
+            assert carried == {"sms_paasw_v1": 3000}
+        assert xcom(home, "sms_marketing_campaign", "check_budget")["estimated_cost"] == "135.000"  # 3000 × 0.045
+        assert xcom(home, "sms_marketing_campaign", "wait_for_delivery")["total"] == 3000
     if case.dag_id == "sms_report_sync":
         with sqlite3.connect(home / "warehouse.db") as db:
             reports = db.execute("SELECT vendor, count(*) FROM sms_delivery_reports GROUP BY vendor").fetchall()
@@ -163,3 +202,14 @@ def test_example_dag_runs_green(case: Case, simulator: GatewaySimulator, airflow
         dags_test(env, "sms_report_sync")  # a second sync adds no row
         with sqlite3.connect(home / "warehouse.db") as db:
             assert db.execute("SELECT vendor, count(*) FROM sms_delivery_reports GROUP BY vendor").fetchall() == reports
+
+
+def xcom(home: Path, dag_id: str, task_id: str) -> Any:
+    """The return value the task pushed in the DAG's latest run, from the metadata database."""
+    with sqlite3.connect(home / "airflow.db") as db:
+        (value,) = db.execute(
+            """SELECT x.value FROM xcom x JOIN dag_run r ON r.id = x.dag_run_id
+            WHERE x.dag_id = ? AND x.task_id = ? AND x.key = 'return_value' ORDER BY r.id DESC LIMIT 1""",
+            (dag_id, task_id),
+        ).fetchone()
+    return json.loads(value)

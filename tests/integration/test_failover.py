@@ -264,3 +264,58 @@ def test_fallback_conn_ids_are_checked_at_dag_parse_time() -> None:
         send_op(mobiles=["13800000000"], fallback_conn_ids=["a", "a"])
     with pytest.raises(TypeError, match="a list of connection ids"):
         send_op(mobiles=["13800000000"], fallback_conn_ids="sms_backup")
+
+
+def test_the_deferrable_sensor_follows_every_connection(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, store_args: dict[str, Any]
+) -> None:
+    """The trigger carries the other connections' batches through its serialisation and checks them all."""
+    import asyncio
+
+    from airflow.exceptions import TaskDeferred
+
+    from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
+    from airflow_provider_sms.triggers.delivery import SmsDeliveryTrigger
+
+    monkeypatch.setattr(CloudMasHook, "pull_interval", 0.0)
+    primary(monkeypatch, sim, not_accepted_codes="40004")
+    set_balance(sim, "paasw_v2", "1000")
+    summary = send_op(fallback_conn_ids=["sms_cloud_mas"], mobiles=numbers(3000), **store_args).execute(task_context())
+    assert [c["accepted_numbers"] for c in summary["connections"]] == [1000, 2000]
+    ti = FakeTaskInstance(task_id="wait", xcoms={"send": summary})
+    wait = SmsDeliverySensor(
+        task_id="wait", sms_conn_id="sms_primary", send_task_id="send", deferrable=True, poke_interval=0.1, **store_args
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        wait.execute(task_context(ti))
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, SmsDeliveryTrigger)
+    _, kwargs = trigger.serialize()
+    assert kwargs["other_batches"] == {"sms_cloud_mas": summary["batch_ids_by_conn"]["sms_cloud_mas"]}
+    again = SmsDeliveryTrigger(**kwargs)  # as the triggerer builds it from the database
+
+    async def first_event() -> Any:
+        return await anext(again.run())
+
+    event = asyncio.run(asyncio.wait_for(first_event(), timeout=60))
+    outcome = wait.execute_complete(task_context(ti), event.payload)
+    assert outcome["total"] == 3000 and outcome["by_status"]["pending"] == 0
+    assert outcome["vendors"] == {"sms_primary": "paasw_v2", "sms_cloud_mas": "cloud_mas"}
+
+
+def test_a_canary_not_yet_judged_is_judged_where_its_numbers_went(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, store_args: dict[str, Any]
+) -> None:
+    """The primary refuses connections before its canary went out: the fallback sends the canary's numbers
+    first and alone, judges them, then sends the rest; every number once."""
+    from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
+
+    monkeypatch.setattr(CloudMasHook, "pull_interval", 0.0)
+    primary_that_refuses_connections(monkeypatch, sim)
+    op = send_op(fallback_conn_ids=["sms_paasw_v1"], mobiles=numbers(1500), canary=300, canary_timeout=30, **store_args)
+    summary = op.execute(task_context())
+    assert summary["canary"]["numbers"] == 300 and summary["canary"]["passed"] is True
+    counts = accepted(sim, "paasw_v1")
+    assert len(counts) == 1500 and set(counts.values()) == {1}
+    backup = summary["connections"][1]
+    assert backup["conn_id"] == "sms_paasw_v1" and backup["accepted_numbers"] == 1500
