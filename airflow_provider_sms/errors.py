@@ -114,6 +114,12 @@ class SmsCanaryFailedError(SmsError, AirflowFailException):
         self.canary = canary or {}
 
 
+class SmsConcurrentSendError(SmsError):
+    """Another try of the same task instance is sending the same plan (a try Airflow took for dead, and its
+    retry): a request this try was about to send was claimed by the other first, so this try stops and
+    leaves the plan to it. Nothing was sent twice; a later retry finishes what neither sent."""
+
+
 class SmsCostLimitError(SmsInvalidRequestError):
     """The send's estimated cost is above the author's ``max_cost``; nothing was sent."""
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, ClassVar, Final, Literal, TypeVar
+from typing import Any, ClassVar, Final, Literal, NamedTuple, TypeVar
 
 DeliveryStatus = Literal["delivered", "failed", "pending", "expired"]
 DELIVERED: Final = "delivered"
@@ -191,6 +191,22 @@ class PlanRequest:
     batch_id: str | None = None
     sending_at: datetime | None = None
     reason: str | None = None
+    #: ``sending_at`` exactly as the store holds it ("" for none): what a claim on the row compares
+    sending_mark: str = ""
+
+
+class IntentClaim(NamedTuple):
+    """A request a try means to send, as that try last read its row. Its intent is stored only if no other
+    try changed the row since (state and intent time both as read), so that a try Airflow took for dead and
+    its retry never both send one request."""
+
+    key: str
+    state: str
+    sending_at: str
+
+    @classmethod
+    def of(cls, request: PlanRequest) -> IntentClaim:
+        return cls(request.key, request.state, request.sending_mark)
 
 
 @dataclass(frozen=True)

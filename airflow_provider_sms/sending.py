@@ -39,6 +39,7 @@ from airflow_provider_sms import metrics
 from airflow_provider_sms.cost import estimate, parse_amount, render, total_parts
 from airflow_provider_sms.errors import (
     SmsCanaryFailedError,
+    SmsConcurrentSendError,
     SmsConfigurationError,
     SmsCostLimitError,
     SmsInsufficientBalanceError,
@@ -54,6 +55,7 @@ from airflow_provider_sms.records import (
     SENDING,
     SKIPPED,
     UNKNOWN,
+    IntentClaim,
     PlanRequest,
     SendReceipt,
     StoredPlan,
@@ -946,6 +948,7 @@ class PlannedSend:
     ) -> list[PlanRequest]:
         """Record as accepted the unknown requests that stored reports prove; the rest stay unknown."""
         hook = self.hook
+        unknown = self._accepted_elsewhere(unknown, batch_by_index, tally, wire)
         far_past = datetime.fromtimestamp(0, timezone.utc)
         found, self._evidence_seq = self.store.acceptance_evidence(
             hook.vendor, self._evidence_seq, {r.key: (r.sending_at or far_past, r.mobiles) for r in unknown}
@@ -968,6 +971,32 @@ class PlannedSend:
                 r.index + 1,
                 len(r.mobiles),
                 batch_id,
+            )
+        return remaining
+
+    def _accepted_elsewhere(
+        self, unknown: list[PlanRequest], batch_by_index: dict[int, str], tally: SendTally, wire: WireCounts
+    ) -> list[PlanRequest]:
+        """Unknown requests that another try, still running beside this one, has since had accepted: the
+        store says so, no report needed."""
+        if not unknown:
+            return unknown
+        records = self.store.accepted_requests([r.key for r in unknown])
+        remaining = []
+        for r in unknown:
+            record = records.get(r.key)
+            if record is None or record.state != ACCEPTED or not record.batch_id:
+                remaining.append(r)
+                continue
+            batch_by_index[r.index] = record.batch_id
+            tally.resolved += 1
+            tally.accepted_numbers += len(r.mobiles)
+            wire.accepted += len(r.mobiles)
+            self.log.info(
+                "%s: request #%d was recorded as accepted (batch %s) by another try of this task instance",
+                self.hook.vendor,
+                r.index + 1,
+                record.batch_id,
             )
         return remaining
 
@@ -1205,7 +1234,7 @@ class _Sender:
         self._stopped.clear()
         self._failure = None
         first = [self._queue.popleft() for _ in range(min(owner.policy.max_concurrency, len(self._queue)))]
-        missing = [r.key for r in first if r.key not in intents_stored]
+        missing = [IntentClaim.of(r) for r in first if r.key not in intents_stored]
         if missing:
             owner.store.mark_sending(missing)  # one commit for the first requests of a try
         if len(first) == 1:
@@ -1302,14 +1331,21 @@ class _Sender:
                 store.release_intent(row.key, f"{type(exc).__name__}: {exc}")
             raise
         following = self._next()
-        store.record_accepted(
+        claimed = store.record_accepted(
             row.key,
             receipt,
             conn_id=owner.conn_id,
             task=owner.task,
-            next_intent=following.key if following is not None else None,
+            next_intent=IntentClaim.of(following) if following is not None else None,
         )
         self._accepted(row, request, receipt)
+        if not claimed:
+            assert following is not None
+            raise SmsConcurrentSendError(
+                f"{owner.hook.vendor}: request #{following.index + 1} was taken by another try of the same task "
+                "instance (one Airflow took for dead, and its retry) before this one could send it: this try "
+                "sends nothing more and leaves the plan to that one"
+            )
         return following
 
     def _count_failed(self, row: PlanRequest, *, unknown: bool) -> None:

@@ -205,6 +205,28 @@ class SmsSendOperator(BaseOperator):
         self.quiet_hours = quiet_hours
         self._vendor_endpoint: VendorEndpoint | None = None
 
+    # The send settings live in ``self.policy`` (checked once, at parse time); these read them as the
+    # operator's attributes did before ``SendPolicy`` existed, for DAG code and tests that look at them.
+    @property
+    def max_concurrency(self) -> int:
+        return self.policy.max_concurrency
+
+    @property
+    def on_unknown(self) -> str:
+        return self.policy.on_unknown
+
+    @property
+    def unknown_grace_period(self) -> float:
+        return self.policy.unknown_grace_period
+
+    @property
+    def on_plan_change(self) -> str:
+        return self.policy.on_plan_change
+
+    @property
+    def skip_opted_out(self) -> bool:
+        return self.policy.skip_opted_out
+
     def _options(self) -> dict[str, Any]:
         scheduled = self.scheduled_at
         if isinstance(scheduled, str) and scheduled:

@@ -26,6 +26,7 @@ from airflow_provider_sms.records import (
     SENDING,
     SKIPPED,
     UNKNOWN,
+    IntentClaim,
     PlanRequest,
     SendReceipt,
     StoredPlan,
@@ -199,7 +200,7 @@ _ACCEPT_PLANNED = """UPDATE {p}requests SET
         sending_at = CASE WHEN idempotency_key = ? THEN sending_at ELSE ? END,
         updated_at = ?
     WHERE (idempotency_key = ? AND state <> 'accepted')
-       OR (idempotency_key = ? AND state IN ('planned', 'sending', 'unknown'))"""
+       OR (idempotency_key = ? AND state = ? AND COALESCE(sending_at, '') = ?)"""
 # One round trip before recording: this key's state, the batch's accepted requests (a vendor that
 # reuses batch ids), and the final reports that came before this call.
 _BEFORE_RECORDING = f"""SELECT 'state', state, batch_id FROM {{p}}requests WHERE idempotency_key = ?
@@ -208,7 +209,6 @@ _BEFORE_RECORDING = f"""SELECT 'state', state, batch_id FROM {{p}}requests WHERE
     UNION ALL SELECT 'report', mobile, status FROM {{p}}delivery_reports
         WHERE vendor = ? AND batch_id = ? AND status IN (?, ?, ?)"""
 _PLAN_COLUMNS = ("plan_key", "generation", "inputs", "numbers", "opted_out", "report_seq")
-_OPEN_STATES = (PLANNED, SENDING, UNKNOWN)
 
 
 class SendLedger(StoreSection):
@@ -229,16 +229,17 @@ class SendLedger(StoreSection):
         *,
         conn_id: str,
         task: TaskIdentity,
-        next_intent: str | None = None,
-    ) -> None:
+        next_intent: IntentClaim | None = None,
+    ) -> bool:
         """Record, in one transaction, that the vendor accepted ``key`` as ``receipt.batch_id``.
 
         One row per request, its numbers a JSON list in it: recording costs the same for one number
         or a thousand. Recording a key that is already accepted changes nothing; an ``unknown`` one is
         upgraded. Reports that arrived before this call are counted into the new request's counters.
 
-        ``next_intent``: a planned request that goes out next, marked ``sending`` in the same commit,
-        so the intent of every request is durable before it leaves at no extra commit.
+        ``next_intent``: the request that goes out next, marked ``sending`` in the same commit, so the intent
+        of every request is durable before it leaves at no extra commit. Returns whether that intent was
+        stored: False when another try changed its row first (the acceptance is recorded all the same).
         """
         db = self._db
         now = now_text()
@@ -253,8 +254,7 @@ class SendLedger(StoreSection):
             for kind, first, second in cur.fetchall():
                 found[kind].append((first, second))
             if found["state"] and found["state"][0][0] == ACCEPTED:
-                if next_intent is not None:
-                    self._mark_sending(cur, [next_intent], now)
+                claimed = next_intent is None or self._mark_sending(cur, [next_intent], now) == 1
                 recorded_batch = found["state"][0][1]
                 if recorded_batch != receipt.batch_id:
                     log.warning(
@@ -264,23 +264,20 @@ class SendLedger(StoreSection):
                         recorded_batch,
                         receipt.batch_id,
                     )
-                return
+                return claimed
             earlier, finals = found["request"], found["report"]
             if found["state"] and not (earlier or finals):
                 # The usual planned request, the first of its batch with no report before it: its row counts
                 # its (distinct) numbers already, so no number of it needs looking at.
-                self._accept_planned(cur, key, receipt, (None, 0, 0), now, next_intent)
-                return
+                return self._accept_planned(cur, key, receipt, (None, 0, 0), now, next_intent)
             counted = set(receipt.mobiles)  # a set, not the ordered list the row may need: half the cost
             if earlier:
                 counted.difference_update(SentBatch(earlier).index())
             delivered = sum(1 for mobile, status in finals if status == DELIVERED and mobile in counted)
             failed = sum(1 for mobile, status in finals if status in (FAILED, EXPIRED) and mobile in counted)
             if found["state"]:
-                self._accept_planned(cur, key, receipt, (len(counted), delivered, failed), now, next_intent)
-                return
-            if next_intent is not None:
-                self._mark_sending(cur, [next_intent], now)
+                return self._accept_planned(cur, key, receipt, (len(counted), delivered, failed), now, next_intent)
+            claimed = next_intent is None or self._mark_sending(cur, [next_intent], now) == 1
             self._upsert_request(
                 cur,
                 key,
@@ -295,6 +292,7 @@ class SendLedger(StoreSection):
                 mobiles=list(dict.fromkeys(receipt.mobiles)),
                 submitted_at=utc_text(receipt.submitted_at),
             )
+            return claimed
 
     def _accept_planned(
         self,
@@ -303,16 +301,19 @@ class SendLedger(StoreSection):
         receipt: SendReceipt,
         counts: tuple[int | None, int, int],
         now: str,
-        next_intent: str | None,
-    ) -> None:
+        next_intent: IntentClaim | None,
+    ) -> bool:
         """A request with a row (planned, or left unknown): its row holds its numbers already, so only its
         outcome is written, and the next request's intent rides in the same statement (one round trip,
-        one commit). ``counts``: total (None: the row's own), delivered, failed."""
+        one commit). ``counts``: total (None: the row's own), delivered, failed. Returns whether the intent
+        was stored (the statement changed both rows)."""
         outcome = (receipt.batch_id, *counts, utc_text(receipt.submitted_at))
+        claim = next_intent or IntentClaim(key, "", "")  # none: a clause that matches no row
         cur.execute(
             self._db.sql(_ACCEPT_PLANNED),
-            (key, *(v for value in outcome for v in (key, value)), key, now, now, key, next_intent or key),
+            (key, *(v for value in outcome for v in (key, value)), key, now, now, key, *claim),
         )
+        return next_intent is None or cur.rowcount == 2
 
     def _upsert_request(
         self,
@@ -412,6 +413,7 @@ class SendLedger(StoreSection):
                 batch_id=batch_id,
                 sending_at=datetime.fromisoformat(sending_at) if sending_at else None,
                 reason=reason,
+                sending_mark=sending_at or "",
             )
             for key, index, state, mobiles, batch_id, sending_at, reason in rows
         )
@@ -495,8 +497,10 @@ class SendLedger(StoreSection):
         replaces: str | None,
     ) -> int:
         """The plan's row (new, replacing an earlier plan, or the same plan grown) and ``requests``' rows;
-        returns the report sequence the plan starts after (kept when the same plan grows)."""
+        returns the report sequence the plan starts after (kept when the same plan grows). A new plan whose
+        key is stored already was made by a try running beside this one: ``SmsConcurrentSendError``."""
         db = self._db
+        grows = len(requests) != len(plan.requests)  # requests added to those it has
         now = now_text()
         rows = [
             (
@@ -532,7 +536,8 @@ class SendLedger(StoreSection):
                     requests = excluded.requests, opted_out = excluded.opted_out,
                     report_seq = CASE WHEN {p}send_plans.plan_key = excluded.plan_key
                         THEN {p}send_plans.report_seq ELSE excluded.report_seq END,
-                    updated_at = excluded.updated_at"""
+                    updated_at = excluded.updated_at
+                WHERE {p}send_plans.plan_key <> excluded.plan_key OR ?"""
             ),
             (
                 plan.task_key,
@@ -548,8 +553,16 @@ class SendLedger(StoreSection):
                 report_seq,
                 now,
                 now,
+                grows,
             ),
         )
+        if cur.rowcount != 1:  # the same plan key stored already, by a try running beside this one
+            from airflow_provider_sms.errors import SmsConcurrentSendError
+
+            raise SmsConcurrentSendError(
+                f"plan {plan.plan_key} was stored by another try of the same task instance running at the same "
+                "time (one Airflow took for dead, and its retry): this try sends nothing and leaves it to that one"
+            )
         cur.execute(db.sql("SELECT report_seq FROM {p}send_plans WHERE task_key = ?"), (plan.task_key,))
         report_seq = int(cur.fetchone()[0])  # a plan grown by a hand-over keeps its own
         if replaces is not None:
@@ -604,23 +617,31 @@ class SendLedger(StoreSection):
                     latest = value
         return datetime.fromisoformat(latest) if latest else None
 
-    def mark_sending(self, keys: Sequence[str]) -> None:
-        """Store the intent of requests about to go out (a resend of an unknown one included)."""
-        with self._db.transaction(write=True) as cur:
-            self._mark_sending(cur, keys, now_text())
+    def mark_sending(self, claims: Sequence[IntentClaim]) -> None:
+        """Store the intent of requests about to go out (a resend of an unknown one included), all or none:
+        raises ``SmsConcurrentSendError``, storing none, when another try changed one of their rows first."""
+        from airflow_provider_sms.errors import SmsConcurrentSendError
 
-    def _mark_sending(self, cur: Any, keys: Sequence[str], now: str) -> None:
-        if not keys:
-            return
-        marks = ", ".join("?" * len(_OPEN_STATES))
-        sql = (
-            f"UPDATE {{p}}requests SET state = ?, sending_at = ?, updated_at = ? "
-            f"WHERE idempotency_key = ? AND state IN ({marks})"
+        with self._db.transaction(write=True) as cur:
+            stored = self._mark_sending(cur, claims, now_text())
+            if stored != len(claims):
+                raise SmsConcurrentSendError(
+                    f"{len(claims) - stored} of the {len(claims)} requests this try was about to send were taken "
+                    "by another try of the same task instance (one Airflow took for dead, and its retry): this "
+                    "try sent nothing more and leaves them to it"
+                )
+
+    def _mark_sending(self, cur: Any, claims: Sequence[IntentClaim], now: str) -> int:
+        """The intents of ``claims`` whose rows are as their try read them; returns how many were stored."""
+        sql = self._db.sql(
+            "UPDATE {p}requests SET state = ?, sending_at = ?, updated_at = ? "
+            "WHERE idempotency_key = ? AND state = ? AND COALESCE(sending_at, '') = ?"
         )
-        if len(keys) == 1:  # the usual case: the next request's intent, inside an acceptance's commit
-            cur.execute(self._db.sql(sql), (SENDING, now, now, keys[0], *_OPEN_STATES))
-        else:
-            self._db.execute_many(cur, sql, [(SENDING, now, now, key, *_OPEN_STATES) for key in keys])
+        stored = 0
+        for claim in claims:  # one, inside an acceptance's commit, or the few of a try's start
+            cur.execute(sql, (SENDING, now, now, *claim))
+            stored += max(cur.rowcount, 0)
+        return stored
 
     def release_intent(self, key: str, reason: str) -> None:
         """The request surely did not go out (or the vendor refused it): it may be sent again later."""

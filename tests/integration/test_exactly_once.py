@@ -308,3 +308,67 @@ def test_a_batch_that_also_messaged_other_numbers_is_no_evidence(home: Path) -> 
         assert store.acceptance_evidence("paasw_v2", 0, unknown)[0] == {}
         store.save_reports([DeliveryReport("paasw_v2", "OURS", "13800000002", DELIVERED, "DELIVRD", "", None)])
         assert store.acceptance_evidence("paasw_v2", 0, unknown)[0] == {"k": "OURS"}
+
+
+def test_a_try_taken_for_dead_and_its_retry_never_send_one_request_twice(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, store_args: dict[str, Any]
+) -> None:
+    """A try Airflow took for dead keeps running while its retry starts (a network partition): both execute
+    one stored plan at once. The old try's reply to request #3 is late; meanwhile the retry claims and sends
+    #4. When the old try records #3 and claims #4 as its next request, the claim fails: it stops, sending
+    nothing twice, and the retry, seeing #3 recorded by the other, counts it as resolved and finishes."""
+    from airflow_provider_sms.errors import SmsConcurrentSendError
+    from airflow_provider_sms.hooks import paasw_v2
+
+    real = paasw_v2.PaaswV2Hook._submit
+    old_try_waits, retry_sent = threading.Event(), threading.Event()
+
+    def submit(self: SmsHook, request: Any) -> Any:
+        receipt = real(self, request)  # the vendor accepted it
+        if threading.current_thread().name == "old-try" and request.index == 2:
+            old_try_waits.set()
+            assert retry_sent.wait(30), "the retry never sent request #4"
+        elif threading.current_thread().name == "retry" and request.index == 3:
+            retry_sent.set()
+        return receipt
+
+    monkeypatch.setattr(paasw_v2.PaaswV2Hook, "_submit", submit)
+    outcome: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        try:
+            outcome[name] = send_op(mobiles=numbers(8000), unknown_grace_period=20, **store_args).execute(
+                task_context()
+            )
+        except Exception as exc:  # what each try ended with is the test's to judge
+            outcome[name] = exc
+
+    old_try = threading.Thread(target=run, args=("old-try",), name="old-try")
+    old_try.start()
+    assert old_try_waits.wait(30)
+    retry = threading.Thread(target=run, args=("retry",), name="retry")
+    retry.start()
+    old_try.join(60)
+    retry.join(60)
+    assert isinstance(outcome["old-try"], SmsConcurrentSendError), outcome["old-try"]
+    assert "request #4 was taken by another try" in str(outcome["old-try"])
+    summary = outcome["retry"]
+    assert isinstance(summary, dict), summary
+    assert (summary["accepted_numbers"], summary["resolved_requests"]) == (8000, 1)
+    assert ledger(sim, "paasw_v2") == dict.fromkeys(numbers(8000), 1)
+
+
+def test_a_plan_stored_by_a_try_running_beside_this_one_is_left_to_it(
+    sim: GatewaySimulator, store_args: dict[str, Any]
+) -> None:
+    """Two first tries at once both plan; the store keeps one plan, and the try that did not store it sends
+    nothing."""
+    from airflow_provider_sms.errors import SmsConcurrentSendError
+    from airflow_provider_sms.records import StoredPlan
+    from airflow_provider_sms.store import TaskIdentity
+
+    with SmsStore(store_args.get("store_conn_id"), table_prefix=store_args.get("store_table_prefix", "sms_")) as store:
+        plan = StoredPlan(task_key="t", plan_key="t-1", generation=1, inputs={}, numbers=0, opted_out=0, requests=())
+        store.save_plan(plan, vendor="paasw_v2", conn_id="c", task=TaskIdentity())
+        with pytest.raises(SmsConcurrentSendError, match="stored by another try"):
+            store.save_plan(plan, vendor="paasw_v2", conn_id="c", task=TaskIdentity())

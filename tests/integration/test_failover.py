@@ -272,7 +272,7 @@ def test_the_deferrable_sensor_follows_every_connection(
     """The trigger carries the other connections' batches through its serialisation and checks them all."""
     import asyncio
 
-    from airflow.exceptions import TaskDeferred
+    from airflow.sdk.exceptions import TaskDeferred
 
     from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
     from airflow_provider_sms.triggers.delivery import SmsDeliveryTrigger

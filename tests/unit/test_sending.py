@@ -37,6 +37,9 @@ def test_the_operator_hands_its_settings_over_whole() -> None:
         skip_opted_out=False,
     )
     assert op.policy == SendPolicy(4, "resend", 90.0, "new_plan", skip_opted_out=False)
+    # read as the operator's attributes too, as before the policy held them
+    read = (op.max_concurrency, op.on_unknown, op.unknown_grace_period, op.on_plan_change, op.skip_opted_out)
+    assert read == (4, "resend", 90.0, "new_plan", False)
     with pytest.raises(ValueError, match="unknown_grace_period must not be negative"):
         SmsSendOperator(task_id="t", sms_conn_id="x", mobiles="1", content="hi", unknown_grace_period=-1)
     assert SendPolicy(unknown_grace_period=-5).unknown_grace_period == 0.0  # a direct caller's negative: none
