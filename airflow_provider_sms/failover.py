@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_sms.canary import CANARY_REQUESTS
 from airflow_provider_sms.errors import SmsConfigurationError, SmsOutcomeUnknownError
 from airflow_provider_sms.records import PLANNED, PlanRequest, StoredPlan
 from airflow_provider_sms.sending import (
-    CANARY_REQUESTS,
     HANDED_OVER_FROM,
     PlannedSend,
     SendPolicy,

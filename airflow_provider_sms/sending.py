@@ -36,9 +36,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from airflow_provider_sms import metrics
+from airflow_provider_sms.canary import CANARY_REQUESTS, CanaryJudge
 from airflow_provider_sms.cost import estimate, parse_amount, render, total_parts
 from airflow_provider_sms.errors import (
-    SmsCanaryFailedError,
     SmsConcurrentSendError,
     SmsConfigurationError,
     SmsCostLimitError,
@@ -81,8 +81,6 @@ DEFAULT_UNKNOWN_GRACE_PERIOD: Final = 600.0
 HANDED_OVER_FROM: Final = "handed_over_from"
 DEFAULT_CANARY_MIN_DELIVERED: Final = 0.9
 DEFAULT_CANARY_TIMEOUT: Final = 3600.0
-#: report pulls per canary check: a check stores what is new, it does not drain a backlog of other sends
-CANARY_MAX_PULLS: Final = 20
 #: numbers per opt-out lookup: bounds the lookup's own memory on very large lists
 OPT_OUT_LOOKUP_CHUNK: Final = 50_000
 _DIGEST_SLICE = 10_000  # numbers hashed per update: no joined copy of a million-number list
@@ -185,7 +183,6 @@ def request_key(plan_key: str, index: int) -> str:
 
 
 #: what a plan stores with its inputs that it learnt while planning: not compared with a retry's inputs
-CANARY_REQUESTS: Final = "canary_requests"
 _PLANNED_FACTS: Final = (CANARY_REQUESTS,)
 
 
@@ -300,60 +297,6 @@ class WireCounts:
 
 
 @dataclass
-class CanaryVerdict:
-    """The canary's delivery counts after one check, and whether it passed (None: not decided yet).
-
-    ``pending`` numbers count as not delivered once the timeout has passed.
-    """
-
-    numbers: int
-    delivered: int
-    failed: int
-    min_delivered: float
-    passed: bool | None = None
-    timed_out: bool = False
-    #: final reports by vendor code, once decided
-    by_code: dict[str, int] = field(default_factory=dict)
-    #: undecided, deferrable: when to check again
-    check_again_at: datetime | None = None
-
-    @property
-    def pending(self) -> int:
-        return self.numbers - self.delivered - self.failed
-
-    @property
-    def share(self) -> float:
-        return self.delivered / self.numbers if self.numbers else 1.0
-
-    def decide(self, *, timed_out: bool) -> None:
-        """Decided as soon as more reports cannot change the outcome; at the timeout, pending is not delivered."""
-        if self.share >= self.min_delivered:
-            self.passed = True
-        elif not self.numbers or (self.delivered + self.pending) / self.numbers < self.min_delivered:
-            self.passed = False
-        elif timed_out:
-            self.passed, self.timed_out = False, True
-
-    def describe(self) -> str:
-        late = " at the timeout" if self.timed_out else ""
-        return (
-            f"{self.delivered} of {self.numbers} numbers delivered ({self.share:.1%}), "
-            f"{self.failed} failed, {self.pending} pending{late}"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "numbers": self.numbers,
-            "delivered": self.delivered,
-            "failed": self.failed,
-            "pending": self.pending,
-            "share": round(self.share, 4),
-            "passed": self.passed,
-            "by_code": dict(self.by_code),
-        }
-
-
-@dataclass
 class SendResult:
     """The outcome of ``PlannedSend.run``: a summary, or a time to look again for evidence."""
 
@@ -400,7 +343,13 @@ class PlannedSend:
         #: it were left unknown (``failover`` reads both)
         self.stopped_summary: dict[str, Any] | None = None
         self.unknown_left = 0
-        self._canary: CanaryVerdict | None = None  # the canary's counts, once judged (for the summary)
+        self.canary = CanaryJudge(
+            hook,
+            store,
+            min_delivered=self.policy.canary_min_delivered,
+            timeout=self.policy.canary_timeout,
+            logger=self.log,
+        )
 
     @property
     def conn_id(self) -> str:
@@ -434,7 +383,7 @@ class PlannedSend:
         key = task_key(self.namespace, self.conn_id, self.task)
         plan = self.store.find_plan(key)
         if self.policy.canary is not None:
-            self._check_canary_reports()
+            self.canary.require_reports()
         if plan is not None and planned_from(plan.inputs) != inputs:
             changes = plan_changes(plan.inputs, inputs)
             if self.policy.on_plan_change == FAIL:
@@ -674,7 +623,7 @@ class PlannedSend:
         elif unknown:
             self._evidence_seq = plan.report_seq
             unknown = self._resolve(unknown, batch_by_index, tally, wire)
-        canary = self._canary_to_judge(plan, batch_by_index)
+        canary = self.canary.to_judge(plan, batch_by_index)
         in_canary = {r.index for r in canary}
         # while the canary waits for its verdict nothing after it goes out
         queue.extend(
@@ -757,14 +706,14 @@ class PlannedSend:
     ) -> SendResult:
         """The canary is accepted: wait for its verdict, then send the rest, or fail with nothing more sent."""
         hook, tally, batch_by_index = self.hook, sender.tally, sender.batch_by_index
-        verdict = self._await_canary(canary, batch_by_index, wait=wait)
+        verdict = self.canary.await_verdict(canary, batch_by_index, wait=wait)
         summary = self._summary(plan, batch_by_index, tally)
         if verdict.passed is None:  # a deferrable send: the triggerer waits for the next check
             return SendResult(summary, check_again_at=verdict.check_again_at, carried=tally.carry())
         in_canary = {r.index for r in canary}
         rest = [r for r in plan.requests if r.state == PLANNED and r.index in requests and r.index not in in_canary]
         if not verdict.passed:
-            self._canary_failed(verdict, rest, summary)
+            self.canary.fail(verdict, rest, summary)
         self.log.info(
             "%s: the canary passed (%s); sending the rest: %d numbers in %s",
             hook.vendor,
@@ -781,117 +730,6 @@ class PlannedSend:
         if admission.held:
             return self._held(admission, summary, tally, wait=wait)
         return SendResult(summary)
-
-    # ------------------------------------------------------------------ canary sends
-
-    def _check_canary_reports(self) -> None:
-        """A canary is judged by its delivery reports: a vendor without them cannot have one."""
-        from airflow_provider_sms.hooks.base import REPORTS
-
-        if not self.hook.supports(REPORTS):
-            raise SmsConfigurationError(
-                f"{self.hook.vendor} has no delivery reports, so a canary cannot be judged: leave canary unset; "
-                "nothing was sent in this try"
-            )
-
-    def _canary_to_judge(self, plan: StoredPlan, batch_by_index: Mapping[int, str]) -> list[PlanRequest]:
-        """The canary's requests while its verdict is still to come; none without a canary, or once a
-        request after it has gone out (it passed in an earlier try: never judged, nor waited for, again)."""
-        canary_requests = int(plan.inputs.get(CANARY_REQUESTS, 0))
-        self._canary = None
-        if not canary_requests:
-            return []
-        canary = [r for r in plan.requests if r.index < canary_requests]
-        if any(r.state == MOVED for r in plan.requests if r.index >= canary_requests):
-            self.log.info(
-                "%s: the rest of the send moved to the next connection (failover), which judges the canary's "
-                "numbers it was handed",
-                self.hook.vendor,
-            )
-            return []
-        if any(r.state in (SENDING, UNKNOWN, ACCEPTED) for r in plan.requests if r.index >= canary_requests):
-            verdict = self._judge_canary(canary, batch_by_index, None, pull=False)
-            verdict.passed = True
-            self._canary = verdict
-            self.log.info(
-                "%s: the canary passed in an earlier try and the rest has started; not judged again", self.hook.vendor
-            )
-            return []
-        return canary
-
-    def _await_canary(
-        self, canary: Sequence[PlanRequest], batch_by_index: Mapping[int, str], *, wait: bool
-    ) -> CanaryVerdict:
-        """Check the canary's reports every few seconds until its verdict cannot change or the timeout (from
-        its last request's acceptance) passes. ``wait=False``: one check, and when undecided the verdict says
-        when to check again (the worker slot is given back meanwhile)."""
-        keys = [r.key for r in canary if r.index in batch_by_index]
-        last = self.store.last_submitted(keys) if keys else None
-        deadline = (last or datetime.now(timezone.utc)) + timedelta(seconds=self.policy.canary_timeout)
-        interval = min(30.0, max(0.2, self.policy.canary_timeout / 60))
-        while True:
-            verdict = self._judge_canary(canary, batch_by_index, deadline, pull=True)
-            self._canary = verdict
-            if verdict.passed is not None:
-                return verdict
-            now = datetime.now(timezone.utc)
-            next_check = min(deadline, now + timedelta(seconds=interval))
-            self.log.info(
-                "%s: canary: %s; waiting for its reports until %s at the latest",
-                self.hook.vendor,
-                verdict.describe(),
-                deadline.isoformat(timespec="seconds"),
-            )
-            if not wait:
-                verdict.check_again_at = next_check
-                return verdict
-            time.sleep(max(0.0, (next_check - now).total_seconds()))
-
-    def _judge_canary(
-        self,
-        canary: Sequence[PlanRequest],
-        batch_by_index: Mapping[int, str],
-        deadline: datetime | None,
-        *,
-        pull: bool,
-    ) -> CanaryVerdict:
-        """One check: store the reports the vendor hands out (as a delivery sensor does), count the canary's
-        batches, and decide where the outcome can no longer change."""
-        from airflow_provider_sms.pulling import pull_reports
-
-        hook = self.hook
-        batches = [batch_by_index[r.index] for r in canary if r.index in batch_by_index]
-        if pull and batches:
-            try:
-                pull_reports(hook, self.store, batch_ids=batches, max_pulls=CANARY_MAX_PULLS)
-            except Exception as exc:  # reports may still reach the store (pushed): count what is there
-                self.log.warning("%s: pulling the canary's delivery reports failed: %s", hook.vendor, exc)
-        progress = self.store.batch_progress(hook.vendor, batches) if batches else None
-        verdict = CanaryVerdict(
-            numbers=progress.total if progress else 0,
-            delivered=progress.delivered if progress else 0,
-            failed=progress.failed if progress else 0,
-            min_delivered=self.policy.canary_min_delivered,
-        )
-        timed_out = deadline is not None and datetime.now(timezone.utc) >= deadline
-        verdict.decide(timed_out=timed_out)
-        if (verdict.passed is not None or not pull) and batches:
-            verdict.by_code = self.store.status_counts(hook.vendor, batches)["by_code"]
-        return verdict
-
-    def _canary_failed(self, verdict: CanaryVerdict, rest: Sequence[PlanRequest], summary: dict[str, Any]) -> None:
-        hook = self.hook
-        by_count = sorted(verdict.by_code.items(), key=lambda item: -item[1])
-        codes = ", ".join(f"{code or '(none)'}: {n}" for code, n in by_count)
-        not_sent = sum(len(r.mobiles) for r in rest)
-        summary.update(not_sent_requests=len(rest), not_sent_numbers=not_sent, not_sent_reason="the canary failed")
-        self.log.error("%s: send summary %s", hook.vendor, summary)
-        raise SmsCanaryFailedError(
-            f"{hook.vendor}: the canary failed: {verdict.describe()}, below canary_min_delivered="
-            f"{verdict.min_delivered:.0%}; reports by vendor code: {codes or 'none'}. The rest of the send "
-            f"({not_sent} numbers in {_count(len(rest), 'request')}) was not sent",
-            verdict.to_dict(),
-        )
 
     def _admit(self, rows: Sequence[PlanRequest], *, fresh: bool = False) -> Admission:
         """Quiet hours: the requests that may go out now and those held, and until when."""
@@ -1039,7 +877,7 @@ class PlannedSend:
             "parts": self._parts,
             **self._cost_fields(tally.numbers),
             **moved_numbers(plan),
-            **({"canary": self._canary.to_dict()} if self._canary is not None else {}),
+            **({"canary": self.canary.verdict.to_dict()} if self.canary.verdict is not None else {}),
         }
 
     # ------------------------------------------------------------------ dry run, cost and balance
@@ -1411,7 +1249,6 @@ __all__ = [
     "FAIL",
     "NEW_PLAN",
     "RESEND",
-    "CanaryVerdict",
     "PlannedSend",
     "SendPolicy",
     "SendResult",

@@ -21,10 +21,10 @@ import requests
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
+from airflow_provider_sms.canary import CanaryJudge
 from airflow_provider_sms.errors import SmsCanaryFailedError, SmsPlanChangedError
 from airflow_provider_sms.hooks.base import SmsHook
 from airflow_provider_sms.operators import SmsSendOperator
-from airflow_provider_sms.sending import PlannedSend
 from airflow_provider_sms.simulator import GatewaySimulator
 from airflow_provider_sms.store import SmsStore
 from airflow_provider_sms.testing import FakeTaskInstance, task_context
@@ -229,7 +229,7 @@ def test_a_retry_after_the_canary_passed_sends_only_the_rest_and_does_not_judge_
         raise AssertionError("a retry judged (and would wait for) a canary that had passed")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(PlannedSend, "_await_canary", judged_again)
+        patch.setattr(CanaryJudge, "await_verdict", judged_again)
         # the dead try left request #3 "sending" (it never reached the vendor): resent after a short grace
         retry = send_op(mobiles=numbers(2500), on_unknown="resend", unknown_grace_period=0.3, **store_args)
         summary = retry.execute(task_context())
