@@ -369,6 +369,24 @@ class Database:
 
         return read
 
+    def execute_counted(self, cur: Any, sql: str, params: Sequence[Any]) -> Callable[[], int]:
+        """Run one statement; the rows it changed, read when the returned function is called. In a
+        :meth:`pipeline` the count arrives with the commit, so call it after the transaction."""
+        if not self._pipelines:
+            cur.execute(sql, params)
+            count = max(cur.rowcount, 0)
+            return lambda: count
+        own = cur.connection.cursor()  # not closed with ``cur``: its count is read after the commit
+        own.execute(sql, params)
+
+        def read() -> int:
+            try:
+                return max(own.rowcount, 0)
+            finally:
+                own.close()
+
+        return read
+
     def insert_returning_ids(self, cur: Any, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
         """INSERT one row per parameter set (``sql`` without RETURNING); the new rows' ids, in order."""
         returning = self._dialect.returning

@@ -208,6 +208,9 @@ _BEFORE_RECORDING = f"""SELECT 'state', state, batch_id FROM {{p}}requests WHERE
         WHERE r.vendor = ? AND r.batch_id = ? AND r.state = 'accepted'
     UNION ALL SELECT 'report', mobile, status FROM {{p}}delivery_reports
         WHERE vendor = ? AND batch_id = ? AND status IN (?, ?, ?)"""
+# A request's intent, stored only if its row is as the claiming try read it (``IntentClaim``).
+_CLAIM_INTENT = """UPDATE {p}requests SET state = ?, sending_at = ?, updated_at = ?
+    WHERE idempotency_key = ? AND state = ? AND COALESCE(sending_at, '') = ?"""
 _PLAN_COLUMNS = ("plan_key", "generation", "inputs", "numbers", "opted_out", "report_seq")
 
 
@@ -242,57 +245,75 @@ class SendLedger(StoreSection):
         stored: False when another try changed its row first (the acceptance is recorded all the same).
         """
         db = self._db
+        # In a pipeline (psycopg 3) the lock travels with the lookup, and the writes with the commit: two
+        # round trips. Whether the next intent was stored is known once the commit returns.
+        with db.pipeline(), db.transaction(write=True) as cur:
+            claimed = self._record_accepted(cur, key, receipt, conn_id, task, next_intent)
+        return claimed()
+
+    def _record_accepted(
+        self,
+        cur: Any,
+        key: str,
+        receipt: SendReceipt,
+        conn_id: str,
+        task: TaskIdentity,
+        next_intent: IntentClaim | None,
+    ) -> Callable[[], bool]:
+        """``record_accepted`` inside its transaction; returns whether the next intent was stored, to be read
+        after the commit."""
+        db = self._db
         now = now_text()
         batch = (receipt.vendor, receipt.batch_id)
-        with db.transaction(write=True) as cur:
-            if db.dialect.lock_row:
-                # The report counter row serialises this with save_reports, so no report slips between
-                # the request going in and its counters being set (SQLite's BEGIN IMMEDIATE already does).
-                db.read_counter(cur, "delivery_reports", lock=True)
-            cur.execute(db.sql(_BEFORE_RECORDING), (key, *batch, *batch, DELIVERED, FAILED, EXPIRED))
-            found: dict[str, list[tuple[Any, Any]]] = {"state": [], "request": [], "report": []}
-            for kind, first, second in cur.fetchall():
-                found[kind].append((first, second))
-            if found["state"] and found["state"][0][0] == ACCEPTED:
-                claimed = next_intent is None or self._mark_sending(cur, [next_intent], now) == 1
-                recorded_batch = found["state"][0][1]
-                if recorded_batch != receipt.batch_id:
-                    log.warning(
-                        "SMS store: request %s is already recorded as %s batch %s; batch %s not recorded",
-                        key,
-                        receipt.vendor,
-                        recorded_batch,
-                        receipt.batch_id,
-                    )
-                return claimed
-            earlier, finals = found["request"], found["report"]
-            if found["state"] and not (earlier or finals):
-                # The usual planned request, the first of its batch with no report before it: its row counts
-                # its (distinct) numbers already, so no number of it needs looking at.
-                return self._accept_planned(cur, key, receipt, (None, 0, 0), now, next_intent)
-            counted = set(receipt.mobiles)  # a set, not the ordered list the row may need: half the cost
-            if earlier:
-                counted.difference_update(SentBatch(earlier).index())
-            delivered = sum(1 for mobile, status in finals if status == DELIVERED and mobile in counted)
-            failed = sum(1 for mobile, status in finals if status in (FAILED, EXPIRED) and mobile in counted)
-            if found["state"]:
-                return self._accept_planned(cur, key, receipt, (len(counted), delivered, failed), now, next_intent)
-            claimed = next_intent is None or self._mark_sending(cur, [next_intent], now) == 1
-            self._upsert_request(
-                cur,
-                key,
-                receipt.vendor,
-                conn_id,
-                task,
-                now,
-                batch_id=receipt.batch_id,
-                state=ACCEPTED,
-                counts=(len(counted), delivered, failed),
-                reason=None,
-                mobiles=list(dict.fromkeys(receipt.mobiles)),
-                submitted_at=utc_text(receipt.submitted_at),
-            )
+        # The report counter row serialises this with save_reports, so no report slips between the request
+        # going in and its counters being set (SQLite's BEGIN IMMEDIATE already does).
+        locked = db.read_counter_later(cur, "delivery_reports", lock=True) if db.dialect.lock_row else None
+        cur.execute(db.sql(_BEFORE_RECORDING), (key, *batch, *batch, DELIVERED, FAILED, EXPIRED))
+        found: dict[str, list[tuple[Any, Any]]] = {"state": [], "request": [], "report": []}
+        for kind, first, second in cur.fetchall():
+            found[kind].append((first, second))
+        if locked is not None:
+            locked()  # arrived before the lookup's rows: reading it costs no round trip
+        if found["state"] and found["state"][0][0] == ACCEPTED:
+            claimed = self._claim_later(cur, next_intent, now)
+            recorded_batch = found["state"][0][1]
+            if recorded_batch != receipt.batch_id:
+                log.warning(
+                    "SMS store: request %s is already recorded as %s batch %s; batch %s not recorded",
+                    key,
+                    receipt.vendor,
+                    recorded_batch,
+                    receipt.batch_id,
+                )
             return claimed
+        earlier, finals = found["request"], found["report"]
+        if found["state"] and not (earlier or finals):
+            # The usual planned request, the first of its batch with no report before it: its row counts
+            # its (distinct) numbers already, so no number of it needs looking at.
+            return self._accept_planned(cur, key, receipt, (None, 0, 0), now, next_intent)
+        counted = set(receipt.mobiles)  # a set, not the ordered list the row may need: half the cost
+        if earlier:
+            counted.difference_update(SentBatch(earlier).index())
+        delivered = sum(1 for mobile, status in finals if status == DELIVERED and mobile in counted)
+        failed = sum(1 for mobile, status in finals if status in (FAILED, EXPIRED) and mobile in counted)
+        if found["state"]:
+            return self._accept_planned(cur, key, receipt, (len(counted), delivered, failed), now, next_intent)
+        claimed = self._claim_later(cur, next_intent, now)
+        self._upsert_request(
+            cur,
+            key,
+            receipt.vendor,
+            conn_id,
+            task,
+            now,
+            batch_id=receipt.batch_id,
+            state=ACCEPTED,
+            counts=(len(counted), delivered, failed),
+            reason=None,
+            mobiles=list(dict.fromkeys(receipt.mobiles)),
+            submitted_at=utc_text(receipt.submitted_at),
+        )
+        return claimed
 
     def _accept_planned(
         self,
@@ -302,18 +323,26 @@ class SendLedger(StoreSection):
         counts: tuple[int | None, int, int],
         now: str,
         next_intent: IntentClaim | None,
-    ) -> bool:
+    ) -> Callable[[], bool]:
         """A request with a row (planned, or left unknown): its row holds its numbers already, so only its
         outcome is written, and the next request's intent rides in the same statement (one round trip,
         one commit). ``counts``: total (None: the row's own), delivered, failed. Returns whether the intent
-        was stored (the statement changed both rows)."""
+        was stored (the statement changed both rows), read after the commit."""
         outcome = (receipt.batch_id, *counts, utc_text(receipt.submitted_at))
         claim = next_intent or IntentClaim(key, "", "")  # none: a clause that matches no row
-        cur.execute(
+        changed = self._db.execute_counted(
+            cur,
             self._db.sql(_ACCEPT_PLANNED),
             (key, *(v for value in outcome for v in (key, value)), key, now, now, key, *claim),
         )
-        return next_intent is None or cur.rowcount == 2
+        return lambda: next_intent is None or changed() == 2
+
+    def _claim_later(self, cur: Any, claim: IntentClaim | None, now: str) -> Callable[[], bool]:
+        """The next request's intent, inside an acceptance's commit; whether it was stored, read after it."""
+        if claim is None:
+            return lambda: True
+        changed = self._db.execute_counted(cur, self._db.sql(_CLAIM_INTENT), (SENDING, now, now, *claim))
+        return lambda: changed() == 1
 
     def _upsert_request(
         self,
@@ -633,10 +662,7 @@ class SendLedger(StoreSection):
 
     def _mark_sending(self, cur: Any, claims: Sequence[IntentClaim], now: str) -> int:
         """The intents of ``claims`` whose rows are as their try read them; returns how many were stored."""
-        sql = self._db.sql(
-            "UPDATE {p}requests SET state = ?, sending_at = ?, updated_at = ? "
-            "WHERE idempotency_key = ? AND state = ? AND COALESCE(sending_at, '') = ?"
-        )
+        sql = self._db.sql(_CLAIM_INTENT)
         stored = 0
         for claim in claims:  # one, inside an acceptance's commit, or the few of a try's start
             cur.execute(sql, (SENDING, now, now, *claim))
