@@ -28,6 +28,7 @@ from airflow_provider_sms.identifiers import check_table_prefix
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from airflow_provider_sms.hooks.base import SmsHook
     from airflow_provider_sms.store import SmsStore
 
 DEFAULT_QUIET_PERIOD = timedelta(minutes=10)
@@ -66,9 +67,12 @@ class SmsNotifier(BaseNotifier):
     :param skip_opted_out: leave out numbers in the store's opt-out table (off by default: an on-call
         phone that once answered ``T`` should still be paged).
     :param raise_on_error: re-raise a failure to send after logging it.
+    :param fallback_conn_ids: connections to page through, in order, when one surely did not accept the
+        message (unreachable, out of balance, a code its hook or ``not_accepted_codes`` extra names), as
+        ``SmsSendOperator``'s: an unknown outcome never moves on. Fallbacks take the same kind of numbers.
     """
 
-    template_fields: Sequence[str] = ("text", "mobiles", "sms_conn_id", "quiet_key", "signature")
+    template_fields: Sequence[str] = ("text", "mobiles", "sms_conn_id", "fallback_conn_ids", "quiet_key", "signature")
 
     def __init__(
         self,
@@ -85,6 +89,7 @@ class SmsNotifier(BaseNotifier):
         max_chars: int | None = DEFAULT_MAX_CHARS,
         skip_opted_out: bool = False,
         raise_on_error: bool = False,
+        fallback_conn_ids: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -99,7 +104,15 @@ class SmsNotifier(BaseNotifier):
             )
         if max_chars is not None and max_chars < 2:
             raise ValueError(f"SmsNotifier max_chars must be at least 2, got {max_chars!r}")
+        if isinstance(fallback_conn_ids, str):
+            raise TypeError("SmsNotifier fallback_conn_ids is a list of connection ids, got a string")
         self.sms_conn_id = sms_conn_id
+        self.fallback_conn_ids = list(fallback_conn_ids or [])
+        if len({sms_conn_id, *self.fallback_conn_ids}) != len(self.fallback_conn_ids) + 1:
+            raise ValueError(
+                f"SmsNotifier fallback_conn_ids must name each connection once, and not sms_conn_id; "
+                f"got {self.fallback_conn_ids}"
+            )
         self.mobiles = mobiles
         self.text = text
         self.quiet_period = _seconds(quiet_period)
@@ -113,6 +126,8 @@ class SmsNotifier(BaseNotifier):
         self.raise_on_error = raise_on_error
         # of the templates, not of what they render to: the same notifier on 50 tasks -> one key
         settings = [sms_conn_id, mobiles if isinstance(mobiles, str) else list(mobiles), text]
+        if self.fallback_conn_ids:  # (a notifier without fallbacks keeps the key it always had)
+            settings.append(self.fallback_conn_ids)
         self._settings_digest = hashlib.sha256(
             json.dumps(settings, ensure_ascii=False, default=str).encode("utf-8")
         ).hexdigest()[:12]
@@ -161,6 +176,7 @@ class SmsNotifier(BaseNotifier):
         Errors propagate from here (``notify`` logs them); a claim whose send surely failed is given back.
         """
         from airflow_provider_sms.errors import SmsOutcomeUnknownError
+        from airflow_provider_sms.failover import FailoverSend
         from airflow_provider_sms.hooks import get_sms_hook
         from airflow_provider_sms.numbers import parse_mobiles
         from airflow_provider_sms.sending import PlannedSend, SendPolicy, SendSpec
@@ -173,32 +189,29 @@ class SmsNotifier(BaseNotifier):
             claimed_at = self._claim(store, key)
             if claimed_at is False:
                 return _outcome("suppressed", key)
-            hook = get_sms_hook(self.sms_conn_id)
+            hooks = [get_sms_hook(conn_id) for conn_id in (self.sms_conn_id, *self.fallback_conn_ids)]
             try:
                 if claimed_at is None:  # the store cannot be reached: page anyway, unrecorded
-                    receipts = hook.send(mobiles, text, **self._options())
-                    batch_ids, numbers = [r.batch_id for r in receipts], sum(len(r.mobiles) for r in receipts)
+                    batch_ids, numbers, carried_by = self._send_unrecorded(hooks, mobiles, text)
                     opted_out = 0  # unrecorded: the opt-out table is in the store that cannot be reached
                 else:
                     # each notification is its own plan: stored, with its intent, before it goes out
                     claim = claimed_at.isoformat() if isinstance(claimed_at, datetime) else uuid.uuid4().hex
-                    summary = (
-                        PlannedSend(
-                            hook,
-                            store,
-                            TaskIdentity.from_context(context),
-                            namespace=f"notifier\x00{key}\x00{claim}",
-                            policy=SendPolicy(skip_opted_out=self.skip_opted_out, unknown_grace_period=0),
-                            logger=self.log,
-                        )
-                        .run(SendSpec(mobiles, text, options=self._options()))
-                        .summary
-                    )
+                    task, namespace = TaskIdentity.from_context(context), f"notifier\x00{key}\x00{claim}"
+                    policy = SendPolicy(skip_opted_out=self.skip_opted_out, unknown_grace_period=0)
+                    sender: PlannedSend | FailoverSend
+                    if len(hooks) == 1:
+                        sender = PlannedSend(hooks[0], store, task, namespace=namespace, policy=policy, logger=self.log)
+                    else:
+                        sender = FailoverSend(hooks, store, task, namespace=namespace, policy=policy, logger=self.log)
+                    summary = sender.run(SendSpec(mobiles, text, options=self._options())).summary
                     if not summary["requests"]:
                         self.log.warning("SMS notification %r: every number has opted out; nothing sent", key)
                         return _outcome("opted_out", key, opted_out=summary["opted_out"])
-                    batch_ids, numbers = summary["batch_ids"], summary["accepted_numbers"]
-                    opted_out = summary["opted_out"]
+                    by_conn = summary.get("batch_ids_by_conn") or {self.sms_conn_id: summary["batch_ids"]}
+                    batch_ids = [batch for ids in by_conn.values() for batch in ids]
+                    carried_by = [conn_id for conn_id, ids in by_conn.items() if ids]
+                    numbers, opted_out = summary["accepted_numbers"], summary["opted_out"]
             except SmsOutcomeUnknownError:
                 raise  # it may have gone out: keep the quiet period
             except BaseException:
@@ -206,15 +219,37 @@ class SmsNotifier(BaseNotifier):
                     self._release(store, key, claimed_at)
                 raise
             finally:
-                hook.close()
+                for hook in hooks:
+                    hook.close()
         self.log.info(
             "SMS notification %r sent through %s to %d number(s) (batches %s)",
             key,
-            self.sms_conn_id,
+            ", ".join(carried_by),
             numbers,
             ", ".join(batch_ids),
         )
         return _outcome("sent", key, batch_ids=batch_ids, numbers=numbers, opted_out=opted_out)
+
+    def _send_unrecorded(self, hooks: Sequence[SmsHook], mobiles: Any, text: str) -> tuple[list[str], int, list[str]]:
+        """Without a store: through each connection in turn while the one before surely did not accept it.
+        Returns the batch ids, the numbers accepted and the connection that carried them."""
+        *earlier, last = hooks
+        for position, hook in enumerate(earlier):
+            try:
+                receipts = hook.send(mobiles, text, **self._options())
+            except Exception as exc:
+                if not hook.surely_not_accepted(exc):
+                    raise
+                self.log.warning(
+                    "SMS notification through %s surely not accepted (%s); trying %s",
+                    hook.sms_conn_id,
+                    exc,
+                    hooks[position + 1].sms_conn_id,
+                )
+                continue
+            return [r.batch_id for r in receipts], sum(len(r.mobiles) for r in receipts), [hook.sms_conn_id]
+        receipts = last.send(mobiles, text, **self._options())
+        return [r.batch_id for r in receipts], sum(len(r.mobiles) for r in receipts), [last.sms_conn_id]
 
     def _claim(self, store: SmsStore, key: str) -> datetime | bool | None:
         """The claim's time, True when sending without a quiet period, False when another caller holds it,

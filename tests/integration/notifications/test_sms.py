@@ -272,3 +272,31 @@ def test_every_outcome_has_the_same_shape(sim: GatewaySimulator) -> None:
     assert (opted["batch_ids"], opted["numbers"], opted["opted_out"]) == ([], 0, 1)
     assert (first["numbers"], first["opted_out"], len(first["batch_ids"])) == (2, 0, 1)
     assert send_requests(sim) == 1
+
+
+def test_a_page_goes_out_through_the_fallback_when_the_primary_is_down(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, store_args: dict[str, Any]
+) -> None:
+    """The primary refuses connections: the page moves to the fallback, once, recorded with its store; with
+    the store unreachable too, it still goes out through the fallback, unrecorded."""
+    down = {**json.loads(sim.connection_json("paasw_v2", retry_wait=0.01, retries=0)), "host": "http://127.0.0.1:9"}
+    monkeypatch.setenv("AIRFLOW_CONN_SMS_DOWN", json.dumps(down))
+    note = notifier(sms_conn_id="sms_down", fallback_conn_ids=["sms_paasw_v1"], raise_on_error=True, **store_args)
+    outcome = note.send(failure_context(task_id="a"))
+    assert outcome["status"] == "sent" and outcome["numbers"] == len(ONCALL) and len(outcome["batch_ids"]) == 1
+    accepted = sorted(m.mobile for m in sim.gateway.messages["paasw_v1"].values())
+    assert accepted == ONCALL and sent(sim) == []
+
+    monkeypatch.setenv("AIRFLOW_CONN_NOWHERE", "postgresql://sms:sms@127.0.0.1:9/none")
+    unrecorded = notifier(
+        sms_conn_id="sms_down", fallback_conn_ids=["sms_paasw_v1"], raise_on_error=True, store_conn_id="nowhere"
+    ).send(failure_context(task_id="b", dag_id="other"))
+    assert unrecorded["status"] == "sent" and unrecorded["numbers"] == len(ONCALL)
+    assert len(sim.gateway.messages["paasw_v1"]) == 2 * len(ONCALL)
+
+
+def test_fallback_conn_ids_of_a_notifier_are_checked() -> None:
+    with pytest.raises(ValueError, match="each connection once"):
+        notifier(fallback_conn_ids=[CONN])
+    with pytest.raises(TypeError, match="a list of connection ids"):
+        notifier(fallback_conn_ids="sms_backup")
