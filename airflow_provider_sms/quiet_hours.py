@@ -410,6 +410,12 @@ class QuietHoursGate:
             self._zones_by_chunk[mobiles] = zones
         return zones
 
+    def open_now(self, mobiles: tuple[str, ...]) -> bool:
+        """Whether a request admitted earlier may still start: the clock read again, for a vendor slower
+        than the estimate that admitted it (each request looks before it goes)."""
+        now = (self._clock or utcnow)()
+        return not any(self.window.is_quiet(now, ZoneInfo(zone)) for zone in self.request_zones(mobiles))
+
     def duration(self, requests: int) -> timedelta:
         return send_duration(
             requests, requests_per_second=self.hook.requests_per_second, max_concurrency=self.max_concurrency

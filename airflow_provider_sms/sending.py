@@ -749,7 +749,30 @@ class PlannedSend:
         admission = self._admit(rows, fresh=resend)
         if admission.now:
             sender.send(admission.now, intents_stored=intents)
-        return admission
+        if not sender.held:
+            return admission
+        return self._held_late(admission, sender)
+
+    def _held_late(self, admission: Admission, sender: _Sender) -> Admission:
+        """The requests quiet hours stopped after this part began join those held from its start."""
+        from airflow_provider_sms.quiet_hours import Admission
+
+        assert self._holding is not None
+        late, sender.held = sender.held, []
+        self.log.warning(
+            "%s: quiet hours %s began while the send went out (slower than estimated); %d requests held",
+            self.hook.vendor,
+            self._holding.window,
+            len(late),
+        )
+        again = self._holding.admit(late, fresh=True)
+        late_keys = {r.key for r in late}
+        sent = [r for r in admission.now if r.key not in late_keys]
+        went = Admission(sent, admission.held, admission.opens_at, admission.window, admission.held_zones)
+        # a request the gate would let go again right away waits for the next part all the same
+        opens_at = again.opens_at or self._holding.at
+        zones = again.held_zones or [self._holding.request_zones(r.mobiles) for r in again.now[:1]]
+        return went.joined(Admission([], late, opens_at, again.window, zones))
 
     def _held(self, admission: Admission, summary: dict[str, Any], tally: SendTally, *, wait: bool) -> SendResult:
         """Requests quiet hours hold: a deferrable send comes back when the first may go; any other fails now."""
@@ -1061,6 +1084,8 @@ class _Sender:
     unknown_indexes: set[int] = field(default_factory=set, init=False)
     #: keys of unknown requests resent as the author asked, after the grace period (``on_unknown="resend"``)
     resending: frozenset[str] = field(default=frozenset(), init=False)
+    #: requests quiet hours stopped after the send began (a vendor slower than the estimate), not sent
+    held: list[PlanRequest] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self._progress = _Progress(self.owner.log, self.owner.hook.vendor, len(self.plan.requests), self.tally)
@@ -1108,7 +1133,13 @@ class _Sender:
         with self._lock:
             if self._stopped.is_set() or not self._queue:
                 return None
-            return self._queue.popleft()
+            row = self._queue.popleft()
+            gate = self.owner._holding
+            if gate is not None and not gate.open_now(row.mobiles):  # quiet hours began meanwhile
+                self.held = [row, *self._queue]
+                self._queue.clear()
+                return None
+            return row
 
     def _fail(self, request: SendRequest | None, error: BaseException) -> None:
         with self._lock:

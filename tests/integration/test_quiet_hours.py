@@ -267,3 +267,33 @@ def test_a_dry_run_plans_intl_requests_by_zone_and_refuses_a_quiet_schedule(
     with pytest.raises(SmsScheduledInQuietHoursError):
         send_op(sms_conn_id="sms_intl", mobiles=mixed, dry_run=True, scheduled_at=lagos_night).execute(task_context())
     assert ledger(sim, "intl") == {}
+
+
+def test_quiet_hours_that_begin_while_the_send_goes_out_hold_the_rest(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, clock: Callable[[datetime], None]
+) -> None:
+    """Admitted at 20:50 (three requests, estimated at 63 s), the vendor is slower than that: the clock passes
+    21:00 after the first request. Each request looks at the clock before it goes, so the other two wait for
+    the morning; run again then, they go out, every number once."""
+    from airflow_provider_sms.hooks.base import SmsHook
+
+    clock(datetime(2026, 12, 1, 12, 50, tzinfo=UTC))  # 20:50 Shanghai
+    real = SmsHook.submit
+
+    def slow(self: SmsHook, request: Any) -> Any:
+        receipt = real(self, request)
+        clock(datetime(2026, 12, 1, 13, 0, 1, tzinfo=UTC))  # 21:00:01 by the time it was accepted
+        return receipt
+
+    monkeypatch.setattr(SmsHook, "submit", slow)
+    with pytest.raises(SmsQuietHoursError) as error:
+        send_op(mobiles=numbers(2500)).execute(task_context())
+    assert "1000 numbers whose window is open went out" in str(error.value)
+    assert error.value.opens_at == SHANGHAI_MORNING
+    assert len(ledger(sim, "paasw_v2")) == 1000
+    monkeypatch.setattr(SmsHook, "submit", real)
+    clock(SHANGHAI_MORNING)
+    summary = send_op(mobiles=numbers(2500)).execute(task_context())
+    assert summary["accepted_numbers"] == 2500 and summary["sent_requests"] == 2
+    counts = ledger(sim, "paasw_v2")
+    assert len(counts) == 2500 and set(counts.values()) == {1}
