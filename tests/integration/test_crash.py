@@ -52,6 +52,9 @@ def test_nothing_is_sent_twice_or_lost_when_a_worker_is_killed(tmp_path: Path) -
         if o["scenario"].split("/")[3].split("#")[0] != "random" and "after_reply" not in o["scenario"]
     )
     vendors = {o["scenario"].split("/")[0] for o in outcomes}
-    assert vendors == {"paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas"}
+    assert vendors == {"paasw_v2", "paasw_v1", "intl", "account_md5", "cloud_mas", "failover"}
+    # failover: killed at each send point and inside and after the commit that moves requests on
+    points = {o["scenario"].split("/")[3].split("#")[0] for o in outcomes if o["scenario"].startswith("failover/")}
+    assert {"mid_hand_over", "after_hand_over", "after_accept", "mid_commit"} <= points
     if env.get("SMS_TEST_POSTGRES_URI"):
         assert any("/postgres/" in o["scenario"] for o in outcomes)
