@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sms.canary import CANARY_REQUESTS
 from airflow_provider_sms.errors import SmsConfigurationError, SmsOutcomeUnknownError
-from airflow_provider_sms.records import PLANNED, PlanRequest, StoredPlan
+from airflow_provider_sms.records import MOVED, PLANNED, PlanRequest, StoredPlan
 from airflow_provider_sms.sending import (
     HANDED_OVER_FROM,
     PlannedSend,
@@ -80,10 +80,9 @@ class FailoverSend:
         for position, sender in enumerate(self.senders):
             conn_id = sender.conn_id
             try:
-                if position == 0:
+                if source is None:  # the first connection: it plans the send
                     result: SendResult | None = sender.run(spec, wait=wait, carried=carried.get(conn_id))
                 else:
-                    assert source is not None
                     result = sender.follow(spec, source, wait=wait, carried=carried.get(conn_id))
             except Exception as exc:
                 following = self.senders[position + 1] if position + 1 < len(self.senders) else None
@@ -91,12 +90,11 @@ class FailoverSend:
                     raise
                 plan = self._plan_of(sender)
                 moved = self._hand_over(sender, plan, following, exc) if plan is not None else 0
-                if not moved:
+                if plan is None or not moved:
                     raise
                 parts.append(self._stopped_part(sender, moved, following.conn_id, exc))
                 if sender.unknown_left:
                     unknown_left.append((conn_id, sender.unknown_left))
-                assert plan is not None
                 source = plan.plan_key
                 continue
             if result is None:  # nothing was handed to this connection, nor to any after it
@@ -107,7 +105,7 @@ class FailoverSend:
                 return SendResult(self._summary(parts), check_again_at=result.check_again_at, carried=carried)
             carried.pop(conn_id, None)
             plan = self._plan_of(sender)
-            if plan is None or not any(r.state == "moved" for r in plan.requests):
+            if plan is None or not any(r.state == MOVED for r in plan.requests):
                 break  # this connection kept every request: no later plan belongs to this send
             source = plan.plan_key
         summary = self._summary(parts)
