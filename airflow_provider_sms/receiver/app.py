@@ -212,13 +212,19 @@ class _Push:
     error: BaseException | None = None
 
 
+#: stores a group of pushes; its second argument moves more waiting pushes into the group (see _GroupCommit)
+_Commit: TypeAlias = Callable[[list[_Push], Callable[[Callable[[_Push], bool]], None]], None]
+
+
 class _GroupCommit:
     """Pushes of one account and kind that arrive together are stored in one commit, and each is
     answered only once it is done.
 
     A vendor pushes one record per request, thousands a second after a large send; a commit per push
     made the database the bottleneck. The first push to arrive leads: it commits everything waiting,
-    then hands the lead to the next push still waiting, if any.
+    then hands the lead to the next push still waiting, if any. Once its commit holds the store's
+    write lock (which another process may have held), the leader may take along, through ``more``, the
+    pushes that arrived while it waited: each turn at the lock then carries all that is waiting.
     """
 
     MAX_GROUP: Final = 500
@@ -228,7 +234,7 @@ class _GroupCommit:
         self._waiting: list[_Push] = []
         self._busy = False
 
-    def store(self, items: list[Mapping[str, Any]], commit: Callable[[list[_Push]], None]) -> StoredPage:
+    def store(self, items: list[Mapping[str, Any]], commit: _Commit) -> StoredPage:
         push = _Push(items)
         with self._lock:
             self._waiting.append(push)
@@ -243,11 +249,18 @@ class _GroupCommit:
         assert push.stored is not None
         return push.stored
 
-    def _lead(self, commit: Callable[[list[_Push]], None]) -> None:
+    def _lead(self, commit: _Commit) -> None:
         with self._lock:
             group, self._waiting = self._waiting[: self.MAX_GROUP], self._waiting[self.MAX_GROUP :]
+
+        def more(accept: Callable[[_Push], bool]) -> None:
+            """Move waiting pushes into the group, in order, while ``accept`` takes them (and there is room)."""
+            with self._lock:
+                while self._waiting and len(group) < self.MAX_GROUP and accept(self._waiting[0]):
+                    group.append(self._waiting.pop(0))
+
         try:
-            commit(group)
+            commit(group, more)
         except BaseException as exc:  # every push of the group is answered with the failure
             for push in group:
                 push.error = push.error or exc
@@ -690,8 +703,8 @@ def _parse_and_store(
     except Exception as exc:
         raise _StoreFailed(f"the store cannot be opened: {exc}") from None
 
-    def commit(group: list[_Push]) -> None:
-        _store_group(hook, store, kind, group, journal_on_failure=not repushes)
+    def commit(group: list[_Push], more: Callable[[Callable[[_Push], bool]], None]) -> None:
+        _store_group(hook, store, kind, group, journal_on_failure=not repushes, more=more)
 
     try:
         stored = stores.group(store, conn_id, kind).store(items, commit)
@@ -705,7 +718,15 @@ def _parse_and_store(
     return stored
 
 
-def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], *, journal_on_failure: bool) -> None:
+def _store_group(
+    hook: SmsHook,
+    store: SmsStore,
+    kind: str,
+    group: list[_Push],
+    *,
+    journal_on_failure: bool,
+    more: Callable[[Callable[[_Push], bool]], None] | None = None,
+) -> None:
     """Store the records of a group of pushes in one commit, and nothing else: no journal row.
 
     The journal is what a pull needs: a vendor hands a pulled page out once, and the page is in hand
@@ -719,6 +740,11 @@ def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], 
     one transaction of the store takes, is journaled in one commit and then stored push by push
     instead, so that each bad record is quarantined under its own page and the rest stored. Any other
     failure is the store's: it propagates, and every push of the group is answered "not stored".
+
+    ``more`` (the group commit's): on a database server (PostgreSQL), once the store holds its write
+    lock (the report counter's row, which other receiver processes take too), the pushes that arrived
+    while it waited join the group and its commit, as long as they parse cleanly and fit in the page;
+    any other is left waiting for the next group.
     """
     from airflow_provider_sms.errors import SmsPartialResponseError
     from airflow_provider_sms.hooks.base import REPORTS
@@ -733,16 +759,41 @@ def _store_group(hook: SmsHook, store: SmsStore, kind: str, group: list[_Push], 
         except SmsPartialResponseError:
             clean = False
         if clean:
-            save = store.save_reports if kind == REPORTS else store.save_inbound
+            extra: list[Any] = []
+
+            def gather(room: int) -> list[Any]:
+                """The records of the pushes that joined the group under the lock (at most ``room``)."""
+
+                def accept(push: _Push) -> bool:
+                    try:
+                        records = hook.parse_pulled(kind, push.items, pushed=True)
+                    except Exception:  # not clean: its own group deals with it
+                        return False
+                    if len(extra) + len(records) > room:
+                        return False
+                    extra.extend(records)
+                    return True
+
+                if more is not None:
+                    more(accept)
+                return extra
+
+            # Not on SQLite: the embedded file's writer under load is this process alone, whose group commit
+            # already queues the pushes; taking them along there only adds a second lookup to the commit.
+            joins = gather if parsed and store.dialect != "sqlite" else None
             try:
-                saved = save(parsed, conn_id=hook.sms_conn_id)
+                if kind == REPORTS:
+                    saved = store.save_reports(parsed, conn_id=hook.sms_conn_id, more=joins)
+                else:
+                    saved = store.save_inbound(parsed, conn_id=hook.sms_conn_id, more=joins)
             except Exception as exc:
                 if not is_data_error(exc):
                     raise
             else:
                 for push in group:
                     push.stored = StoredPage(len(push.items), saved, 0)
-                count_page(hook, kind, "push", StoredPage(len(parsed), saved, 0))  # once: the group's statuses
+                # once: the group's statuses
+                count_page(hook, kind, "push", StoredPage(len(parsed) + len(extra), saved, 0))
                 return
     except Exception:
         if journal_on_failure:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
 from airflow_provider_sms.records import InboundMessage, SaveResult
@@ -40,11 +40,19 @@ class InboundMessages(StoreSection):
     """Inbound messages (``inbound_messages``)."""
 
     def save_inbound(
-        self, messages: Iterable[InboundMessage], *, conn_id: str = "", journal_id: int | Sequence[int] | None = None
+        self,
+        messages: Iterable[InboundMessage],
+        *,
+        conn_id: str = "",
+        journal_id: int | Sequence[int] | None = None,
+        more: Callable[[int], Sequence[InboundMessage]] | None = None,
     ) -> SaveResult:
         """Store replies once each: the same (vendor, mobile, received_at, content) adds no row.
 
         ``journal_id``: the journaled page these came from, dropped in the commit of the last page.
+        ``more``: called once, in the last page's transaction once the counter's row lock is held, with
+        how many more messages that page can take; the messages it returns (at most that many) are stored
+        in the same commit (see ``save_reports``).
         """
         db = self._db
         inserted = unchanged = 0
@@ -56,24 +64,15 @@ class InboundMessages(StoreSection):
                 continue
             fetched_at = now_text()
             unique: dict[str, tuple[Any, ...]] = {}
-            for message in page:
-                received = utc_text(message.received_at)
-                key = inbound_key(message.vendor, message.mobile, received, message.content)
-                if key not in unique:
-                    unique[key] = (
-                        key,
-                        message.vendor,
-                        message.mobile,
-                        message.content,
-                        received,
-                        message.ext_no,
-                        json_text(message.raw),
-                        conn_id,
-                        fetched_at,
-                    )
+            _inbound_rows(page, conn_id, fetched_at, unique)
+            received = len(page)
             # In a pipeline (psycopg 3), the counter and the commit ride with the statements before them.
             with db.pipeline(), db.transaction(write=True) as cur:
                 base = db.read_counter(cur, "inbound_messages", lock=True)
+                if last and more is not None:  # the lock is held: take along what arrived while it was awaited
+                    extra = list(more(max(0, self.page_size - len(page))))
+                    _inbound_rows(extra, conn_id, fetched_at, unique)
+                    received += len(extra)
                 rows = [(*row, base + i) for i, row in enumerate(unique.values(), start=1)]
                 top = base + len(rows)
                 added = db.insert_many(
@@ -89,7 +88,7 @@ class InboundMessages(StoreSection):
                 if last:
                     close_pages(db, cur, journal_id)
             inserted += added
-            unchanged += len(page) - added
+            unchanged += received - added
         return SaveResult(inserted, 0, unchanged)
 
     def iter_inbound(
@@ -115,3 +114,24 @@ class InboundMessages(StoreSection):
             cur.execute(self._db.sql(sql), () if conn_id is None else (conn_id,))
             row = cur.fetchone()
         return int(row[0]) if row and row[0] is not None else 0
+
+
+def _inbound_rows(
+    messages: Iterable[InboundMessage], conn_id: str, fetched_at: str, unique: dict[str, tuple[Any, ...]]
+) -> None:
+    """Add to ``unique`` the row of each message whose key it does not hold yet (without its seq)."""
+    for message in messages:
+        received = utc_text(message.received_at)
+        key = inbound_key(message.vendor, message.mobile, received, message.content)
+        if key not in unique:
+            unique[key] = (
+                key,
+                message.vendor,
+                message.mobile,
+                message.content,
+                received,
+                message.ext_no,
+                json_text(message.raw),
+                conn_id,
+                fetched_at,
+            )

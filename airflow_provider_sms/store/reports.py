@@ -210,7 +210,12 @@ class DeliveryReports(StoreSection):
     """Delivery reports (``delivery_reports``) and the batch progress they move."""
 
     def save_reports(
-        self, reports: Iterable[DeliveryReport], *, conn_id: str = "", journal_id: int | Sequence[int] | None = None
+        self,
+        reports: Iterable[DeliveryReport],
+        *,
+        conn_id: str = "",
+        journal_id: int | Sequence[int] | None = None,
+        more: Callable[[int], Sequence[DeliveryReport]] | None = None,
     ) -> SaveResult:
         """Store reports idempotently, a page per transaction, keeping the batch counters exact.
 
@@ -219,6 +224,11 @@ class DeliveryReports(StoreSection):
         (the masked form goes to ``reported_mobile``). Reports for messages the store did not send are
         stored too, but touch no counter. ``journal_id``: the journaled page these came from, dropped in
         the commit of the last page.
+
+        ``more``: called once, in the last page's transaction once the report counter's row lock is
+        held, with how many more reports that page can take; the reports it returns (at most that many)
+        are stored in the same commit, after the others. A writer that had to wait for the lock can so
+        take along what arrived while it waited (the push receiver's group commit).
         """
         inserted = updated = unchanged = 0
         statuses: dict[str, int] = {}
@@ -229,7 +239,9 @@ class DeliveryReports(StoreSection):
                     with self._db.transaction(write=True) as cur:
                         close_pages(self._db, cur, journal_id)
                 continue
-            ins, upd, unch = self._save_report_page(page, conn_id, resolver, journal_id if last else None, statuses)
+            ins, upd, unch = self._save_report_page(
+                page, conn_id, resolver, journal_id if last else None, statuses, more if last else None
+            )
             inserted += ins
             updated += upd
             unchanged += unch
@@ -242,8 +254,11 @@ class DeliveryReports(StoreSection):
         resolver: MaskResolver,
         journal_id: int | Sequence[int] | None,
         statuses: dict[str, int],
+        more: Callable[[int], Sequence[DeliveryReport]] | None = None,
     ) -> tuple[int, int, int]:
-        """Store one page in one transaction; adds to ``statuses`` the status of each row it wrote."""
+        """Store one page in one transaction; adds to ``statuses`` the status of each row it wrote.
+
+        ``more``: see :meth:`save_reports`; asked once the lock is held, its reports looked up then."""
         db = self._db
         fetched_at = now_text()
         first, repeats = self._report_rows(page, conn_id, fetched_at, resolver)
@@ -251,11 +266,16 @@ class DeliveryReports(StoreSection):
         rows: list[tuple[Any, ...]] = []
         deltas: dict[str, list[int]] = {}
         # In a pipeline (psycopg 3), the lock travels with the lookups, and the writes with the commit: the
-        # counter's row, which every writer of reports waits for, is held for about two round trips.
+        # counter's row, which every writer of reports waits for, is held for about two round trips (three
+        # when ``more`` brings reports: their lookups go once the lock is held).
         with db.pipeline(), db.transaction(write=True) as cur:
             next_seq = db.read_counter_later(cur, "delivery_reports", lock=True)
             stored, sent = self._stored_reports(cur, list(first))
-            seq = next_seq()
+            seq = next_seq()  # read: the lock is held
+            if more is not None:  # what arrived while the lock was awaited: its rows and lookups now
+                extra = list(more(max(0, self.page_size - len(page))))
+                if extra:
+                    self._add_rows(cur, extra, conn_id, fetched_at, resolver, (first, repeats, stored, sent))
             for key, candidate in first.items():
                 old = stored.get(key)
                 row: _Row | None = candidate
@@ -295,13 +315,54 @@ class DeliveryReports(StoreSection):
             statuses[status] = statuses.get(status, 0) + count
         return inserted, updated, unchanged
 
+    def _add_rows(
+        self,
+        cur: Any,
+        reports: list[DeliveryReport],
+        conn_id: str,
+        fetched_at: str,
+        resolver: MaskResolver,
+        into: tuple[dict[_Key, _Row], dict[_Key, list[_Row]], dict[_Key, _ReportState], dict[_Key, str]],
+    ) -> None:
+        """Add more reports to a page whose transaction holds the lock: their rows after the page's
+        (``first``, ``repeats``), and the stored reports and sending requests of their new keys (``stored``,
+        ``sent``), read in this transaction (a masked mobile's batch too)."""
+        db = self._db
+        first, repeats, stored, sent = into
+
+        def fetch(vendor: str, batch_id: str) -> list[str]:
+            cur.execute(db.sql(ACCEPTED_IN_BATCH), (vendor, batch_id))
+            return list(SentBatch(cur.fetchall()).index())
+
+        more_first, more_repeats = self._report_rows(reports, conn_id, fetched_at, resolver, fetch)
+        new_keys = []
+        for key, row in more_first.items():
+            if key in first:
+                repeats.setdefault(key, []).append(row)
+            else:
+                first[key] = row
+                new_keys.append(key)
+        for key, rows in more_repeats.items():
+            repeats.setdefault(key, []).extend(rows)
+        if new_keys:
+            more_stored, more_sent = self._stored_reports(cur, new_keys)
+            stored.update(more_stored)
+            sent.update(more_sent)
+
     def _report_rows(
-        self, page: list[DeliveryReport], conn_id: str, fetched_at: str, resolver: MaskResolver
+        self,
+        page: list[DeliveryReport],
+        conn_id: str,
+        fetched_at: str,
+        resolver: MaskResolver,
+        fetch: Callable[[str, str], list[str]] | None = None,
     ) -> tuple[dict[_Key, _Row], dict[_Key, list[_Row]]]:
-        """Rows for a page, keyed by message; built before the write lock, to hold it briefly."""
+        """Rows for a page, keyed by message; built before the write lock, to hold it briefly.
+
+        ``fetch``: how a masked mobile's batch is read (default: in a transaction of its own)."""
         first: dict[_Key, _Row] = {}
         repeats: dict[_Key, list[_Row]] = {}
-        fetch = self._sent_numbers
+        fetch = fetch or self._sent_numbers
         for report in page:
             vendor, batch_id, mobile = report.vendor, report.batch_id, report.mobile
             reported = None

@@ -716,7 +716,9 @@ def failing_store(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every save fails, as a full disk or a dropped database would; returns the calls made."""
     calls: list[int] = []
 
-    def fail(self: SmsStore, records: Any, *, conn_id: str = "", journal_id: int | None = None) -> Any:
+    def fail(
+        self: SmsStore, records: Any, *, conn_id: str = "", journal_id: int | None = None, more: Any = None
+    ) -> Any:
         calls.append(1)
         raise sqlite3.OperationalError("disk I/O error")
 
@@ -866,11 +868,13 @@ def test_intl_pushes_again_after_a_store_failure(
     real_save = SmsStore.save_reports
     failures = {"left": 1}
 
-    def flaky(self: SmsStore, reports: Any, *, conn_id: str = "", journal_id: int | None = None) -> Any:
+    def flaky(
+        self: SmsStore, reports: Any, *, conn_id: str = "", journal_id: int | None = None, more: Any = None
+    ) -> Any:
         if failures["left"]:
             failures["left"] -= 1
             raise sqlite3.OperationalError("database is locked")
-        return real_save(self, reports, conn_id=conn_id, journal_id=journal_id)
+        return real_save(self, reports, conn_id=conn_id, journal_id=journal_id, more=more)
 
     monkeypatch.setattr(SmsStore, "save_reports", flaky)
     conn_id = conns["intl"]
@@ -1463,6 +1467,108 @@ def test_a_push_stores_only_its_own_page_and_sweeps_pages_a_crash_left_once_they
         }
 
 
+@pytest.mark.parametrize("kind", ["reports", "inbound"])
+def test_pushes_that_arrive_while_the_store_lock_is_awaited_join_that_commit(
+    kind: str,
+    receiver: Receiver,
+    sms_simulator: GatewaySimulator,
+    conns: dict[str, str],
+    backend: Backend,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another writer (another receiver process) holds the store's write lock: the first push leads a
+    group of one and waits for the lock, the seven after it queue behind. On PostgreSQL, once the lock
+    is granted they all go in its one commit; on SQLite (one writing process under load) the seven make
+    the next group, as before. Each is answered only after its commit, in seq order, the counters exact."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    conn_id = conns["paasw_v2"]
+    mobiles = [f"1380013800{i}" for i in range(8)]
+    batch_id = send_and_record(sms_simulator, "paasw_v2", conn_id, backend, mobiles[:4])  # the other 4: not ours
+    # a first push makes the tables (and warms the receiver up)
+    [body] = (report_bodies if kind == "reports" else inbound_bodies)(
+        "paasw_v2", *(("B0", ["13900000000"]) if kind == "reports" else ([("13900000000", "hi")],))
+    )
+    assert post(receiver, conn_id, kind, body).status_code == 200
+    calls: list[tuple[int, int]] = []
+    save = "save_reports" if kind == "reports" else "save_inbound"
+    real = getattr(SmsStore, save)
+
+    def counting(self: SmsStore, records: Any, **kwargs: Any) -> Any:
+        records, more, joined = list(records), kwargs.pop("more", None), []
+
+        def counted(room: int) -> Any:
+            joined.extend(more(room) if more is not None else ())
+            return joined
+
+        saved = real(self, records, more=counted, **kwargs)
+        calls.append((len(records), len(joined)))
+        return saved
+
+    monkeypatch.setattr(SmsStore, save, counting)
+    release = hold_write_lock(backend, "delivery_reports" if kind == "reports" else "inbound_messages")
+
+    def push(mobile: str) -> int:
+        if kind == "reports":
+            [body] = report_bodies("paasw_v2", batch_id, [mobile])
+        else:
+            [body] = inbound_bodies("paasw_v2", [(mobile, "TD")])
+        return post(receiver, conn_id, kind, body).status_code
+
+    groups = receiver.app.state.receiver.state.stores._groups
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(push, mobiles[0])]
+        deadline = time.monotonic() + 20
+        while not any(g._busy for g in groups.values()):  # the first leads, and waits for the lock
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        futures += [pool.submit(push, m) for m in mobiles[1:]]
+        while sum(len(g._waiting) for g in groups.values()) < 7:  # the others wait behind it
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert not any(f.done() for f in futures)  # none answered before the commit
+        release()
+        statuses = [f.result() for f in futures]
+    assert statuses == [200] * 8
+    if backend.name == "postgres":
+        assert calls == [(1, 7)]  # one commit: the leader's push and the seven that came while it waited
+    else:
+        assert calls == [(1, 0), (7, 0)]
+    rows = backend.reports("paasw_v2") if kind == "reports" else backend.inbound("paasw_v2")
+    assert sorted(row["mobile"] for row in rows[1:]) == mobiles  # each once, after the first push
+    first = rows[0]["seq"]
+    assert [row["seq"] for row in rows] == list(range(first, first + 9))  # seq order is commit order
+    if kind == "reports":
+        progress = backend.store.batch_progress("paasw_v2", [batch_id])
+        assert (progress.total, progress.delivered, progress.failed) == (4, 4, 0)
+    assert backend.store.open_journal(conn_id, kind) == []
+
+
+def hold_write_lock(backend: Backend, counter: str) -> Callable[[], None]:
+    """Take the store's write lock from outside, as another receiver process would (SQLite: the file's
+    write lock; PostgreSQL: the counter's row lock); returns what releases it."""
+    if backend.name == "sqlite":
+        other = sqlite3.connect(Path(os.environ["AIRFLOW_HOME"]) / "sms_store.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+
+        def release() -> None:
+            other.execute("ROLLBACK")
+            other.close()
+
+        return release
+    import psycopg
+
+    conn = psycopg.connect(postgres_uri())
+    prefix = backend.extras["callback_store_table_prefix"]
+    conn.execute(f"SELECT value FROM {prefix}counters WHERE name = %s FOR UPDATE", (counter,))
+
+    def release_row() -> None:
+        conn.rollback()
+        conn.close()
+
+    return release_row
+
+
 def test_pushes_that_arrive_together_are_committed_together_and_each_answered_once_stored(
     receiver: Receiver, plain_conns: dict[str, str], sqlite_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1476,10 +1582,16 @@ def test_pushes_that_arrive_together_are_committed_together_and_each_answered_on
     real_journal = SmsStore.journal_pages
 
     def slow(self: SmsStore, reports: Any, **kwargs: Any) -> Any:
-        reports = list(reports)
-        groups.append(len(reports))
+        reports, more, joined = list(reports), kwargs.pop("more", None), []
+
+        def counted(room: int) -> Any:  # the pushes that join once the lock is held
+            joined.extend(more(room) if more is not None else ())
+            return joined
+
         time.sleep(0.3)  # a slow disk: the others arrive meanwhile
-        return real(self, reports, **kwargs)
+        saved = real(self, reports, more=counted, **kwargs)
+        groups.append(len(reports) + len(joined))
+        return saved
 
     def journal(self: SmsStore, pages: Any, **kwargs: Any) -> list[int]:
         journaled.append(len(pages))

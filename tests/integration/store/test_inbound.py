@@ -48,3 +48,24 @@ def test_inbound_is_deduplicated(backend: Backend, store: SmsStore) -> None:
     newer = [row for page in store.iter_inbound(since_seq=last) for row in page]
     assert [(r["mobile"], r["content"]) for r in newer] == [("13800000003", "N")]
     assert list(store.iter_inbound(vendor="intl")) == []
+
+
+def test_inbound_taken_along_once_the_lock_is_held_goes_in_the_same_commit(backend: Backend, store: SmsStore) -> None:
+    """``more``: messages handed over once the counter's lock is held are deduplicated with the page's own
+    and stored in its commit, their seq after the page's."""
+
+    def message(mobile: str, content: str) -> InboundMessage:
+        return InboundMessage(vendor=VENDOR, mobile=mobile, content=content, received_at=T0, raw={})
+
+    asked: list[int] = []
+
+    def more(room: int) -> list[InboundMessage]:
+        asked.append(room)
+        return [message("13800000001", "TD"), message("13800000002", "好的"), message("13800000003", "N")]
+
+    page = [message("13800000001", "TD"), message("13800000004", "Y")]
+    assert store.save_inbound(page, conn_id="sms_test", more=more) == SaveResult(4, 0, 1)
+    assert asked == [store.page_size - 2]
+    rows = [row for p in store.iter_inbound() for row in p]
+    assert [r["mobile"] for r in rows] == ["13800000001", "13800000004", "13800000002", "13800000003"]
+    assert [r["seq"] for r in rows] == list(range(rows[0]["seq"], rows[0]["seq"] + 4))

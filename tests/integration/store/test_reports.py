@@ -133,6 +133,49 @@ def test_counters_stay_exact_under_random_repeats(backend: Backend, store: SmsSt
     backend.assert_counters_exact()
 
 
+def test_reports_taken_along_once_the_lock_is_held_are_stored_in_the_same_commit(
+    backend: Backend, store: SmsStore
+) -> None:
+    """``more``: reports handed over once the lock is held follow the page's own, in one commit: the same
+    rows, results and counters as saving them all at once, masked numbers resolved, seq in order."""
+    rng = random.Random(20261130)
+    batches = {f"B{i}": numbers(20, 1000 * i) for i in range(3)}
+    for i, (batch_id, mobiles) in enumerate(batches.items()):
+        record(store, f"k{i}", batch_id, mobiles)
+    record(store, "km", "M1", ["13512349831", "13800000001"], vendor="account_md5")
+    pool = [(b, m) for b, ms in batches.items() for m in ms] + [("ELSEWHERE", m) for m in numbers(5, 9000)]
+    reports = [
+        report(b, m, rng.choice(["pending", "delivered", "failed"]), at=T0 + timedelta(minutes=rng.randrange(30)))
+        for b, m in (rng.choice(pool) for _ in range(120))
+    ]
+    asked: list[int] = []
+    before = backend.count("delivery_reports")
+
+    def more(room: int) -> list[DeliveryReport]:
+        asked.append(room)
+        return [*reports[60:], report("M1", "135****9831", vendor="account_md5")]  # repeats of the page's keys too
+
+    got = store.save_reports(reports[:60], conn_id="sms_test", more=more)
+    assert asked == [store.page_size - 60]  # asked once, in the one page's transaction
+    expected, expected_result = _oracle(reports)
+    assert got == SaveResult(expected_result.inserted + 1, expected_result.updated, expected_result.unchanged)
+    for (batch_id, mobile), final in expected.items():
+        row = backend.report_row(batch_id, mobile)
+        assert row is not None and (row["status"], row["reported_at"]) == (final.status, utc_text(final.reported_at))
+    resolved = backend.report_row("M1", "13512349831", "account_md5")
+    assert resolved is not None and resolved["reported_mobile"] == "135****9831"
+    assert backend.count("delivery_reports") == before + len(expected) + 1
+    seqs = sorted(row["seq"] for page in store.iter_reports() for row in page)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # one commit: one run of seq numbers
+    for i, (batch_id, mobiles) in enumerate(batches.items()):
+        finals = [expected.get((batch_id, m)) for m in mobiles]
+        delivered = sum(1 for r in finals if r is not None and r.status == "delivered")
+        failed = sum(1 for r in finals if r is not None and r.status == "failed")
+        assert progress(store, f"k{i}") == (20, delivered, failed)
+    assert progress(store, "km") == (2, 1, 0)
+    backend.assert_counters_exact()
+
+
 def test_masked_mobiles_resolve_to_the_one_sent_number(backend: Backend, store: SmsStore) -> None:
     vendor = "account_md5"
     record(store, "k1", "M1", ["13512349831", "13800000001", "13900000002"], vendor=vendor)
