@@ -1544,6 +1544,60 @@ def test_pushes_that_arrive_while_the_store_lock_is_awaited_join_that_commit(
     assert backend.store.open_journal(conn_id, kind) == []
 
 
+def test_a_push_that_will_not_parse_does_not_join_under_the_lock(
+    receiver: Receiver, conns: dict[str, str], backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the leader waits for the lock, a good push, a push with a malformed record and another good
+    one queue: the first good one joins the leader's commit, the malformed one stops the joining (the
+    order is kept) and leads the next group, which stores around its bad record; all are answered 200."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if backend.name != "postgres":
+        pytest.skip("pushes join a commit under the lock on PostgreSQL only")
+    conn_id = conns["paasw_v2"]
+    [warm] = report_bodies("paasw_v2", "B0", ["13900000000"])
+    assert post(receiver, conn_id, "reports", warm).status_code == 200
+    calls: list[tuple[int, int]] = []
+    real = SmsStore.save_reports
+
+    def counting(self: SmsStore, records: Any, **kwargs: Any) -> Any:
+        records, more, joined = list(records), kwargs.pop("more", None), []
+
+        def counted(room: int) -> Any:
+            joined.extend(more(room) if more is not None else ())
+            return joined
+
+        saved = real(self, records, more=counted, **kwargs)
+        calls.append((len(records), len(joined)))
+        return saved
+
+    monkeypatch.setattr(SmsStore, "save_reports", counting)
+    bodies = [report_bodies("paasw_v2", "B1", [f"1380013800{i}"])[0] for i in range(4)]
+    del bodies[2]["data"][0]["batchId"]
+    release = hold_write_lock(backend, "delivery_reports")
+    groups = receiver.app.state.receiver.state.stores._groups
+    deadline = time.monotonic() + 20
+    with ThreadPoolExecutor(4) as pool:
+        futures = []
+        for waiting, body in enumerate(bodies):
+            futures.append(pool.submit(post, receiver, conn_id, "reports", body))
+            while not any(g._busy for g in groups.values()) or sum(len(g._waiting) for g in groups.values()) < waiting:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        release()
+        statuses = [f.result().status_code for f in futures]
+    assert statuses == [200] * 4
+    assert calls[0] == (1, 1)  # the leader's push and the good one before the malformed one
+    assert sorted(r["mobile"] for r in backend.reports("paasw_v2") if r["batch_id"] == "B1") == [
+        "13800138000",
+        "13800138001",
+        "13800138003",
+    ]
+    [kept] = backend.store.quarantined(conn_id=conn_id)
+    assert "batchId" in kept["reason"] and kept["raw"]["mobile"] == "13800138002"
+    assert backend.store.open_journal(conn_id, "reports") == []
+
+
 def hold_write_lock(backend: Backend, counter: str) -> Callable[[], None]:
     """Take the store's write lock from outside, as another receiver process would (SQLite: the file's
     write lock; PostgreSQL: the counter's row lock); returns what releases it."""
