@@ -319,3 +319,23 @@ def test_a_canary_not_yet_judged_is_judged_where_its_numbers_went(
     assert len(counts) == 1500 and set(counts.values()) == {1}
     backup = summary["connections"][1]
     assert backup["conn_id"] == "sms_paasw_v1" and backup["accepted_numbers"] == 1500
+
+
+def test_a_new_plan_of_the_primary_hands_over_to_a_new_plan_of_the_fallback(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, store_args: dict[str, Any]
+) -> None:
+    """on_plan_change="new_plan" with other numbers: the fallback's plan handed over by the old plan is
+    replaced, not followed, so the new numbers go out once and the old ones are not sent again."""
+    primary_that_refuses_connections(monkeypatch, sim)
+    first = send_op(fallback_conn_ids=["sms_paasw_v1"], mobiles=numbers(1500), **store_args).execute(task_context())
+    assert first["accepted_numbers"] == 1500
+    other = numbers(2000)[1000:]  # 500 numbers sent before, 500 new
+    again = send_op(fallback_conn_ids=["sms_paasw_v1"], mobiles=other, on_plan_change="new_plan", **store_args).execute(
+        task_context()
+    )
+    assert again["plan"] == 2 and again["accepted_numbers"] == 1000
+    counts = accepted(sim, "paasw_v1")
+    assert len(counts) == 2000
+    assert {m: n for m, n in counts.items() if n != 1} == dict.fromkeys(numbers(1500)[1000:], 2)  # as asked: anew
+    states = request_states(store_args)
+    assert states[("sms_primary", MOVED)] == 2500 and states[("sms_paasw_v1", "accepted")] == 2500
