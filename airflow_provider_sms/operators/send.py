@@ -203,7 +203,8 @@ class SmsSendOperator(BaseOperator):
         self.max_parts = max_parts
         parse_quiet_hours(quiet_hours)  # a bad window fails at DAG parse time
         self.quiet_hours = quiet_hours
-        self._vendor_endpoint: VendorEndpoint | None = None
+        #: the send endpoints of the connections that carried numbers (the primary, and fallbacks it moved to)
+        self._vendor_endpoints: list[VendorEndpoint] = []
 
     # The send settings live in ``self.policy`` (checked once, at parse time); these read them as the
     # operator's attributes did before ``SendPolicy`` existed, for DAG code and tests that look at them.
@@ -251,7 +252,8 @@ class SmsSendOperator(BaseOperator):
         return self._send(context, carried=None)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage | None:
-        """The store's opt-out list in (when consulted); the vendor's send endpoint and the store's tables out.
+        """The store's opt-out list in (when consulted); the vendors' send endpoints (the primary's, and each
+        fallback's that carried numbers) and the store's tables out.
 
         The numbers themselves are no dataset (a list, or another task's XCom): OpenLineage links that
         task to this one through the DAG already.
@@ -262,12 +264,12 @@ class SmsSendOperator(BaseOperator):
             return None
         from airflow_provider_sms import lineage
 
-        if self._vendor_endpoint is None:
+        if not self._vendor_endpoints:
             return OperatorLineage()
         prefix = self.store_table_prefix
         inputs = lineage.store_datasets(self.store_conn_id, prefix, ("opt_outs",)) if self.policy.skip_opted_out else []
         outputs = [
-            self._vendor_endpoint.dataset(),
+            *(endpoint.dataset() for endpoint in self._vendor_endpoints),
             *lineage.store_datasets(self.store_conn_id, prefix, SEND_STORE_TABLES),
         ]
         return OperatorLineage(inputs=inputs, outputs=outputs)
@@ -316,7 +318,10 @@ class SmsSendOperator(BaseOperator):
                 )
                 result = sender.run(spec, wait=not self.deferrable, carried=carried)
             if not self.policy.dry_run:  # a dry run sends nothing: no vendor endpoint in its lineage
-                self._vendor_endpoint = VendorEndpoint.of(hook, "send")
+                used = {c["conn_id"] for c in result.summary.get("connections", []) if c["accepted_numbers"]}
+                self._vendor_endpoints = [
+                    VendorEndpoint.of(h, "send") for h in hooks if h is hook or h.sms_conn_id in used
+                ]
         finally:
             for each in hooks:
                 each.close()

@@ -157,3 +157,25 @@ def test_parsing_a_dag_imports_no_openlineage() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     child = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert child.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_send_that_failed_over_names_every_connection_that_carried_numbers(
+    sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = {
+        **json.loads(sim.connection_json("paasw_v2", retry_wait=0.01, retries=0, sign="S")),
+        "host": "http://127.0.0.1:9",
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SMS_DOWN", json.dumps(down))
+    send = SmsSendOperator(
+        task_id="send",
+        sms_conn_id="sms_down",
+        fallback_conn_ids=["sms_paasw_v1", "sms_cloud_mas"],
+        mobiles=["13800138000"],
+        content="hi",
+    )
+    send.execute(task_context())
+    outputs = [name for _, name in pairs(send.get_openlineage_facets_on_complete(None).outputs)]
+    primary_account, fallback_account = down["login"], vendor(sim, "paasw_v1")[1]
+    assert outputs[:2] == [f"{primary_account}/send", f"{fallback_account}/send"]  # not cloud_mas: it sent nothing
+    assert len([name for name in outputs if name.endswith("/send")]) == 2
