@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_sms import metrics
 from airflow_provider_sms.canary import CANARY_REQUESTS
 from airflow_provider_sms.errors import SmsConfigurationError, SmsOutcomeUnknownError
 from airflow_provider_sms.records import MOVED, PLANNED, PlanRequest, StoredPlan
@@ -196,6 +197,9 @@ class FailoverSend:
             task=self.task,
             reason=f"moved to connection {following.conn_id!r}: {error}",
             replaces=existing.plan_key if existing is not None and not grows else None,
+        )
+        metrics.incr(
+            metrics.NUMBERS_MOVED, len(valid), metrics.tags(sender.hook.vendor, sender.conn_id, to=following.conn_id)
         )
         self.log.warning(
             "%s: connection %r surely did not accept the send (%s); %d numbers in %d requests move to "

@@ -25,6 +25,7 @@ NUMBERS_SENT: Final = "sms.numbers.sent"
 NUMBERS_ACCEPTED: Final = "sms.numbers.accepted"
 NUMBERS_UNKNOWN: Final = "sms.numbers.unknown"
 NUMBERS_REFUSED: Final = "sms.numbers.refused"
+NUMBERS_MOVED: Final = "sms.numbers.moved"
 NUMBERS_DELIVERED: Final = "sms.numbers.delivered"
 NUMBERS_FAILED: Final = "sms.numbers.failed"
 NUMBERS_EXPIRED: Final = "sms.numbers.expired"
@@ -42,6 +43,7 @@ METRICS: Final[Mapping[str, tuple[str, tuple[str, ...], str]]] = {
     NUMBERS_ACCEPTED: ("counter", (), "numbers in requests the vendor accepted (or that evidence proved accepted)"),
     NUMBERS_UNKNOWN: ("counter", (), "numbers in requests whose outcome became unknown (no readable answer)"),
     NUMBERS_REFUSED: ("counter", (), "numbers in requests the vendor refused or that surely never left"),
+    NUMBERS_MOVED: ("counter", ("to",), "numbers moved to the next connection (fallback_conn_ids): not accepted here"),
     NUMBERS_DELIVERED: ("counter", ("source",), "numbers whose stored report newly became delivered"),
     NUMBERS_FAILED: ("counter", ("source",), "numbers whose stored report newly became failed"),
     NUMBERS_EXPIRED: ("counter", ("source",), "numbers that expired (the vendor said so, or no final report came)"),

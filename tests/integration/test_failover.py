@@ -108,11 +108,22 @@ def second_sim(home: Any) -> Iterator[GatewaySimulator]:
 def test_a_primary_that_refuses_connections_moves_everything_and_the_sensor_follows_it(
     sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, store_args: dict[str, Any]
 ) -> None:
+    from airflow_provider_sms import metrics
     from airflow_provider_sms.hooks.cloud_mas import CloudMasHook
 
+    counted: list[tuple[str, int, dict[str, str]]] = []
+    real_incr = metrics.incr
+
+    def incr(name: str, count: int, tag_set: dict[str, str]) -> None:
+        counted.append((name, count, dict(tag_set)))
+        real_incr(name, count, tag_set)
+
+    monkeypatch.setattr(metrics, "incr", incr)
     monkeypatch.setattr(CloudMasHook, "pull_interval", 0.0)  # the simulator here allows pulls back to back
     primary_that_refuses_connections(monkeypatch, sim)
     summary = send_op(fallback_conn_ids=["sms_cloud_mas"], mobiles=numbers(7000), **store_args).execute(task_context())
+    moved = [(count, tag_set) for name, count, tag_set in counted if name == metrics.NUMBERS_MOVED]
+    assert moved == [(7000, {"vendor": "paasw_v2", "conn_id": "sms_primary", "to": "sms_cloud_mas"})]
     counts = accepted(sim, "cloud_mas")
     assert len(counts) == 7000 and set(counts.values()) == {1}
     assert accepted(sim, "paasw_v2") == {}
