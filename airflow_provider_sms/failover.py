@@ -37,8 +37,15 @@ if TYPE_CHECKING:
     from airflow_provider_sms.store import SmsStore, TaskIdentity
 
 #: summary counters summed over the connections of a failover send
-_SUMMED = ("requests", "sent_requests", "skipped_requests", "accepted_numbers")
-_SUMMED_OPTIONAL = ("unknown_requests", "resolved_requests", "resent_requests")
+_SUMMED = (
+    "requests",
+    "sent_requests",
+    "skipped_requests",
+    "accepted_numbers",
+    "unknown_requests",
+    "resolved_requests",
+    "resent_requests",
+)
 
 
 class FailoverSend:
@@ -168,7 +175,10 @@ class FailoverSend:
         else:
             generation = existing.generation + 1 if existing is not None else 1
             plan_key, earlier = f"{target_key}-{generation}", ()
-        chunks, canary_requests = self._cut(plan, moved, valid, following, grows=grows)
+        # the canary's numbers that move (its verdict was still to come) stay a canary there; a plan that
+        # grows keeps the canary it has
+        moved_canary = sum(len(r.mobiles) for r in moved if r.index < int(plan.inputs.get(CANARY_REQUESTS, 0)))
+        chunks, canary_requests = following.cut(valid, None if grows else moved_canary or None)
         start = len(earlier)
         added = tuple(
             PlanRequest(key=request_key(plan_key, start + i), index=start + i, state=PLANNED, mobiles=chunk)
@@ -215,20 +225,6 @@ class FailoverSend:
         return len(valid)
 
     @staticmethod
-    def _cut(
-        plan: StoredPlan, moved: Sequence[PlanRequest], valid: list[str], following: PlannedSend, *, grows: bool
-    ) -> tuple[list[tuple[str, ...]], int]:
-        """The moved numbers cut into the next connection's requests, and how many of them are a canary: the
-        canary's numbers that move (its verdict was still to come) stay a canary there, first and on their own."""
-        chunk = following.gate.chunk if following.gate is not None else following.hook.chunk
-        canary_requests = int(plan.inputs.get(CANARY_REQUESTS, 0))
-        canary = sum(len(r.mobiles) for r in moved if r.index < canary_requests)
-        if not canary or grows:  # a plan that grows keeps the canary it has
-            return chunk(valid), 0
-        head = chunk(valid[:canary])
-        return [*head, *chunk(valid[canary:])], len(head)
-
-    @staticmethod
     def _stopped_part(sender: PlannedSend, moved: int, to: str, error: Exception) -> dict[str, Any]:
         """The summary of a connection whose send stopped and moved on."""
         part = dict(sender.stopped_summary or {"conn_id": sender.conn_id, "vendor": sender.hook.vendor})
@@ -244,8 +240,6 @@ class FailoverSend:
         summary = dict(parts[0])
         summary["batch_ids"] = list(parts[0].get("batch_ids", []))
         for key in _SUMMED:
-            summary[key] = sum(int(part.get(key, 0) or 0) for part in parts)
-        for key in _SUMMED_OPTIONAL:
             summary[key] = sum(int(part.get(key, 0) or 0) for part in parts)
         summary["batch_ids_by_conn"] = {str(part["conn_id"]): list(part.get("batch_ids", [])) for part in parts}
         summary["connections"] = [

@@ -490,7 +490,7 @@ class PlannedSend:
                 opted_out = len(opted)
         generation = 1 if previous is None else previous.generation + 1
         plan_key = f"{key}-{generation}"
-        chunks, canary_requests = self._chunks(valid)
+        chunks, canary_requests = self.cut(valid, self.policy.canary)
         canary = sum(len(c) for c in chunks[:canary_requests])
         stored = tuple(
             PlanRequest(key=request_key(plan_key, index), index=index, state=PLANNED, mobiles=numbers)
@@ -529,11 +529,11 @@ class PlannedSend:
         )
         return saved, intents, requests
 
-    def _chunks(self, valid: Sequence[str]) -> tuple[list[tuple[str, ...]], int]:
+    def cut(self, valid: Sequence[str], canary: int | None) -> tuple[list[tuple[str, ...]], int]:
         """The numbers (opted-out ones left out) cut into requests as the vendor's caps and quiet hours cut
-        them, the canary's first and on their own; returns the requests and how many are the canary's."""
+        them, the first ``canary`` numbers first and on their own; returns the requests and how many are the
+        canary's (``failover`` cuts what it hands over here too)."""
         chunk = self.gate.chunk if self.gate is not None else self.hook.chunk
-        canary = self.policy.canary
         if canary is not None and canary >= len(valid):
             self.log.info(
                 "%s: the canary (%d numbers) is not smaller than the send (%d numbers): sending it all at once",
@@ -913,7 +913,7 @@ class PlannedSend:
         kept = [m for m in valid if m not in opted] if opted else valid
         if self.gate is not None and options.scheduled_at is not None:
             self.gate.check_schedule(kept, options.scheduled_at)
-        chunks, canary_requests = self._chunks(kept)  # as the plan would be
+        chunks, canary_requests = self.cut(kept, self.policy.canary)  # as the plan would be
         for index, chunk in enumerate(chunks):  # the checks a planned request gets (lengths, caps)
             hook.stored_request(index, chunk, spec.content, options, template_id=spec.template_id, params=spec.params)
         self._guard(len(kept), 0)
