@@ -28,6 +28,7 @@ from airflow_provider_sms.operators import SmsSendOperator
 from airflow_provider_sms.simulator import GatewaySimulator
 from airflow_provider_sms.store import SmsStore
 from airflow_provider_sms.testing import FakeTaskInstance, task_context
+from tests.integration.simulator_ledger import ledger_counts
 
 pytestmark = pytest.mark.integration
 
@@ -63,10 +64,8 @@ def block_template(sim: GatewaySimulator) -> None:
 
 
 def accepted(sim: GatewaySimulator) -> dict[str, int]:
-    """Per number, how many times the vendor accepted it (the simulator's ledger, over its admin API)."""
-    reply = requests.get(f"{sim.http_url}/_sim/ledger", params={"vendor": "paasw_v2", "numbers": "1"}, timeout=10)
-    reply.raise_for_status()
-    return {k: int(v) for k, v in reply.json()["paasw_v2"]["accepted"]["counts"].items()}
+    """Per number, how many times the vendor (paasw_v2, every canary test's) accepted it."""
+    return ledger_counts(sim, "paasw_v2")
 
 
 def delivered_at_the_simulator(sim: GatewaySimulator) -> tuple[int, int]:

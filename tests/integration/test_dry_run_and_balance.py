@@ -24,6 +24,8 @@ from airflow_provider_sms.operators import SmsSendOperator
 from airflow_provider_sms.simulator import GatewaySimulator
 from airflow_provider_sms.store import SmsStore
 from airflow_provider_sms.testing import task_context
+from tests.integration.simulator_ledger import ledger_counts as accepted
+from tests.integration.simulator_ledger import set_balance
 
 pytestmark = pytest.mark.integration
 
@@ -47,24 +49,12 @@ def use_connection(sim: GatewaySimulator, monkeypatch: pytest.MonkeyPatch, vendo
     monkeypatch.setenv(f"AIRFLOW_CONN_SMS_{vendor.upper()}", sim.connection_json(vendor, **extra))
 
 
-def accepted(sim: GatewaySimulator, vendor: str) -> dict[str, int]:
-    """Per number, how many times the vendor accepted it (the simulator's ledger, over its admin API)."""
-    reply = requests.get(f"{sim.http_url}/_sim/ledger", params={"vendor": vendor, "numbers": "1"}, timeout=10)
-    reply.raise_for_status()
-    return {k: int(v) for k, v in reply.json()[vendor]["accepted"]["counts"].items()}
-
-
 def vendor_requests(sim: GatewaySimulator, vendor: str) -> dict[str, int]:
     """Every request the simulated vendor was sent, by path (tokens and balance queries included)."""
     reply = requests.get(f"{sim.http_url}/_sim/state", timeout=10)
     reply.raise_for_status()
     counts = reply.json()["requests"]
     return {key.split(" ", 1)[1]: n for key, n in counts.items() if key.startswith(f"{vendor} ")}
-
-
-def set_balance(sim: GatewaySimulator, vendor: str, amount: str) -> None:
-    reply = requests.post(f"{sim.http_url}/_sim/balance", json={"vendor": vendor, "amount": amount}, timeout=10)
-    reply.raise_for_status()
 
 
 def store_of(store_args: dict[str, Any]) -> SmsStore:

@@ -24,6 +24,7 @@ from airflow_provider_sms.operators import SmsSendOperator
 from airflow_provider_sms.simulator import Fault, GatewaySimulator
 from airflow_provider_sms.store import SmsStore
 from airflow_provider_sms.testing import FakeTaskInstance, task_context
+from tests.integration.simulator_ledger import ledger_counts as ledger
 
 pytestmark = pytest.mark.integration
 
@@ -35,13 +36,6 @@ def numbers(count: int, prefix: str = "138") -> list[str]:
 def send_op(**kwargs: Any) -> SmsSendOperator:
     defaults: dict[str, Any] = {"task_id": "send", "sms_conn_id": "sms_paasw_v2", "content": "hello", "signature": "S"}
     return SmsSendOperator(**{**defaults, **kwargs})
-
-
-def ledger(sim: GatewaySimulator, vendor: str) -> dict[str, int]:
-    """Per number, how many times the vendor accepted it: read over the simulator's admin API."""
-    reply = requests.get(f"{sim.http_url}/_sim/ledger", params={"vendor": vendor, "numbers": "1"}, timeout=10)
-    reply.raise_for_status()
-    return {k: int(v) for k, v in reply.json()[vendor]["accepted"]["counts"].items()}
 
 
 def states(home: Path) -> dict[str, int]:

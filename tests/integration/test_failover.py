@@ -22,6 +22,8 @@ from airflow_provider_sms.sensors import SmsDeliverySensor
 from airflow_provider_sms.simulator import GatewaySimulator, SimConfig
 from airflow_provider_sms.store import MOVED, SmsStore
 from airflow_provider_sms.testing import FakeTaskInstance, task_context
+from tests.integration.simulator_ledger import ledger_counts as accepted
+from tests.integration.simulator_ledger import set_balance
 
 pytestmark = pytest.mark.integration
 
@@ -33,13 +35,6 @@ def numbers(count: int, prefix: str = "138") -> list[str]:
 def send_op(**kwargs: Any) -> SmsSendOperator:
     defaults: dict[str, Any] = {"task_id": "send", "sms_conn_id": "sms_primary", "content": "hello"}
     return SmsSendOperator(**{**defaults, **kwargs})
-
-
-def accepted(sim: GatewaySimulator, vendor: str) -> dict[str, int]:
-    """Per number, how many times the simulated vendor accepted it."""
-    reply = requests.get(f"{sim.http_url}/_sim/ledger", params={"vendor": vendor, "numbers": "1"}, timeout=10)
-    reply.raise_for_status()
-    return {k: int(v) for k, v in reply.json()[vendor]["accepted"]["counts"].items()}
 
 
 def together(*counts: dict[str, int]) -> dict[str, int]:
@@ -72,11 +67,6 @@ def primary_that_refuses_connections(monkeypatch: pytest.MonkeyPatch, sim: Gatew
     conn = json.loads(sim.connection_json("paasw_v2", retry_wait=0.01, retries=1, sign="S"))
     conn["host"] = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("AIRFLOW_CONN_SMS_PRIMARY", json.dumps(conn))
-
-
-def set_balance(sim: GatewaySimulator, vendor: str, amount: str) -> None:
-    reply = requests.post(f"{sim.http_url}/_sim/balance", json={"vendor": vendor, "amount": amount}, timeout=10)
-    reply.raise_for_status()
 
 
 def store_of(store_args: dict[str, Any]) -> SmsStore:

@@ -18,7 +18,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import requests
 from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
 
@@ -27,6 +26,7 @@ from airflow_provider_sms.operators import SmsSendOperator
 from airflow_provider_sms.quiet_hours import SmsQuietHoursError, SmsScheduledInQuietHoursError
 from airflow_provider_sms.simulator import GatewaySimulator
 from airflow_provider_sms.testing import task_context
+from tests.integration.simulator_ledger import ledger_counts as ledger
 
 pytestmark = pytest.mark.integration
 
@@ -49,13 +49,6 @@ def send_op(**kwargs: Any) -> SmsSendOperator:
         "quiet_hours": "21:00-08:00",
     }
     return SmsSendOperator(**{**defaults, **kwargs})
-
-
-def ledger(sim: GatewaySimulator, vendor: str) -> dict[str, int]:
-    """Per number, how many times the vendor accepted it: read over the simulator's admin API."""
-    reply = requests.get(f"{sim.http_url}/_sim/ledger", params={"vendor": vendor, "numbers": "1"}, timeout=10)
-    reply.raise_for_status()
-    return {k: int(v) for k, v in reply.json()[vendor]["accepted"]["counts"].items()}
 
 
 def requests_by_state(home: Path) -> dict[str, int]:
