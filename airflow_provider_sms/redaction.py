@@ -27,7 +27,10 @@ SENSITIVE_PARAM = re.compile(r"secret|token|pass|key|sign|auth", re.IGNORECASE)
 
 _lock = threading.Lock()
 _forms: set[str] = set()
+#: compiled at the first ``redact`` after a new form: remembering costs nothing on a send's path, however many
+#: per-request digests it remembers (compiling at every one made 200 requests spend seconds)
 _pattern: re.Pattern[str] | None = None
+_stale = False
 
 
 def secret_forms(secret: str) -> set[str]:
@@ -38,15 +41,24 @@ def secret_forms(secret: str) -> set[str]:
 
 def remember(secret: str) -> set[str]:
     """Remember every form of ``secret`` for ``redact``; returns the forms (for Airflow's masker)."""
-    global _pattern
     forms = {form for form in secret_forms(secret) if len(form) >= MIN_SECRET_CHARS}
+    _add(forms)
+    return forms
+
+
+def remember_digest(digest: str) -> None:
+    """Remember a per-request digest of a secret (cloud_mas's MAC) for ``redact``, as written and upper-cased.
+
+    It is never URL-encoded or digested again on the wire, so its other forms are not needed."""
+    _add({form for form in (digest, digest.upper()) if len(form) >= MIN_SECRET_CHARS})
+
+
+def _add(forms: set[str]) -> None:
+    global _stale
     with _lock:
         if not forms <= _forms:
             _forms.update(forms)
-            # longest first, so that a form containing another is removed whole
-            ordered = sorted(_forms, key=len, reverse=True)
-            _pattern = re.compile("|".join(re.escape(form) for form in ordered))
-    return forms
+            _stale = True
 
 
 #: Airflow's secrets masker (the Task SDK's copy and the core one): it is handed every extra of a connection
@@ -102,8 +114,21 @@ def _masker_class(module: str) -> type | None:
 
 def redact(text: str) -> str:
     """``text`` with every remembered form of every secret replaced by ``***``."""
-    pattern = _pattern
-    return pattern.sub(REDACTED, text) if pattern is not None and text else text
+    if not text:
+        return text
+    pattern = _current_pattern()
+    return pattern.sub(REDACTED, text) if pattern is not None else text
+
+
+def _current_pattern() -> re.Pattern[str] | None:
+    global _pattern, _stale
+    with _lock:
+        if _stale:
+            # longest first, so that a form containing another is removed whole
+            ordered = sorted(_forms, key=len, reverse=True)
+            _pattern = re.compile("|".join(re.escape(form) for form in ordered))
+            _stale = False
+        return _pattern
 
 
 __all__ = [
@@ -113,6 +138,7 @@ __all__ = [
     "SHORT_VALUE_WARNING",
     "redact",
     "remember",
+    "remember_digest",
     "secret_forms",
     "short_values_unreported",
 ]

@@ -748,7 +748,7 @@ def test_secret_and_mac_never_logged_or_in_errors(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     masked: list[str] = []
-    monkeypatch.setattr(cloud_mas, "mask", masked.append)
+    monkeypatch.setattr(cloud_mas.redaction, "remember_digest", masked.append)
     requests_mock.post(f"{BASE}/sms/submit", json={"rspcod": "IllegalMac", "mgsGroup": "", "success": False})
     requests_mock.post(f"{BASE}/sms/report", status_code=502, text="<html>bad gateway</html>")
     requests_mock.post(f"{BASE}/sms/deliver", text="not json at all")
@@ -765,7 +765,7 @@ def test_secret_and_mac_never_logged_or_in_errors(
     sent_mac = wire(requests_mock.request_history[0])["mac"]
     pull_body = requests_mock.request_history[1].body
     pull_body = pull_body.decode() if isinstance(pull_body, bytes) else pull_body
-    assert masked == [sent_mac]  # the MAC is registered with the masker when computed
+    assert masked == [sent_mac]  # the MAC is remembered for redaction when computed
     logged = logs(caplog, capsys)
     text = logged + " ".join(errors) + repr(hook.config)
     for secret in (SECRET, md5(SECRET), sent_mac, pull_body):
