@@ -201,6 +201,13 @@ _ACCEPT_PLANNED = """UPDATE {p}requests SET
         updated_at = ?
     WHERE (idempotency_key = ? AND state <> 'accepted')
        OR (idempotency_key = ? AND state = ? AND COALESCE(sending_at, '') = ?)"""
+# The same for the usual case only, with no lookup before it: the request's row is there and not yet
+# accepted, no other request has its batch id, no final report of the batch came first. Anything else
+# changes no row, and the lookup runs.
+_ACCEPT_PLANNED_ALONE = f"""{_ACCEPT_PLANNED.replace("WHERE (", "WHERE ((", 1)})
+    AND EXISTS (SELECT 1 FROM {{p}}requests WHERE idempotency_key = ? AND state <> 'accepted')
+    AND NOT EXISTS (SELECT 1 FROM {{p}}requests WHERE vendor = ? AND batch_id = ? AND state = 'accepted')
+    AND NOT EXISTS (SELECT 1 FROM {{p}}delivery_reports WHERE vendor = ? AND batch_id = ? AND status IN (?, ?, ?))"""
 # One round trip before recording: this key's state, the batch's accepted requests (a vendor that
 # reuses batch ids), and the final reports that came before this call.
 _BEFORE_RECORDING = f"""SELECT 'state', state, batch_id FROM {{p}}requests WHERE idempotency_key = ?
@@ -211,6 +218,8 @@ _BEFORE_RECORDING = f"""SELECT 'state', state, batch_id FROM {{p}}requests WHERE
 # A request's intent, stored only if its row is as the claiming try read it (``IntentClaim``).
 _CLAIM_INTENT = """UPDATE {p}requests SET state = ?, sending_at = ?, updated_at = ?
     WHERE idempotency_key = ? AND state = ? AND COALESCE(sending_at, '') = ?"""
+#: a plan this large (its numbers ~16 bytes each) is copied from SQLite's log while the send goes on
+_CHECKPOINT_AFTER_NUMBERS = 10_000
 _PLAN_COLUMNS = ("plan_key", "generation", "inputs", "numbers", "opted_out", "report_seq")
 
 
@@ -245,11 +254,37 @@ class SendLedger(StoreSection):
         stored: False when another try changed its row first (the acceptance is recorded all the same).
         """
         db = self._db
-        # In a pipeline (psycopg 3) the lock travels with the lookup, and the writes with the commit: two
-        # round trips. Whether the next intent was stored is known once the commit returns.
+        changed = self._accept_usual(key, receipt, next_intent)
+        if changed:  # the request's row always changes in it, the next one's when its claim holds
+            return next_intent is None or changed == 2
+        # Anything else looks first. In a pipeline (psycopg 3) the lock travels with the lookup, and the writes
+        # with the commit: two round trips. Whether the next intent was stored is known once the commit returns.
         with db.pipeline(), db.transaction(write=True) as cur:
             claimed = self._record_accepted(cur, key, receipt, conn_id, task, next_intent)
         return claimed()
+
+    def _accept_usual(self, key: str, receipt: SendReceipt, next_intent: IntentClaim | None) -> int:
+        """The usual acceptance (a planned request, alone in its batch, no report before it) as one statement
+        with no lookup before it; the rows it changed, 0 when the case is not the usual one (nothing changed).
+
+        SQLite: the statement is its own transaction. PostgreSQL: after the report counter's lock, as the
+        whole path takes it, and in a pipeline (psycopg 3) lock, statement and commit are one round trip.
+        """
+        db = self._db
+        batch = (receipt.vendor, receipt.batch_id)
+        params = (
+            *self._accept_planned_params(key, receipt, None, now_text(), next_intent),
+            *(key, *batch, *batch, DELIVERED, FAILED, EXPIRED),
+        )
+        single_writer = db.dialect.single_writer  # connects, so that the SQL below is the dialect's
+        sql = db.sql(_ACCEPT_PLANNED_ALONE)
+        if single_writer:
+            return db.write_alone(sql, params)
+        with db.pipeline(), db.transaction(write=True) as cur:
+            locked = db.read_counter_later(cur, "delivery_reports", lock=True)
+            changed = db.execute_counted(cur, sql, params)
+        locked()  # arrived with the commit; read so that its cursor closes
+        return changed()
 
     def _record_accepted(
         self,
@@ -328,14 +363,24 @@ class SendLedger(StoreSection):
         outcome is written, and the next request's intent rides in the same statement (one round trip,
         one commit). ``counts``: total (None: the row's own), delivered, failed. Returns whether the intent
         was stored (the statement changed both rows), read after the commit."""
-        outcome = (receipt.batch_id, *counts, utc_text(receipt.submitted_at))
-        claim = next_intent or IntentClaim(key, "", "")  # none: a clause that matches no row
-        changed = self._db.execute_counted(
-            cur,
-            self._db.sql(_ACCEPT_PLANNED),
-            (key, *(v for value in outcome for v in (key, value)), key, now, now, key, *claim),
-        )
+        params = self._accept_planned_params(key, receipt, counts[0], now, next_intent, counts[1:])
+        changed = self._db.execute_counted(cur, self._db.sql(_ACCEPT_PLANNED), params)
         return lambda: next_intent is None or changed() == 2
+
+    @staticmethod
+    def _accept_planned_params(
+        key: str,
+        receipt: SendReceipt,
+        total: int | None,
+        now: str,
+        next_intent: IntentClaim | None,
+        reported: tuple[int, int] = (0, 0),
+    ) -> tuple[Any, ...]:
+        """``_ACCEPT_PLANNED``'s parameters: the outcome for ``key`` (``total`` None: the row's own), the intent
+        for the next request."""
+        outcome = (receipt.batch_id, total, *reported, utc_text(receipt.submitted_at))
+        claim = next_intent or IntentClaim(key, "", "")  # none: a clause that matches no row
+        return (key, *(v for value in outcome for v in (key, value)), key, now, now, key, *claim)
 
     def _claim_later(self, cur: Any, claim: IntentClaim | None, now: str) -> Callable[[], bool]:
         """The next request's intent, inside an acceptance's commit; whether it was stored, read after it."""
@@ -475,6 +520,8 @@ class SendLedger(StoreSection):
         """
         with self._db.transaction(write=True) as cur:
             report_seq = self._write_plan(cur, plan, plan.requests, vendor, conn_id, task, intents, replaces)
+        if plan.numbers >= _CHECKPOINT_AFTER_NUMBERS:
+            self._db.checkpoint_in_background()  # while the first requests are on the wire
         return dataclasses.replace(plan, report_seq=report_seq)
 
     def hand_over(

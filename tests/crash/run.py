@@ -32,6 +32,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -160,18 +161,45 @@ def _install_crash(point: str, nth: int) -> None:
 
 
 def _kill_inside_commit(store: Any) -> None:
-    """Make the store's next commit SIGKILL this process while it runs (a timer of under a millisecond)."""
+    """Make the store's next commit SIGKILL this process while it runs (a timer of under a millisecond).
+
+    A commit is ``commit()``, or on SQLite a write statement run outside a transaction, which commits
+    itself (the usual acceptance is one such statement)."""
     connection = store.database.connection()
+
+    def die_while(commit: Callable[[], Any]) -> Any:
+        threading.Timer(random.uniform(0.0, 0.0008), _die).start()
+        result = commit()
+        time.sleep(0.05)  # the commit is done: the kill lands before anything else happens
+        _die()
+        return result
+
+    class DyingCursor:
+        def __init__(self, cursor: Any) -> None:
+            self._cursor = cursor
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._cursor, name)
+
+        def execute(self, sql: str, params: Any = ()) -> Any:
+            commits_itself = (
+                isinstance(connection, sqlite3.Connection)
+                and not connection.in_transaction
+                and sql.lstrip().upper().startswith(("UPDATE", "INSERT", "DELETE"))
+            )
+            if commits_itself:
+                return die_while(lambda: self._cursor.execute(sql, params))
+            return self._cursor.execute(sql, params)
 
     class Dying:
         def __getattr__(self, name: str) -> Any:
             return getattr(connection, name)
 
+        def cursor(self, *args: Any, **kwargs: Any) -> Any:
+            return DyingCursor(connection.cursor(*args, **kwargs))
+
         def commit(self) -> None:
-            threading.Timer(random.uniform(0.0, 0.0008), _die).start()
-            connection.commit()
-            time.sleep(0.05)  # the commit is done: the kill lands before anything else happens
-            _die()
+            die_while(connection.commit)
 
     dying = Dying()
     store.database.connection = lambda: dying  # every later transaction commits through it
