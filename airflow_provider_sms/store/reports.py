@@ -267,11 +267,13 @@ class DeliveryReports(StoreSection):
         deltas: dict[str, list[int]] = {}
         # In a pipeline (psycopg 3), the lock travels with the lookups, and the writes with the commit: the
         # counter's row, which every writer of reports waits for, is held for about two round trips (three
-        # when ``more`` brings reports: their lookups go once the lock is held).
+        # when ``more`` brings reports: their lookups go once the lock is held). The lock draws a seq per
+        # message of the page, the most it can write; the counter is set again only if it wrote another number.
+        drawn = len(first)
         with db.pipeline(), db.transaction(write=True) as cur:
-            next_seq = db.read_counter_later(cur, "delivery_reports", lock=True)
+            next_seq = db.draw_counter_later(cur, "delivery_reports", drawn)
             stored, sent = self._stored_reports(cur, list(first))
-            seq = next_seq()  # read: the lock is held
+            seq = start = next_seq()  # read: the lock is held
             if more is not None:  # what arrived while the lock was awaited: its rows and lookups now
                 extra = list(more(max(0, self.page_size - len(page))))
                 if extra:
@@ -303,6 +305,7 @@ class DeliveryReports(StoreSection):
                         _count_move(delta, before, row[_STATUS])
             if rows:
                 db.insert_many(cur, "delivery_reports", REPORT_COLUMNS, rows, _REPORT_UPSERT)
+            if seq != start + drawn:  # reports that changed nothing, or more reports that joined
                 db.set_counter(cur, "delivery_reports", seq)
             db.execute_many(
                 cur,

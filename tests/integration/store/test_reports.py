@@ -176,6 +176,41 @@ def test_reports_taken_along_once_the_lock_is_held_are_stored_in_the_same_commit
     backend.assert_counters_exact()
 
 
+def test_the_seq_counter_ends_at_the_last_seq_written(backend: Backend, store: SmsStore) -> None:
+    """A page draws a seq per message as it takes the lock: the counter is set back when it writes fewer
+    rows (repeats, reports that change nothing) and forward when reports join it, so it always stands at
+    the last seq written and the next page's seqs follow without a gap."""
+    a, b, c = numbers(3)
+    record(store, "k1", "B1", [a, b, c])
+
+    def counter() -> int:
+        return int(backend.query("SELECT value FROM {p}counters WHERE name = 'delivery_reports'")[0][0])
+
+    def top() -> int:
+        return int(backend.query("SELECT COALESCE(MAX(seq), 0) FROM {p}delivery_reports")[0][0])
+
+    pages: list[tuple[list[DeliveryReport], list[DeliveryReport]]] = [
+        ([report("B1", a, "pending")], []),  # one message, one row: as drawn
+        ([report("B1", a, "pending")], []),  # changes nothing: no row
+        ([report("B1", b, "pending"), report("B1", b, "delivered")], []),  # one message twice: one row
+        ([report("B1", a, "delivered")], [report("B1", c, "failed"), report("ELSEWHERE", a)]),  # two joined
+        ([report("B1", a, "delivered"), report("B1", b, "delivered")], []),  # nothing new
+    ]
+    written = 0
+    for page, joining in pages:
+
+        def more(room: int, joining: list[DeliveryReport] = joining) -> list[DeliveryReport]:
+            return joining
+
+        result = store.save_reports(page, more=more)
+        written += sum(result.statuses.values())  # the rows it wrote
+        assert counter() == top() == written, page
+    seqs = sorted(row["seq"] for p in store.iter_reports() for row in p)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert progress(store, "k1") == (3, 2, 1)
+    backend.assert_counters_exact()
+
+
 def test_masked_mobiles_resolve_to_the_one_sent_number(backend: Backend, store: SmsStore) -> None:
     vendor = "account_md5"
     record(store, "k1", "M1", ["13512349831", "13800000001", "13900000002"], vendor=vendor)
