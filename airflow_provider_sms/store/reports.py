@@ -72,6 +72,7 @@ _REPORT_UPSERT = """ON CONFLICT (vendor, batch_id, mobile) DO UPDATE SET
                 OR excluded.reported_at >= {p}delivery_reports.reported_at))""".replace(
     "RANK_OF_STORED", "(CASE {p}delivery_reports.status WHEN 'pending' THEN 0 WHEN 'expired' THEN 1 ELSE 2 END)"
 ).replace("RANK_OF_NEW", "(CASE excluded.status WHEN 'pending' THEN 0 WHEN 'expired' THEN 1 ELSE 2 END)")
+_SEEK_ONE = f"SELECT {_STATE_COLUMNS} FROM {{p}}delivery_reports WHERE vendor = ? AND batch_id = ? AND mobile = ?"
 _FINAL_REPORTS_IN_BATCH = """SELECT mobile, status FROM {p}delivery_reports
     WHERE vendor = ? AND batch_id = ? AND status IN (?, ?, ?)"""
 
@@ -433,6 +434,11 @@ class DeliveryReports(StoreSection):
             for mobile, *state in found:
                 if mobile in wanted:
                     reports[(vendor, batch_id, mobile)] = tuple(state)
+        if len(seek) == 1:  # a single pushed report: one primary-key seek, no key list to bind and join
+            cur.execute(db.sql(_SEEK_ONE), seek[0])
+            for state in cur.fetchall():
+                reports[seek[0]] = tuple(state)
+            seek = []
         arrays = db.dialect.array_params
         for chunk in chunks(seek, PAGE_SIZE if arrays else _SEEK_CHUNK):
             params: list[Any]
