@@ -341,6 +341,12 @@ class Database:
 
             found = execute_values(cur, head + "%s" + tail, rows, page_size=1000, fetch=returning)
             return len(found) if returning else None
+        if self._dialect.array_params and len(rows) == 1:
+            # One row (a single pushed report): its values as they are, typed as the arrays would be; building
+            # a one-element array per column cost the driver more than the rest of the statement.
+            values = ", ".join(f"?::{self._array_types.get(c, 'text')}" for c in columns)
+            cur.execute(head + "(" + self.sql(values) + ")" + tail, tuple(rows[0]))
+            return len(cur.fetchall()) if returning else None
         if self._dialect.array_params:
             # psycopg 3 and other PostgreSQL drivers: one statement per page, each column one array
             # parameter, costs far less per row than executemany's statement per row.
