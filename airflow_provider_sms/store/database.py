@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 #: rows per transaction of the store's page-wise writes, and per page of its reads
 PAGE_SIZE: Final = 5000
 _IN_CHUNK = 500  # values per IN (...) list: under the 999 bound variables of SQLite builds before 3.32
+_VALUES_ROWS = 4  # PostgreSQL: up to this many rows are inserted as a VALUES list, more as unnest()ed arrays
 _BUSY_TIMEOUT_S = 60.0
 
 _T = TypeVar("_T")
@@ -341,11 +342,12 @@ class Database:
 
             found = execute_values(cur, head + "%s" + tail, rows, page_size=1000, fetch=returning)
             return len(found) if returning else None
-        if self._dialect.array_params and len(rows) == 1:
-            # One row (a single pushed report): its values as they are, typed as the arrays would be; building
-            # a one-element array per column cost the driver more than the rest of the statement.
-            values = ", ".join(f"?::{self._array_types.get(c, 'text')}" for c in columns)
-            cur.execute(head + "(" + self.sql(values) + ")" + tail, tuple(rows[0]))
+        if self._dialect.array_params and len(rows) <= _VALUES_ROWS:
+            # A few rows (a group of single-record pushes): their values as they are, typed as the arrays would
+            # be; an array per column cost the driver more than the rest of the statement, and the server more.
+            row = "(" + self.sql(", ".join(f"?::{self._array_types.get(c, 'text')}" for c in columns)) + ")"
+            values = [value for each in rows for value in each]
+            cur.execute(head + ", ".join([row] * len(rows)) + tail, values)
             return len(cur.fetchall()) if returning else None
         if self._dialect.array_params:
             # psycopg 3 and other PostgreSQL drivers: one statement per page, each column one array
