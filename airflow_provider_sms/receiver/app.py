@@ -180,6 +180,11 @@ class _Stores:
         return True
 
     def get(self, store_conn_id: str | None, table_prefix: str) -> SmsStore:
+        if store_conn_id is not None:  # no embedded file whose path the environment picks: found by its key
+            with self._lock:
+                found = self._stores.get((store_conn_id, table_prefix, None))
+            if found is not None:
+                return found
         from airflow_provider_sms.store import SmsStore
 
         candidate = SmsStore(store_conn_id, table_prefix=table_prefix)  # connects on first use only
