@@ -66,9 +66,11 @@ class InboundMessages(StoreSection):
             unique: dict[str, tuple[Any, ...]] = {}
             _inbound_rows(page, conn_id, fetched_at, unique)
             received = len(page)
-            # In a pipeline (psycopg 3), the counter and the commit ride with the statements before them.
+            # In a pipeline (psycopg 3), the counter and the commit ride with the statements before them. The
+            # lock draws a seq per message of the page; the counter is set again only for messages that joined.
+            drawn = len(unique)
             with db.pipeline(), db.transaction(write=True) as cur:
-                base = db.read_counter(cur, "inbound_messages", lock=True)
+                base = db.draw_counter_later(cur, "inbound_messages", drawn)()
                 if last and more is not None:  # the lock is held: take along what arrived while it was awaited
                     extra = list(more(max(0, self.page_size - len(page))))
                     _inbound_rows(extra, conn_id, fetched_at, unique)
@@ -84,7 +86,8 @@ class InboundMessages(StoreSection):
                         (base, top),
                     )
                     added = int(cur.fetchone()[0])
-                db.set_counter(cur, "inbound_messages", top)
+                if top != base + drawn:
+                    db.set_counter(cur, "inbound_messages", top)
                 if last:
                     close_pages(db, cur, journal_id)
             inserted += added

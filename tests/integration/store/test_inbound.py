@@ -69,3 +69,8 @@ def test_inbound_taken_along_once_the_lock_is_held_goes_in_the_same_commit(backe
     rows = [row for p in store.iter_inbound() for row in p]
     assert [r["mobile"] for r in rows] == ["13800000001", "13800000004", "13800000002", "13800000003"]
     assert [r["seq"] for r in rows] == list(range(rows[0]["seq"], rows[0]["seq"] + 4))
+    # the lock drew a seq per message of the page; the counter moved on past the ones that joined
+    counter = backend.query("SELECT value FROM {p}counters WHERE name = 'inbound_messages'")
+    assert int(counter[0][0]) == rows[-1]["seq"]
+    assert store.save_inbound([message("13800000005", "N")], conn_id="sms_test") == SaveResult(1, 0, 0)
+    assert [r["seq"] for p in store.iter_inbound(since_seq=rows[-1]["seq"]) for r in p] == [rows[-1]["seq"] + 1]
