@@ -10,6 +10,7 @@ list, one object, a ``{data: [...]}`` envelope), since the documents' samples an
 from __future__ import annotations
 
 import codecs
+import functools
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -37,8 +38,12 @@ def push_format(conn_type: str | None) -> VendorPush | None:
 # ---------------------------------------------------------------------- body decoding
 
 
+@functools.lru_cache(maxsize=64)
 def media_type(content_type: str | None) -> tuple[str, str]:
-    """``(media type, charset)`` of a Content-Type header, lower case; the charset defaults to utf-8."""
+    """``(media type, charset)`` of a Content-Type header, lower case; the charset defaults to utf-8.
+
+    Kept for the few headers a receiver sees: each push asks for it three times (the media type check
+    before the body is read, then the decoding), and vendors send the same header on every push."""
     media, _, params = (content_type or "").partition(";")
     charset = "utf-8"
     for param in params.split(";"):
