@@ -457,12 +457,9 @@ class Database:
             ids.append(int(cur.fetchone()[0]) if returning else int(cur.lastrowid))
         return ids
 
-    def read_counter(self, cur: Any, name: str, *, lock: bool = False) -> int:
-        """A counter's value; ``lock``: hold its row to commit, so writers of one kind go one at a time."""
-        cur.execute(
-            self.sql("SELECT value FROM {p}counters WHERE name = ?" + (self._dialect.lock_row if lock else "")),
-            (name,),
-        )
+    def read_counter(self, cur: Any, name: str) -> int:
+        """A counter's value (writers hold its row with :meth:`read_counter_later` or :meth:`draw_counter_later`)."""
+        cur.execute(self.sql("SELECT value FROM {p}counters WHERE name = ?"), (name,))
         return int(cur.fetchone()[0])
 
     def read_counter_later(self, cur: Any, name: str, *, lock: bool = False) -> Callable[[], int]:

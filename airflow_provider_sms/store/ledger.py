@@ -190,7 +190,7 @@ _UPSERT_REQUEST = """INSERT INTO {p}requests (idempotency_key, vendor, conn_id, 
         submitted_at = excluded.submitted_at
     WHERE {p}requests.state <> 'accepted'"""
 # The accepted request (the first key) and, in the same statement, the next request's intent (the last).
-_ACCEPT_PLANNED = """UPDATE {p}requests SET
+_ACCEPT_SET = """UPDATE {p}requests SET
         state = CASE WHEN idempotency_key = ? THEN 'accepted' ELSE 'sending' END,
         batch_id = CASE WHEN idempotency_key = ? THEN ? ELSE batch_id END,
         total = CASE WHEN idempotency_key = ? THEN COALESCE(?, total) ELSE total END,
@@ -198,13 +198,16 @@ _ACCEPT_PLANNED = """UPDATE {p}requests SET
         failed = CASE WHEN idempotency_key = ? THEN ? ELSE failed END,
         submitted_at = CASE WHEN idempotency_key = ? THEN ? ELSE submitted_at END,
         sending_at = CASE WHEN idempotency_key = ? THEN sending_at ELSE ? END,
-        updated_at = ?
-    WHERE (idempotency_key = ? AND state <> 'accepted')
+        updated_at = ?"""
+_ACCEPT_ROWS = """(idempotency_key = ? AND state <> 'accepted')
        OR (idempotency_key = ? AND state = ? AND COALESCE(sending_at, '') = ?)"""
+_ACCEPT_PLANNED = f"""{_ACCEPT_SET}
+    WHERE {_ACCEPT_ROWS}"""
 # The same for the usual case only, with no lookup before it: the request's row is there and not yet
 # accepted, no other request has its batch id, no final report of the batch came first. Anything else
 # changes no row, and the lookup runs.
-_ACCEPT_PLANNED_ALONE = f"""{_ACCEPT_PLANNED.replace("WHERE (", "WHERE ((", 1)})
+_ACCEPT_PLANNED_ALONE = f"""{_ACCEPT_SET}
+    WHERE ({_ACCEPT_ROWS})
     AND EXISTS (SELECT 1 FROM {{p}}requests WHERE idempotency_key = ? AND state <> 'accepted')
     AND NOT EXISTS (SELECT 1 FROM {{p}}requests WHERE vendor = ? AND batch_id = ? AND state = 'accepted')
     AND NOT EXISTS (SELECT 1 FROM {{p}}delivery_reports WHERE vendor = ? AND batch_id = ? AND status IN (?, ?, ?))"""
