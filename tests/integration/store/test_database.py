@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -22,6 +23,7 @@ from airflow_provider_sms.store import (
     BatchProgress,
     SaveResult,
     SmsStore,
+    database,
 )
 from airflow_provider_sms.store.database import json_text, utc_text
 from tests.integration.store.support import (
@@ -241,3 +243,32 @@ def test_importing_the_store_loads_no_database_driver() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("copied_every", [None, 10**9], ids=["as-it-grows", "never-in-between"])
+def test_a_writer_that_commits_on_and_on_has_its_log_copied_as_it_grows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copied_every: int | None
+) -> None:
+    """A send commits once per request, with the network's wait between commits. Every 32 commits the
+    embedded file's log is copied in the background, so it starts over; left to the close, it grows for the
+    whole send (the control case, with the copying turned off, shows that it does)."""
+    if copied_every is not None:
+        monkeypatch.setattr(database, "_CHECKPOINT_EVERY_COMMITS", copied_every)
+    path = tmp_path / "log.db"
+    with SmsStore(path=str(path)) as store:
+        record(store, "first", "B0", numbers(5))
+        for index in range(1, 161):
+            record(store, f"k{index}", f"B{index}", numbers(5, start=5 * index))
+            time.sleep(0.002)  # a request on the wire
+        other = sqlite3.connect(path)
+        try:  # (busy, frames in the log, frames copied)
+            _, frames, _ = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            other.close()
+        # a commit here writes 4-5 pages; copied every 32, the log holds at most two rounds of them even
+        # when one copy finishes late, against every commit's pages without
+        if copied_every is None:
+            assert 0 < frames <= 64 * 5, frames
+        else:
+            assert frames >= 160 * 4, frames
+    assert not Path(f"{path}-wal").exists()  # the close copied the rest and removed it
