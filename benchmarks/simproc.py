@@ -16,6 +16,7 @@ pid) once serving, and serves until stdin closes or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -51,11 +52,20 @@ def fill(simulator: GatewaySimulator, vendor: str, count: int, per_batch: int, f
 
 
 def reset(simulator: GatewaySimulator) -> None:
+    """Fresh state, and a fresh garbage collector: collected here, outside any timed run.
+
+    The simulator keeps an object per accepted number, so its collector pauses for 10-80 ms every ~30
+    requests of a 100,000-number send. Left uncollected, the previous run's garbage and counters decide
+    where the next run's pauses fall, and one of two runs compared back to back could take a pause the
+    other did not (single rounds moved by ±0.08). Collected at every reset, each run's pauses come at
+    the same requests.
+    """
     gateway = simulator.gateway
     gateway.reset()
     with gateway.lock:
         for vendor in gateway.balances:
             gateway.balances[vendor] = BALANCE
+    gc.collect()
 
 
 def cpu_seconds() -> float:
