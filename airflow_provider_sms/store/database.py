@@ -158,6 +158,11 @@ class Database:
             if conn is not None:
                 conn.close()
 
+    @property
+    def _log_file(self) -> bool:
+        """Whether this is the embedded SQLite file, whose write-ahead log a checkpoint copies."""
+        return self.store_conn_id is None and self.path not in (None, ":memory:")
+
     def _committed(self) -> None:
         """Count a write commit to the embedded file; every ``_CHECKPOINT_EVERY_COMMITS``, copy its log in the
         background.
@@ -166,7 +171,7 @@ class Database:
         checkpoint copies it, so the log never starts over: a 100,000-number send left 2.7 MB of it, and
         its copy and sync (~4 ms) came at the close. Copied as it grows, the close has a few pages left.
         """
-        if self.store_conn_id is not None:
+        if not self._log_file:
             return
         self._commits_since_checkpoint += 1
         if self._commits_since_checkpoint >= _CHECKPOINT_EVERY_COMMITS:
@@ -183,7 +188,7 @@ class Database:
         with self._lock:
             self._commits_since_checkpoint = 0
             busy = self._checkpointer is not None and self._checkpointer.is_alive()
-            if self.store_conn_id is not None or self.path in (None, ":memory:") or busy:
+            if not self._log_file or busy:
                 return
             path = str(self.path)
 

@@ -292,36 +292,36 @@ def run_throughput(
             # working (WAL writes, autovacuum) on the same two cores. Interleaved with them, the SQLite
             # runs slowed round after round (the baseline from 0.53 to 0.74 s in nine rounds; alone,
             # 0.47-0.57 s).
-            runs = rounds_of(vendor, ["ours_postgres", "baseline_record_postgres", "baseline"])
-            walls = {variant: median(_walls(variant_runs)) for variant, variant_runs in runs.items()}
-            pg, base = walls["ours_postgres"], walls["baseline"]
-            pg_ratio = paired_ratio(runs["baseline"], runs["ours_postgres"])
-            pg_share = median([r.get("store_record_s", 0.0) / r["wall"] for r in runs["ours_postgres"]])
+            pg_runs = rounds_of(vendor, ["ours_postgres", "baseline_record_postgres", "baseline"])
+            pg_walls = {variant: median(_walls(variant_runs)) for variant, variant_runs in pg_runs.items()}
+            pg, pg_base = pg_walls["ours_postgres"], pg_walls["baseline"]
+            pg_ratio = paired_ratio(pg_runs["baseline"], pg_runs["ours_postgres"])
+            pg_share = median([r.get("store_record_s", 0.0) / r["wall"] for r in pg_runs["ours_postgres"]])
             rows.append(
                 Row(
                     case=f"send {count:,} numbers — {vendor}, PostgreSQL store",
                     ours=rate(count, pg),
-                    baseline=rate(count, base),
+                    baseline=rate(count, pg_base),
                     **ratio_target(pg_ratio, at_least=SEND_FLOOR),
                     note=f"the store's record of each accepted request takes {pg_share:.0%} of ours",
-                    details={"runs": runs, "median_wall": walls},
+                    details={"runs": pg_runs, "median_wall": pg_walls},
                 )
             )
-            pg_same_work = paired_ratio(runs["baseline_record_postgres"], runs["ours_postgres"])
+            pg_same_work = paired_ratio(pg_runs["baseline_record_postgres"], pg_runs["ours_postgres"])
             rows.append(
                 Row(
                     case=f"send {count:,} numbers — {vendor}, PostgreSQL store, vs a baseline that also records "
                     "each request in PostgreSQL (proposed)",
                     ours=rate(count, pg),
-                    baseline=rate(count, walls["baseline_record_postgres"]),
+                    baseline=rate(count, pg_walls["baseline_record_postgres"]),
                     **ratio_target(pg_same_work, at_least=SEND_FLOOR),
                     note=(
                         "the baseline INSERTs one row per accepted request with plain psycopg and commits it "
                         "(synchronous_commit on, as durability needs) before the next request; it reaches "
-                        f"{paired_ratio(runs['baseline'], runs['baseline_record_postgres']):.2f}× of the baseline "
-                        "that only posts"
+                        f"{paired_ratio(pg_runs['baseline'], pg_runs['baseline_record_postgres']):.2f}× of the "
+                        "baseline that only posts"
                     ),
-                    details={"median_wall": walls},
+                    details={"median_wall": pg_walls},
                 )
             )
     return rows
